@@ -1,0 +1,347 @@
+//! The `.ccsync` bundle: one JSON object carrying one session.
+//!
+//! `_schemaVersion` comes first and is read before anything else; versions this
+//! build does not know are refused, never guessed at. Version 1 is the format
+//! published by the tool that named it (FACTS.md). Version 2, written here,
+//! adds the transcript's SHA-256 and the working directory relative to the
+//! project root. The transcript is the last field but for its line count and
+//! checksum, so an encoder can stream it and hash as it goes.
+//!
+//! Outer layers (compression, encryption) wrap the whole file; this module
+//! recognises their magic bytes and says what the file is instead of failing
+//! on it as bad JSON.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::names::{MachineName, NameError, RelPath, SessionId};
+use crate::project::ProjectKey;
+
+pub const CURRENT_VERSION: u32 = 2;
+pub const SUPPORTED_VERSIONS: [u32; 2] = [1, 2];
+/// Bundles larger than this are refused before they are read.
+pub const MAX_BUNDLE_BYTES: u64 = 1 << 30;
+/// File name extension in the sync dir and for `export`.
+pub const EXTENSION: &str = "ccsync";
+
+/// A decoded, validated bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    /// The version it was read from.
+    pub version: u32,
+    pub session_id: SessionId,
+    pub project_key: ProjectKey,
+    pub original_cwd: String,
+    /// `None` for version 1, which does not record it.
+    pub relative_cwd: Option<RelPath>,
+    pub machine: MachineName,
+    pub exported_at_ms: u64,
+    pub line_count: u64,
+    /// The transcript, complete lines only, exactly as on disk.
+    pub transcript: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("the file is {0}; this ccsync reads plain .ccsync JSON: unwrap it first")]
+    Wrapped(&'static str),
+    #[error("it is larger than the {} MiB limit for a bundle", MAX_BUNDLE_BYTES >> 20)]
+    TooLarge,
+    #[error("it is not valid JSON ({0}); the file may be truncated or not a .ccsync bundle")]
+    Json(#[source] serde_json::Error),
+    #[error("it is not a JSON object, so not a .ccsync bundle")]
+    NotObject,
+    #[error("it has no `_schemaVersion` field, so it is not a .ccsync bundle")]
+    NoVersion,
+    #[error(
+        "it has schema version {0}, which this ccsync does not read (it reads versions 1 and 2); upgrade ccsync"
+    )]
+    UnknownVersion(String),
+    #[error("field `{field}` is wrong: {reason}")]
+    Field { field: &'static str, reason: String },
+    #[error("the transcript does not match its SHA-256 (expected {expected}, found {actual}): the file is corrupt")]
+    Checksum { expected: String, actual: String },
+    #[error("the transcript is not UTF-8 text, so it cannot be carried byte for byte in JSON")]
+    NotUtf8,
+}
+
+fn field(field: &'static str, reason: impl ToString) -> BundleError {
+    BundleError::Field {
+        field,
+        reason: reason.to_string(),
+    }
+}
+
+fn name_field(name: &'static str) -> impl Fn(NameError) -> BundleError {
+    move |e| field(name, e)
+}
+
+#[derive(Deserialize)]
+struct VersionProbe {
+    #[serde(rename = "_schemaVersion")]
+    version: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct V1 {
+    session_id: String,
+    project_key: String,
+    original_cwd: String,
+    machine_name: String,
+    exported_at: f64,
+    line_count: f64,
+    jsonl: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct V2<'a> {
+    #[serde(rename = "_schemaVersion")]
+    schema_version: u32,
+    session_id: &'a str,
+    project_key: &'a str,
+    original_cwd: &'a str,
+    relative_cwd: &'a str,
+    machine_name: &'a str,
+    exported_at: u64,
+    #[serde(borrow)]
+    jsonl: std::borrow::Cow<'a, str>,
+    line_count: u64,
+    sha256: &'a str,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+impl Bundle {
+    /// Writes the current version.
+    pub fn encode(&self, out: impl std::io::Write) -> Result<(), BundleError> {
+        let jsonl = std::str::from_utf8(&self.transcript).map_err(|_| BundleError::NotUtf8)?;
+        let sha = sha256_hex(&self.transcript);
+        let v2 = V2 {
+            schema_version: CURRENT_VERSION,
+            session_id: self.session_id.as_str(),
+            project_key: self.project_key.as_str(),
+            original_cwd: &self.original_cwd,
+            relative_cwd: self.relative_cwd.as_ref().map_or("", RelPath::as_str),
+            machine_name: self.machine.as_str(),
+            exported_at: self.exported_at_ms,
+            jsonl: jsonl.into(),
+            line_count: self.line_count,
+            sha256: &sha,
+        };
+        serde_json::to_writer(out, &v2).map_err(BundleError::Json)
+    }
+
+    pub fn to_bytes(&self) -> Result<Vec<u8>, BundleError> {
+        let mut out = Vec::with_capacity(self.transcript.len() + self.transcript.len() / 8 + 512);
+        self.encode(&mut out)?;
+        Ok(out)
+    }
+
+    /// Reads any supported version and checks every field.
+    pub fn decode(bytes: &[u8]) -> Result<Self, BundleError> {
+        if bytes.len() as u64 > MAX_BUNDLE_BYTES {
+            return Err(BundleError::TooLarge);
+        }
+        sniff(bytes)?;
+        let probe: VersionProbe = serde_json::from_slice(bytes).map_err(|e| {
+            if e.is_data() {
+                BundleError::NotObject
+            } else {
+                BundleError::Json(e)
+            }
+        })?;
+        match probe.version.ok_or(BundleError::NoVersion)? {
+            serde_json::Value::Number(n) if n.as_u64() == Some(1) => decode_v1(bytes),
+            serde_json::Value::Number(n) if n.as_u64() == Some(2) => decode_v2(bytes),
+            other => Err(BundleError::UnknownVersion(other.to_string())),
+        }
+    }
+}
+
+/// Recognises what a file is when it is not a JSON object.
+fn sniff(bytes: &[u8]) -> Result<(), BundleError> {
+    let start = bytes
+        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(bytes)
+        .trim_ascii_start();
+    if start.is_empty() {
+        return Err(BundleError::Empty);
+    }
+    let wrapped = [
+        (&b"\x1f\x8b"[..], "gzip-compressed"),
+        (&b"\x28\xb5\x2f\xfd"[..], "zstd-compressed"),
+        (&b"BZh"[..], "bzip2-compressed"),
+        (&b"\xfd7zXZ"[..], "xz-compressed"),
+        (&b"PK\x03\x04"[..], "a zip archive"),
+        (&b"age-encryption.org/"[..], "age-encrypted"),
+        (&b"-----BEGIN AGE"[..], "age-encrypted"),
+        (&b"-----BEGIN PGP"[..], "PGP-encrypted"),
+    ];
+    for (magic, what) in wrapped {
+        if bytes.starts_with(magic) {
+            return Err(BundleError::Wrapped(what));
+        }
+    }
+    if start[0] != b'{' && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+        return Err(BundleError::NotObject);
+    }
+    Ok(())
+}
+
+fn whole_number(name: &'static str, n: f64) -> Result<u64, BundleError> {
+    if n.is_finite() && n >= 0.0 && n.fract() == 0.0 && n < 2f64.powi(53) {
+        Ok(n as u64)
+    } else {
+        Err(field(name, "must be a whole, non-negative number"))
+    }
+}
+
+fn check_cwd(cwd: &str) -> Result<(), BundleError> {
+    if cwd.is_empty() || cwd.len() > 4096 || cwd.contains('\0') {
+        return Err(field("originalCwd", "must be a path of 1 to 4096 bytes without NUL"));
+    }
+    Ok(())
+}
+
+fn json_error(e: serde_json::Error) -> BundleError {
+    if e.is_data() {
+        // Wrong type, missing or unknown field: serde names it.
+        BundleError::Field {
+            field: "(structure)",
+            reason: e.to_string(),
+        }
+    } else {
+        BundleError::Json(e)
+    }
+}
+
+fn decode_v1(bytes: &[u8]) -> Result<Bundle, BundleError> {
+    let v: V1 = serde_json::from_slice(bytes).map_err(json_error)?;
+    check_cwd(&v.original_cwd)?;
+    let mut transcript = v.jsonl.into_bytes();
+    // Other writers may drop the final newline; without it the client's next
+    // append would be glued to the last line.
+    if !transcript.is_empty() && transcript.last() != Some(&b'\n') {
+        transcript.push(b'\n');
+    }
+    Ok(Bundle {
+        version: 1,
+        session_id: SessionId::parse(&v.session_id).map_err(name_field("sessionId"))?,
+        project_key: ProjectKey::normalize_foreign(&v.project_key).map_err(|e| field("projectKey", e))?,
+        original_cwd: v.original_cwd,
+        relative_cwd: None,
+        machine: MachineName::parse(&v.machine_name).map_err(name_field("machineName"))?,
+        exported_at_ms: whole_number("exportedAt", v.exported_at)?,
+        line_count: whole_number("lineCount", v.line_count)?,
+        transcript,
+    })
+}
+
+fn decode_v2(bytes: &[u8]) -> Result<Bundle, BundleError> {
+    let v: V2 = serde_json::from_slice(bytes).map_err(json_error)?;
+    check_cwd(v.original_cwd)?;
+    let transcript = v.jsonl.into_owned().into_bytes();
+    if !transcript.is_empty() && transcript.last() != Some(&b'\n') {
+        return Err(field("jsonl", "does not end with a complete line"));
+    }
+    let actual = sha256_hex(&transcript);
+    if actual != v.sha256 {
+        return Err(BundleError::Checksum {
+            expected: v.sha256.chars().take(64).collect(),
+            actual,
+        });
+    }
+    let lines = crate::claude::transcript::count_lines(&transcript);
+    if lines != v.line_count {
+        return Err(field("lineCount", format!("says {} but the transcript has {lines}", v.line_count)));
+    }
+    Ok(Bundle {
+        version: 2,
+        session_id: SessionId::parse(v.session_id).map_err(name_field("sessionId"))?,
+        project_key: ProjectKey::parse(v.project_key).map_err(|e| field("projectKey", e))?,
+        original_cwd: v.original_cwd.to_owned(),
+        relative_cwd: Some(RelPath::parse(v.relative_cwd).map_err(name_field("relativeCwd"))?),
+        machine: MachineName::parse(v.machine_name).map_err(name_field("machineName"))?,
+        exported_at_ms: v.exported_at,
+        line_count: v.line_count,
+        transcript,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Bundle {
+        Bundle {
+            version: CURRENT_VERSION,
+            session_id: SessionId::parse("5c0375b4-57a5-4f26-b12d-d022ee4e51b7").unwrap(),
+            project_key: ProjectKey::parse("git:github.com/acme/widget").unwrap(),
+            original_cwd: "/home/a/widget/sub".into(),
+            relative_cwd: Some(RelPath::parse("sub").unwrap()),
+            machine: MachineName::parse("laptop").unwrap(),
+            exported_at_ms: 1_715_380_000_000,
+            line_count: 2,
+            transcript: b"{\"parentUuid\":null,\"b\":\"\xc3\xa4\\u0000\"}\n{}\n".to_vec(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_field_order() {
+        let b = sample();
+        let bytes = b.to_bytes().unwrap();
+        assert!(bytes.starts_with(b"{\"_schemaVersion\":2,"));
+        let jsonl_at = bytes.windows(8).position(|w| w == b"\"jsonl\":").unwrap();
+        let sha_at = bytes.windows(9).position(|w| w == b"\"sha256\":").unwrap();
+        assert!(jsonl_at < sha_at, "checksum follows the transcript so it can be streamed");
+        assert_eq!(Bundle::decode(&bytes).unwrap(), b);
+    }
+
+    #[test]
+    fn refusals() {
+        let good = String::from_utf8(sample().to_bytes().unwrap()).unwrap();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"".to_vec(), "empty"),
+            (b"  \n".to_vec(), "empty"),
+            (good.as_bytes()[..good.len() / 2].to_vec(), "not valid JSON"),
+            (b"[1,2]".to_vec(), "not a JSON object"),
+            (b"\"x\"".to_vec(), "not a JSON object"),
+            (b"{}".to_vec(), "no `_schemaVersion`"),
+            (b"{\"_schemaVersion\":3}".to_vec(), "version 3"),
+            (b"{\"_schemaVersion\":\"1\"}".to_vec(), "version \"1\""),
+            (b"\x1f\x8b\x08\x00".to_vec(), "gzip"),
+            (good.replace("\"laptop\"", "\"../x\"").into_bytes(), "machineName"),
+            (good.replace("5c0375b4-57a5", "../../../etc").into_bytes(), "sessionId"),
+            (good.replace("\"sub\"", "\"../../x\"").into_bytes(), "relativeCwd"),
+            (good.replace("\"lineCount\":2", "\"lineCount\":3").into_bytes(), "lineCount"),
+            (good.replace("\"lineCount\":2", "\"lineCount\":\"2\"").into_bytes(), "structure"),
+            (good.replace("{}\\n", "{} \\n").into_bytes(), "SHA-256"),
+            (good.replace("\"jsonl\"", "\"extra\":1,\"jsonl\"").into_bytes(), "structure"),
+            (good.replace("git:github.com", "path:").into_bytes(), "projectKey"),
+        ];
+        for (bytes, want) in cases {
+            let err = Bundle::decode(&bytes).expect_err(want).to_string();
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+        }
+    }
+
+    #[test]
+    fn v1_as_published() {
+        let v1 = br#"{ "_schemaVersion": 1, "sessionId": "5c0375b4-57a5-4f26-b12d-d022ee4e51b7",
+            "projectKey": "git:https://github.com/you/myapp.git",
+            "originalCwd": "C:\\Users\\you\\code\\myapp", "machineName": "desktop",
+            "exportedAt": 1715380000000, "lineCount": 2, "jsonl": "{\"a\":1}\n{\"b\":2}" }"#;
+        let b = Bundle::decode(v1).unwrap();
+        assert_eq!(b.version, 1);
+        assert_eq!(b.project_key.as_str(), "git:github.com/you/myapp");
+        assert_eq!(b.original_cwd, r"C:\Users\you\code\myapp");
+        assert_eq!(b.transcript, b"{\"a\":1}\n{\"b\":2}\n");
+        assert_eq!(b.relative_cwd, None);
+    }
+}

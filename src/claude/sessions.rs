@@ -1,0 +1,144 @@
+//! Which sessions are on this machine, and which working directory each
+//! belongs to.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::{ClaudeHome, transcript};
+use crate::names::SessionId;
+
+/// A transcript file whose name is a session id.
+#[derive(Debug, Clone)]
+pub struct SessionFile {
+    pub id: SessionId,
+    /// The folder under `projects/` it sits in.
+    pub dir_name: String,
+    pub path: PathBuf,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+/// A session tied to the working directory it belongs to.
+#[derive(Debug, Clone)]
+pub struct LocalSession {
+    pub file: SessionFile,
+    pub cwd: String,
+}
+
+/// A file under `projects/` that is not a session ccsync can move.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Inventory {
+    pub sessions: Vec<LocalSession>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl ClaudeHome {
+    /// Every `projects/<dir>/<session-id>.jsonl`. Anything else there is
+    /// reported as skipped: unreadable or odd files are never fatal.
+    pub fn session_files(&self) -> io::Result<(Vec<SessionFile>, Vec<Skipped>)> {
+        let mut files = Vec::new();
+        let mut skipped = Vec::new();
+        let dirs = match std::fs::read_dir(self.projects_dir()) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((files, skipped)),
+            Err(e) => return Err(e),
+        };
+        for dir in dirs {
+            let dir = dir?;
+            let Some(dir_name) = dir.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if !dir.path().is_dir() {
+                continue;
+            }
+            let entries = match std::fs::read_dir(dir.path()) {
+                Ok(e) => e,
+                Err(e) => {
+                    skipped.push(Skipped {
+                        path: dir.path(),
+                        reason: format!("cannot read folder: {e}"),
+                    });
+                    continue;
+                }
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let name = entry.file_name();
+                let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".jsonl")) else {
+                    continue;
+                };
+                let Ok(meta) = entry.metadata() else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                match SessionId::parse(stem) {
+                    Ok(id) => files.push(SessionFile {
+                        id,
+                        dir_name: dir_name.clone(),
+                        path,
+                        size: meta.len(),
+                        modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    }),
+                    Err(_) => skipped.push(Skipped {
+                        path,
+                        reason: "file name is not a session id".into(),
+                    }),
+                }
+            }
+        }
+        files.sort_by(|a, b| (&a.dir_name, &a.id).cmp(&(&b.dir_name, &b.id)));
+        Ok((files, skipped))
+    }
+
+    /// All sessions, each tied to its working directory where a line records one.
+    pub fn inventory(&self) -> io::Result<Inventory> {
+        let (files, mut skipped) = self.session_files()?;
+        let mut sessions = Vec::with_capacity(files.len());
+        for file in files {
+            match self.tie(&file) {
+                Ok(Some(cwd)) => sessions.push(LocalSession { file, cwd }),
+                Ok(None) => skipped.push(Skipped {
+                    path: file.path,
+                    reason: "no complete line records a working directory matching its folder"
+                        .into(),
+                }),
+                Err(e) => skipped.push(Skipped {
+                    path: file.path,
+                    reason: format!("cannot read: {e}"),
+                }),
+            }
+        }
+        Ok(Inventory { sessions, skipped })
+    }
+
+    fn tie(&self, file: &SessionFile) -> io::Result<Option<String>> {
+        let any = self.dir_name_override() == Some(file.dir_name.as_str());
+        transcript::owning_cwd(&file.path, &file.dir_name, any)
+    }
+
+    /// Every copy of session `id` on this machine (normally at most one).
+    pub fn find_session(&self, id: &SessionId) -> io::Result<Vec<SessionFile>> {
+        let (files, _) = self.session_files()?;
+        Ok(files.into_iter().filter(|f| &f.id == id).collect())
+    }
+
+    /// Ties one session file to its working directory.
+    pub fn locate(&self, file: SessionFile) -> io::Result<Result<LocalSession, SessionFile>> {
+        Ok(match self.tie(&file)? {
+            Some(cwd) => Ok(LocalSession { file, cwd }),
+            None => Err(file),
+        })
+    }
+}
+
+/// The session's folder, as a path.
+pub fn project_dir_of(file: &SessionFile) -> &Path {
+    file.path.parent().expect("a transcript lives in a folder")
+}

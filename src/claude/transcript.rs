@@ -1,0 +1,208 @@
+//! Reading a transcript without changing it. Lines are bytes: only the few
+//! fields ccsync needs are ever decoded, and nothing is re-serialised.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::dirname;
+
+/// The length of the part that ends with the last `\n`: the lines that are
+/// complete. Claude Code may be in the middle of writing the rest.
+pub fn complete_len(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+}
+
+/// Number of complete lines.
+pub fn count_lines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// What `list` shows of a transcript.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub lines: u64,
+    /// Bytes after the last `\n`: a line still being written.
+    pub partial_tail: u64,
+    pub first_prompt: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CwdProbe {
+    cwd: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct PromptProbe {
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+    #[serde(rename = "isMeta")]
+    is_meta: Option<Value>,
+    #[serde(rename = "isSidechain")]
+    is_sidechain: Option<Value>,
+    message: Option<Value>,
+}
+
+/// Calls `f` with each complete line (without its `\n`) until it returns false.
+fn for_each_line(path: &Path, mut f: impl FnMut(&[u8]) -> bool) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(1 << 16, File::open(path)?);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 || line.last() != Some(&b'\n') {
+            return Ok(());
+        }
+        if !f(&line[..line.len() - 1]) {
+            return Ok(());
+        }
+    }
+}
+
+fn line_cwd(line: &[u8]) -> Option<String> {
+    // Cheap filter first: most lines of a long session never need decoding.
+    if !contains(line, b"\"cwd\"") {
+        return None;
+    }
+    match serde_json::from_slice::<CwdProbe>(line).ok()?.cwd? {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The working directory a transcript in the folder `dir_name` belongs to:
+/// the first `cwd` recorded in its lines that the client would encode as
+/// `dir_name`. `any_cwd` accepts the first cwd whatever it encodes to (for a
+/// folder named by `CLAUDE_CODE_PROJECT_DIR_NAME`).
+pub fn owning_cwd(path: &Path, dir_name: &str, any_cwd: bool) -> io::Result<Option<String>> {
+    let mut found = None;
+    for_each_line(path, |line| {
+        if let Some(cwd) = line_cwd(line) {
+            if any_cwd || dirname::matches(dir_name, &cwd) {
+                found = Some(cwd);
+                return false;
+            }
+        }
+        true
+    })?;
+    Ok(found)
+}
+
+/// The `cwd` of the first line, which is what the client checks when it
+/// considers reusing a long-path folder.
+pub fn first_line_cwd(path: &Path) -> io::Result<Option<String>> {
+    let mut found = None;
+    for_each_line(path, |line| {
+        found = line_cwd(line);
+        false
+    })?;
+    Ok(found)
+}
+
+pub fn summarize(path: &Path) -> io::Result<Summary> {
+    let size = std::fs::metadata(path)?.len();
+    let mut summary = Summary::default();
+    let mut complete = 0u64;
+    for_each_line(path, |line| {
+        summary.lines += 1;
+        complete += line.len() as u64 + 1;
+        if summary.first_prompt.is_none() {
+            summary.first_prompt = prompt_of(line);
+        }
+        true
+    })?;
+    summary.partial_tail = size.saturating_sub(complete);
+    Ok(summary)
+}
+
+/// The text a user typed, if this line is a real (not meta, not sidechain,
+/// not tool-result) user prompt.
+fn prompt_of(line: &[u8]) -> Option<String> {
+    if !contains(line, b"\"user\"") {
+        return None;
+    }
+    let probe: PromptProbe = serde_json::from_slice(line).ok()?;
+    if probe.kind.as_ref()?.as_str()? != "user"
+        || probe.is_meta.and_then(|v| v.as_bool()) == Some(true)
+        || probe.is_sidechain.and_then(|v| v.as_bool()) == Some(true)
+    {
+        return None;
+    }
+    let content = probe.message?.get("content")?.clone();
+    let text = match content {
+        Value::String(s) => s,
+        Value::Array(items) => items.into_iter().find_map(|item| {
+            (item.get("type")?.as_str()? == "text")
+                .then(|| item.get("text")?.as_str().map(str::to_owned))
+                .flatten()
+        })?,
+        _ => return None,
+    };
+    let text = text.trim();
+    // Slash commands and their output are wrapped in tags; they are not prompts.
+    if text.is_empty() || text.starts_with('<') || text.starts_with("Caveat:") {
+        return None;
+    }
+    Some(text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file(content: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(content).unwrap();
+        f
+    }
+
+    #[test]
+    fn complete_prefix() {
+        assert_eq!(complete_len(b""), 0);
+        assert_eq!(complete_len(b"{\"a\":1}"), 0);
+        assert_eq!(complete_len(b"{}\n{\"a"), 3);
+        assert_eq!(complete_len(b"{}\n{}\n"), 6);
+        assert_eq!(count_lines(b"{}\n{}\n{"), 2);
+    }
+
+    #[test]
+    fn cwd_is_the_one_matching_the_folder() {
+        let f = file(
+            b"{\"type\":\"summary\"}\n\
+              {\"type\":\"user\",\"cwd\":\"/a/b\"}\n\
+              {\"type\":\"user\",\"cwd\":\"/a/b/c\"}\n",
+        );
+        assert_eq!(owning_cwd(f.path(), "-a-b-c", false).unwrap().as_deref(), Some("/a/b/c"));
+        assert_eq!(owning_cwd(f.path(), "-a-b", false).unwrap().as_deref(), Some("/a/b"));
+        assert_eq!(owning_cwd(f.path(), "-x", false).unwrap(), None);
+        assert_eq!(owning_cwd(f.path(), "-x", true).unwrap().as_deref(), Some("/a/b"));
+        assert_eq!(first_line_cwd(f.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn cwd_in_a_partial_line_is_ignored() {
+        let f = file(b"{\"type\":\"user\",\"cwd\":\"/a\"}");
+        assert_eq!(owning_cwd(f.path(), "-a", false).unwrap(), None);
+    }
+
+    #[test]
+    fn summary_counts_and_finds_first_real_prompt() {
+        let f = file(
+            b"{\"type\":\"user\",\"isMeta\":true,\"message\":{\"content\":\"meta\"}}\n\
+              {\"type\":\"user\",\"message\":{\"content\":\"<command-name>/clear</command-name>\"}}\n\
+              {\"type\":\"user\",\"message\":{\"content\":[{\"type\":\"text\",\"text\":\"fix the\\n  bug\"}]}}\n\
+              {\"type\":\"user\",\"message\":{\"content\":\"second\"}}\n{\"half",
+        );
+        let s = summarize(f.path()).unwrap();
+        assert_eq!(s.lines, 4);
+        assert_eq!(s.partial_tail, 6);
+        assert_eq!(s.first_prompt.as_deref(), Some("fix the bug"));
+    }
+}

@@ -1,0 +1,15 @@
+//! ccsync moves Claude Code sessions between machines.
+//!
+//! The library knows nothing of the command line or of printing: it reads
+//! and writes Claude Code's files ([`claude`]), names projects ([`project`]),
+//! encodes sessions ([`bundle`]), moves them ([`transport`]) and decides what
+//! a pull does ([`sync`]).
+
+pub mod bundle;
+pub mod claude;
+pub mod config;
+pub mod fsutil;
+pub mod names;
+pub mod project;
+pub mod sync;
+pub mod transport;

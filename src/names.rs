@@ -1,0 +1,218 @@
+//! Validated names that come from outside (bundles, the sync dir, the command
+//! line) and end up in file names. Parsing is the only way to build one, so a
+//! hostile value never reaches a path.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {value:?} {reason}")]
+pub struct NameError {
+    pub what: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+fn invalid(what: &'static str, value: &str, reason: &'static str) -> NameError {
+    let mut value = value.to_owned();
+    if value.len() > 80 {
+        let cut = (0..=80).rev().find(|&i| value.is_char_boundary(i)).unwrap_or(0);
+        value.truncate(cut);
+        value.push('…');
+    }
+    NameError { what, value, reason }
+}
+
+/// A Claude Code session id: a UUID in its canonical lowercase, hyphenated form.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId(String);
+
+impl SessionId {
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        let ok = s.len() == 36
+            && s.bytes().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => b == b'-',
+                _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+            });
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(invalid("session id", s, "is not a lowercase UUID"))
+        }
+    }
+
+    pub fn new_random() -> Self {
+        Self(uuid::Uuid::new_v4().hyphenated().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The transcript's file name, `<id>.jsonl`.
+    pub fn file_name(&self) -> String {
+        format!("{}.jsonl", self.0)
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A machine's name in the sync dir: `[A-Za-z0-9._-]{1,64}`, not `.` or `..`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MachineName(String);
+
+impl MachineName {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        const WHAT: &str = "machine name";
+        if s.is_empty() || s.len() > Self::MAX_LEN {
+            return Err(invalid(WHAT, s, "must be 1 to 64 characters"));
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(invalid(WHAT, s, "may only contain A-Z, a-z, 0-9, '.', '_' and '-'"));
+        }
+        if s == "." || s == ".." {
+            return Err(invalid(WHAT, s, "is not a name"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// A valid name made from a host name: invalid characters become `-`.
+    pub fn from_hostname(host: &str) -> Option<Self> {
+        let cleaned: String = host
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(Self::MAX_LEN)
+            .collect();
+        let cleaned = cleaned.trim_matches('-');
+        Self::parse(cleaned).ok()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MachineName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A working directory relative to its project root, `/`-separated, with no
+/// `.`, `..`, empty or absolute components. Empty means the root itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+pub struct RelPath(String);
+
+impl RelPath {
+    pub const MAX_LEN: usize = 4096;
+
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        const WHAT: &str = "relative path";
+        if s.is_empty() {
+            return Ok(Self::default());
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(invalid(WHAT, s, "is too long"));
+        }
+        if s.contains(['\\', '\0']) {
+            return Err(invalid(WHAT, s, "contains a backslash or NUL"));
+        }
+        if s.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+            return Err(invalid(WHAT, s, "must be a plain relative path without '.' or '..'"));
+        }
+        if s.split('/').next().is_some_and(|c| c.len() == 2 && c.ends_with(':')) {
+            return Err(invalid(WHAT, s, "starts with a drive letter"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// `path` relative to `root`, if it is inside it and every component is UTF-8.
+    pub fn between(root: &Path, path: &Path) -> Option<Self> {
+        let rest = path.strip_prefix(root).ok()?;
+        let parts: Option<Vec<&str>> = rest.components().map(|c| c.as_os_str().to_str()).collect();
+        Self::parse(&parts?.join("/")).ok()
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn under(&self, root: &Path) -> PathBuf {
+        let mut p = root.to_path_buf();
+        if !self.is_root() {
+            p.extend(self.0.split('/'));
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids() {
+        assert!(SessionId::parse("5c0375b4-57a5-4f26-b12d-d022ee4e51b7").is_ok());
+        for bad in [
+            "",
+            "../../etc/passwd",
+            "5C0375B4-57A5-4F26-B12D-D022EE4E51B7",
+            "5c0375b4-57a5-4f26-b12d-d022ee4e51b7/x",
+            "5c0375b4x57a5-4f26-b12d-d022ee4e51b7",
+            "5c0375b4-57a5-4f26-b12d-d022ee4e51b\0",
+        ] {
+            assert!(SessionId::parse(bad).is_err(), "{bad:?}");
+        }
+        let r = SessionId::new_random();
+        assert_eq!(SessionId::parse(r.as_str()).unwrap(), r);
+    }
+
+    #[test]
+    fn machine_names() {
+        for good in ["laptop", "a", "my-box.local", "x_1", &"m".repeat(64)] {
+            assert!(MachineName::parse(good).is_ok(), "{good:?}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "a\\b", "é", &"m".repeat(65), "a\0"] {
+            assert!(MachineName::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            MachineName::from_hostname("Alice's MacBook Pro").unwrap().as_str(),
+            "Alice-s-MacBook-Pro"
+        );
+        assert!(MachineName::from_hostname("").is_none());
+    }
+
+    #[test]
+    fn relative_paths() {
+        assert!(RelPath::parse("").unwrap().is_root());
+        assert_eq!(RelPath::parse("sub/dir").unwrap().under(Path::new("/r")), Path::new("/r/sub/dir"));
+        for bad in ["/abs", "a/../b", "..", "a//b", "a/", "./a", "a\\b", "C:", "C:/x", "a\0"] {
+            assert!(RelPath::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            RelPath::between(Path::new("/r"), Path::new("/r/a/b")).unwrap().as_str(),
+            "a/b"
+        );
+        assert!(RelPath::between(Path::new("/r"), Path::new("/r")).unwrap().is_root());
+        assert!(RelPath::between(Path::new("/r"), Path::new("/other")).is_none());
+    }
+}

@@ -1,0 +1,149 @@
+//! What a pull does with one session, decided from bytes alone.
+//!
+//! A transcript only grows while Claude Code works on it, so a copy that
+//! starts with everything the other has is simply further along. The plan
+//! never chooses a copy that would drop a line this machine has.
+
+/// What becomes of the local transcript.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Absent here: write copy `from`.
+    Install { from: usize },
+    /// The local transcript is a prefix of copy `from`: replace it.
+    FastForward { from: usize },
+    /// Nothing to write.
+    Keep,
+}
+
+/// What the plan concluded about each incoming copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// This copy is the one written.
+    Chosen,
+    /// Identical to what is here.
+    UpToDate,
+    /// Everything in it is in what this machine ends up with.
+    Contained,
+    /// This machine has more: the copy is a prefix of the local transcript.
+    LocalAhead,
+    /// Neither contains the other: both sides added different lines.
+    Diverged,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub action: Action,
+    /// One verdict per incoming copy, in order.
+    pub verdicts: Vec<Verdict>,
+}
+
+/// Decides for one session. `local` is `None` when the session is not here.
+/// Ties go to the earlier copy, so callers order copies deterministically.
+pub fn decide(local: Option<&[u8]>, incoming: &[&[u8]]) -> Plan {
+    let base = local.unwrap_or_default();
+    // The longest copy that extends what is here; absent counts as empty.
+    let chosen = incoming
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.len() > base.len() && c.starts_with(base))
+        .fold(None::<(usize, &[u8])>, |best, (i, c)| match best {
+            Some((_, b)) if b.len() >= c.len() => best,
+            _ => Some((i, c)),
+        });
+    let result: &[u8] = chosen.map_or(base, |(_, c)| c);
+    let verdicts = incoming
+        .iter()
+        .enumerate()
+        .map(|(i, copy)| {
+            if chosen.is_some_and(|(c, _)| c == i) {
+                Verdict::Chosen
+            } else if local.is_some() && *copy == base {
+                Verdict::UpToDate
+            } else if local.is_some() && base.starts_with(copy) {
+                Verdict::LocalAhead
+            } else if result.starts_with(copy) {
+                Verdict::Contained
+            } else {
+                Verdict::Diverged
+            }
+        })
+        .collect();
+    let action = match (local, chosen) {
+        (_, None) => Action::Keep,
+        (None, Some((from, _))) => Action::Install { from },
+        (Some(_), Some((from, _))) => Action::FastForward { from },
+    };
+    Plan { action, verdicts }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Verdict::*;
+
+    fn plan(local: Option<&str>, incoming: &[&str]) -> (Action, Vec<Verdict>) {
+        let copies: Vec<&[u8]> = incoming.iter().map(|s| s.as_bytes()).collect();
+        let p = decide(local.map(str::as_bytes), &copies);
+        (p.action, p.verdicts)
+    }
+
+    #[test]
+    fn absent_installs() {
+        assert_eq!(plan(None, &["a\n"]), (Action::Install { from: 0 }, vec![Chosen]));
+    }
+
+    #[test]
+    fn identical_does_nothing() {
+        assert_eq!(plan(Some("a\n"), &["a\n"]), (Action::Keep, vec![UpToDate]));
+    }
+
+    #[test]
+    fn prefix_fast_forwards() {
+        assert_eq!(
+            plan(Some("a\n"), &["a\nb\n"]),
+            (Action::FastForward { from: 0 }, vec![Chosen])
+        );
+    }
+
+    #[test]
+    fn local_ahead_keeps() {
+        assert_eq!(plan(Some("a\nb\n"), &["a\n"]), (Action::Keep, vec![LocalAhead]));
+    }
+
+    #[test]
+    fn diverged_keeps_local() {
+        assert_eq!(plan(Some("a\nb\n"), &["a\nc\n"]), (Action::Keep, vec![Diverged]));
+    }
+
+    #[test]
+    fn the_copy_that_extends_the_others_wins() {
+        assert_eq!(
+            plan(None, &["a\n", "a\nb\nc\n", "a\nb\n"]),
+            (Action::Install { from: 1 }, vec![Contained, Chosen, Contained])
+        );
+        assert_eq!(
+            plan(Some("a\n"), &["a\nb\n", "a\n", "a\nb\nc\n"]),
+            (Action::FastForward { from: 2 }, vec![Contained, UpToDate, Chosen])
+        );
+    }
+
+    #[test]
+    fn copies_that_diverge_from_each_other() {
+        // The longer extension is written; the other is reported, not lost.
+        assert_eq!(
+            plan(Some("a\n"), &["a\nb\n", "a\ncc\n"]),
+            (Action::FastForward { from: 1 }, vec![Diverged, Chosen])
+        );
+        // Equal length: the first wins, deterministically.
+        assert_eq!(
+            plan(None, &["a\nb\n", "a\nc\n"]),
+            (Action::Install { from: 0 }, vec![Chosen, Diverged])
+        );
+    }
+
+    #[test]
+    fn nothing_incoming() {
+        assert_eq!(plan(Some("a\n"), &[]), (Action::Keep, vec![]));
+        assert_eq!(plan(None, &[]), (Action::Keep, vec![]));
+    }
+}

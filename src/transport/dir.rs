@@ -1,0 +1,135 @@
+//! A directory as transport: a Dropbox, iCloud or Syncthing folder, a USB
+//! stick, a network share.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::{ObjectName, RemoteObject, Transport, TransportError};
+use crate::bundle::MAX_BUNDLE_BYTES;
+use crate::fsutil;
+
+pub struct DirTransport {
+    root: PathBuf,
+}
+
+impl DirTransport {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    fn io(&self, action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> TransportError {
+        let path = path.to_path_buf();
+        move |source| TransportError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    /// The root must already exist: a missing one is most often an unmounted
+    /// drive, and writing into the empty mount point would hide the sessions.
+    fn existing_root(&self) -> Result<&Path, TransportError> {
+        match fs::metadata(&self.root) {
+            Ok(m) if m.is_dir() => Ok(&self.root),
+            Ok(_) => Err(TransportError::Io {
+                action: "use",
+                path: self.root.clone(),
+                source: io::Error::other("it is not a directory"),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(TransportError::Missing {
+                path: self.root.clone(),
+            }),
+            Err(e) => Err(self.io("read", &self.root)(e)),
+        }
+    }
+
+    fn path_of(&self, name: &ObjectName) -> PathBuf {
+        self.root.join(name.dir()).join(name.file())
+    }
+}
+
+/// Real directories and files only: a link could lead outside the sync dir.
+fn plain_entries(dir: &Path) -> io::Result<Vec<(String, fs::Metadata)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let meta = entry.path().symlink_metadata()?;
+        if !meta.file_type().is_symlink() {
+            out.push((name, meta));
+        }
+    }
+    Ok(out)
+}
+
+impl Transport for DirTransport {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn list(&self) -> Result<Vec<RemoteObject>, TransportError> {
+        let root = self.existing_root()?;
+        let mut objects = Vec::new();
+        for (dir, meta) in plain_entries(root).map_err(self.io("read", root))? {
+            if !meta.is_dir() {
+                continue;
+            }
+            let path = root.join(&dir);
+            for (file, meta) in plain_entries(&path).map_err(self.io("read", &path))? {
+                if !meta.is_file() {
+                    continue;
+                }
+                if let Some(name) = ObjectName::parse(&dir, &file) {
+                    objects.push(RemoteObject {
+                        name,
+                        size: meta.len(),
+                        modified: meta.modified().ok(),
+                    });
+                }
+            }
+        }
+        objects.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(objects)
+    }
+
+    fn fetch(&self, names: &[ObjectName], into: &Path) -> Result<Vec<PathBuf>, TransportError> {
+        self.existing_root()?;
+        let mut paths = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            let src = self.path_of(name);
+            let meta = src.symlink_metadata().map_err(self.io("read", &src))?;
+            if !meta.is_file() {
+                return Err(self.io("read", &src)(io::Error::other("it is not a regular file")));
+            }
+            let bytes = fsutil::read_capped(&src, MAX_BUNDLE_BYTES).map_err(self.io("read", &src))?;
+            let dest = into.join(format!("{i}.{}", crate::bundle::EXTENSION));
+            fsutil::write_atomic_bytes(&dest, &bytes).map_err(self.io("write", &dest))?;
+            paths.push(dest);
+        }
+        Ok(paths)
+    }
+
+    fn store(&self, objects: &[(ObjectName, PathBuf)]) -> Result<(), TransportError> {
+        self.existing_root()?;
+        for (name, local) in objects {
+            let dest = self.path_of(name);
+            let mut src = fs::File::open(local).map_err(self.io("read", local))?;
+            fsutil::write_atomic(&dest, |f| io::copy(&mut src, f).map(drop))
+                .map_err(self.io("write", &dest))?;
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<(), TransportError> {
+        let root = self.existing_root()?;
+        tempfile::Builder::new()
+            .prefix(fsutil::TEMP_PREFIX)
+            .suffix(fsutil::TEMP_SUFFIX)
+            .tempfile_in(root)
+            .map(drop)
+            .map_err(self.io("write to", root))
+    }
+}

@@ -1,0 +1,82 @@
+//! An in-memory transport for unit tests of the sync logic.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{ObjectName, RemoteObject, Transport, TransportError};
+
+#[derive(Default)]
+pub struct MemoryTransport {
+    objects: RefCell<BTreeMap<ObjectName, Vec<u8>>>,
+}
+
+impl MemoryTransport {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&self, name: ObjectName, bytes: Vec<u8>) {
+        self.objects.borrow_mut().insert(name, bytes);
+    }
+
+    pub fn get(&self, name: &ObjectName) -> Option<Vec<u8>> {
+        self.objects.borrow().get(name).cloned()
+    }
+
+    pub fn names(&self) -> Vec<ObjectName> {
+        self.objects.borrow().keys().cloned().collect()
+    }
+}
+
+fn io_err(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> TransportError {
+    let path = path.to_path_buf();
+    move |source| TransportError::Io { action, path, source }
+}
+
+impl Transport for MemoryTransport {
+    fn location(&self) -> String {
+        "memory".into()
+    }
+
+    fn list(&self) -> Result<Vec<RemoteObject>, TransportError> {
+        Ok(self
+            .objects
+            .borrow()
+            .iter()
+            .map(|(name, bytes)| RemoteObject {
+                name: name.clone(),
+                size: bytes.len() as u64,
+                modified: None,
+            })
+            .collect())
+    }
+
+    fn fetch(&self, names: &[ObjectName], into: &Path) -> Result<Vec<PathBuf>, TransportError> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let bytes = self.get(name).ok_or_else(|| TransportError::Other {
+                    location: "memory".into(),
+                    message: format!("{name} does not exist"),
+                })?;
+                let path = into.join(i.to_string());
+                std::fs::write(&path, bytes).map_err(io_err(&path, "write"))?;
+                Ok(path)
+            })
+            .collect()
+    }
+
+    fn store(&self, objects: &[(ObjectName, PathBuf)]) -> Result<(), TransportError> {
+        for (name, path) in objects {
+            let bytes = std::fs::read(path).map_err(io_err(path, "read"))?;
+            self.insert(name.clone(), bytes);
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+}
