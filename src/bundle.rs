@@ -61,7 +61,9 @@ pub enum BundleError {
     UnknownVersion(String),
     #[error("field `{field}` is wrong: {reason}")]
     Field { field: &'static str, reason: String },
-    #[error("the transcript does not match its SHA-256 (expected {expected}, found {actual}): the file is corrupt")]
+    #[error(
+        "the transcript does not match its SHA-256 (expected {expected}, found {actual}): the file is corrupt"
+    )]
     Checksum { expected: String, actual: String },
     #[error("the transcript is not UTF-8 text, so it cannot be carried byte for byte in JSON")]
     NotUtf8,
@@ -204,7 +206,10 @@ fn whole_number(name: &'static str, n: f64) -> Result<u64, BundleError> {
 
 fn check_cwd(cwd: &str) -> Result<(), BundleError> {
     if cwd.is_empty() || cwd.len() > 4096 || cwd.contains('\0') {
-        return Err(field("originalCwd", "must be a path of 1 to 4096 bytes without NUL"));
+        return Err(field(
+            "originalCwd",
+            "must be a path of 1 to 4096 bytes without NUL",
+        ));
     }
     Ok(())
 }
@@ -233,7 +238,8 @@ fn decode_v1(bytes: &[u8]) -> Result<Bundle, BundleError> {
     Ok(Bundle {
         version: 1,
         session_id: SessionId::parse(&v.session_id).map_err(name_field("sessionId"))?,
-        project_key: ProjectKey::normalize_foreign(&v.project_key).map_err(|e| field("projectKey", e))?,
+        project_key: ProjectKey::normalize_foreign(&v.project_key)
+            .map_err(|e| field("projectKey", e))?,
         original_cwd: v.original_cwd,
         relative_cwd: None,
         machine: MachineName::parse(&v.machine_name).map_err(name_field("machineName"))?,
@@ -259,7 +265,10 @@ fn decode_v2(bytes: &[u8]) -> Result<Bundle, BundleError> {
     }
     let lines = crate::claude::transcript::count_lines(&transcript);
     if lines != v.line_count {
-        return Err(field("lineCount", format!("says {} but the transcript has {lines}", v.line_count)));
+        return Err(field(
+            "lineCount",
+            format!("says {} but the transcript has {lines}", v.line_count),
+        ));
     }
     Ok(Bundle {
         version: 2,
@@ -299,7 +308,10 @@ mod tests {
         assert!(bytes.starts_with(b"{\"_schemaVersion\":2,"));
         let jsonl_at = bytes.windows(8).position(|w| w == b"\"jsonl\":").unwrap();
         let sha_at = bytes.windows(9).position(|w| w == b"\"sha256\":").unwrap();
-        assert!(jsonl_at < sha_at, "checksum follows the transcript so it can be streamed");
+        assert!(
+            jsonl_at < sha_at,
+            "checksum follows the transcript so it can be streamed"
+        );
         assert_eq!(Bundle::decode(&bytes).unwrap(), b);
     }
 
@@ -316,14 +328,38 @@ mod tests {
             (b"{\"_schemaVersion\":3}".to_vec(), "version 3"),
             (b"{\"_schemaVersion\":\"1\"}".to_vec(), "version \"1\""),
             (b"\x1f\x8b\x08\x00".to_vec(), "gzip"),
-            (good.replace("\"laptop\"", "\"../x\"").into_bytes(), "machineName"),
-            (good.replace("5c0375b4-57a5", "../../../etc").into_bytes(), "sessionId"),
-            (good.replace("\"sub\"", "\"../../x\"").into_bytes(), "relativeCwd"),
-            (good.replace("\"lineCount\":2", "\"lineCount\":3").into_bytes(), "lineCount"),
-            (good.replace("\"lineCount\":2", "\"lineCount\":\"2\"").into_bytes(), "structure"),
+            (
+                good.replace("\"laptop\"", "\"../x\"").into_bytes(),
+                "machineName",
+            ),
+            (
+                good.replace("5c0375b4-57a5", "../../../etc").into_bytes(),
+                "sessionId",
+            ),
+            (
+                good.replace("\"sub\"", "\"../../x\"").into_bytes(),
+                "relativeCwd",
+            ),
+            (
+                good.replace("\"lineCount\":2", "\"lineCount\":3")
+                    .into_bytes(),
+                "lineCount",
+            ),
+            (
+                good.replace("\"lineCount\":2", "\"lineCount\":\"2\"")
+                    .into_bytes(),
+                "structure",
+            ),
             (good.replace("{}\\n", "{} \\n").into_bytes(), "SHA-256"),
-            (good.replace("\"jsonl\"", "\"extra\":1,\"jsonl\"").into_bytes(), "structure"),
-            (good.replace("git:github.com", "path:").into_bytes(), "projectKey"),
+            (
+                good.replace("\"jsonl\"", "\"extra\":1,\"jsonl\"")
+                    .into_bytes(),
+                "structure",
+            ),
+            (
+                good.replace("git:github.com", "path:").into_bytes(),
+                "projectKey",
+            ),
         ];
         for (bytes, want) in cases {
             let err = Bundle::decode(&bytes).expect_err(want).to_string();

@@ -136,7 +136,8 @@ impl ConfigDir {
     pub fn save_state(&self, state: &State) -> Result<(), ConfigError> {
         let path = self.state_file();
         let bytes = serde_json::to_vec_pretty(state).expect("state serialises");
-        fsutil::write_atomic_bytes(&path, &bytes).map_err(|source| ConfigError::Write { path, source })
+        fsutil::write_atomic_bytes(&path, &bytes)
+            .map_err(|source| ConfigError::Write { path, source })
     }
 
     /// A private scratch directory for bundles on their way in or out,
@@ -163,7 +164,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = ConfigDir::new(tmp.path().join("cfg"));
         assert!(dir.load_config().unwrap().is_none());
-        assert!(matches!(dir.require_config(), Err(ConfigError::NotInitialised(_))));
+        assert!(matches!(
+            dir.require_config(),
+            Err(ConfigError::NotInitialised(_))
+        ));
         let c = Config {
             location: "/sync".into(),
             machine: "laptop".into(),
@@ -174,7 +178,16 @@ mod tests {
         std::fs::write(dir.config_file(), "location = 1").unwrap();
         let err = dir.load_config().unwrap_err().to_string();
         assert!(err.contains("config.toml") && err.contains("init"), "{err}");
-        std::fs::write(dir.config_file(), "location='x'\nmachine='a/b'\nmachine_id='i'").unwrap();
-        assert!(dir.load_config().unwrap_err().to_string().contains("machine name"));
+        std::fs::write(
+            dir.config_file(),
+            "location='x'\nmachine='a/b'\nmachine_id='i'",
+        )
+        .unwrap();
+        assert!(
+            dir.load_config()
+                .unwrap_err()
+                .to_string()
+                .contains("machine name")
+        );
     }
 }

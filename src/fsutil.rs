@@ -65,7 +65,10 @@ pub fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(len as usize);
     file.take(cap + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > cap {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "file grew over the size limit"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "file grew over the size limit",
+        ));
     }
     Ok(bytes)
 }
@@ -86,8 +89,14 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-            let dir_mode = fs::metadata(tmp.path().join("a")).unwrap().permissions().mode();
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            let dir_mode = fs::metadata(tmp.path().join("a"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(dir_mode & 0o777, 0o700);
         }
     }

@@ -16,11 +16,18 @@ pub struct NameError {
 fn invalid(what: &'static str, value: &str, reason: &'static str) -> NameError {
     let mut value = value.to_owned();
     if value.len() > 80 {
-        let cut = (0..=80).rev().find(|&i| value.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=80)
+            .rev()
+            .find(|&i| value.is_char_boundary(i))
+            .unwrap_or(0);
         value.truncate(cut);
         value.push('…');
     }
-    NameError { what, value, reason }
+    NameError {
+        what,
+        value,
+        reason,
+    }
 }
 
 /// A Claude Code session id: a UUID in its canonical lowercase, hyphenated form.
@@ -77,7 +84,11 @@ impl MachineName {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         {
-            return Err(invalid(WHAT, s, "may only contain A-Z, a-z, 0-9, '.', '_' and '-'"));
+            return Err(invalid(
+                WHAT,
+                s,
+                "may only contain A-Z, a-z, 0-9, '.', '_' and '-'",
+            ));
         }
         if s == "." || s == ".." {
             return Err(invalid(WHAT, s, "is not a name"));
@@ -133,9 +144,16 @@ impl RelPath {
             return Err(invalid(WHAT, s, "contains a backslash or NUL"));
         }
         if s.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-            return Err(invalid(WHAT, s, "must be a plain relative path without '.' or '..'"));
+            return Err(invalid(
+                WHAT,
+                s,
+                "must be a plain relative path without '.' or '..'",
+            ));
         }
-        if s.split('/').next().is_some_and(|c| c.len() == 2 && c.ends_with(':')) {
+        if s.split('/')
+            .next()
+            .is_some_and(|c| c.len() == 2 && c.ends_with(':'))
+        {
             return Err(invalid(WHAT, s, "starts with a drive letter"));
         }
         Ok(Self(s.to_owned()))
@@ -191,11 +209,23 @@ mod tests {
         for good in ["laptop", "a", "my-box.local", "x_1", &"m".repeat(64)] {
             assert!(MachineName::parse(good).is_ok(), "{good:?}");
         }
-        for bad in ["", ".", "..", "a/b", "a b", "a\\b", "é", &"m".repeat(65), "a\0"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            "a\\b",
+            "é",
+            &"m".repeat(65),
+            "a\0",
+        ] {
             assert!(MachineName::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(
-            MachineName::from_hostname("Alice's MacBook Pro").unwrap().as_str(),
+            MachineName::from_hostname("Alice's MacBook Pro")
+                .unwrap()
+                .as_str(),
             "Alice-s-MacBook-Pro"
         );
         assert!(MachineName::from_hostname("").is_none());
@@ -204,15 +234,26 @@ mod tests {
     #[test]
     fn relative_paths() {
         assert!(RelPath::parse("").unwrap().is_root());
-        assert_eq!(RelPath::parse("sub/dir").unwrap().under(Path::new("/r")), Path::new("/r/sub/dir"));
-        for bad in ["/abs", "a/../b", "..", "a//b", "a/", "./a", "a\\b", "C:", "C:/x", "a\0"] {
+        assert_eq!(
+            RelPath::parse("sub/dir").unwrap().under(Path::new("/r")),
+            Path::new("/r/sub/dir")
+        );
+        for bad in [
+            "/abs", "a/../b", "..", "a//b", "a/", "./a", "a\\b", "C:", "C:/x", "a\0",
+        ] {
             assert!(RelPath::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(
-            RelPath::between(Path::new("/r"), Path::new("/r/a/b")).unwrap().as_str(),
+            RelPath::between(Path::new("/r"), Path::new("/r/a/b"))
+                .unwrap()
+                .as_str(),
             "a/b"
         );
-        assert!(RelPath::between(Path::new("/r"), Path::new("/r")).unwrap().is_root());
+        assert!(
+            RelPath::between(Path::new("/r"), Path::new("/r"))
+                .unwrap()
+                .is_root()
+        );
         assert!(RelPath::between(Path::new("/r"), Path::new("/other")).is_none());
     }
 }

@@ -12,7 +12,9 @@ use crate::names::RelPath;
 pub struct ProjectKey(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("project key {0:?} is not valid: it must be `git:<host>/<path>` or `name:<dir>` without control characters, at most 1024 bytes")]
+#[error(
+    "project key {0:?} is not valid: it must be `git:<host>/<path>` or `name:<dir>` without control characters, at most 1024 bytes"
+)]
 pub struct KeyError(String);
 
 impl ProjectKey {
@@ -76,7 +78,9 @@ fn normalize_remote(url: &str) -> Option<String> {
             // Userinfo ends at the last '@' before the path; a password may
             // itself hold '@' or '/', so look for it in the whole string.
             let after_user = match rest.rfind('@') {
-                Some(at) if !rest[..at].contains('/') || rest[..at].contains(':') => &rest[at + 1..],
+                Some(at) if !rest[..at].contains('/') || rest[..at].contains(':') => {
+                    &rest[at + 1..]
+                }
                 _ => rest,
             };
             let (authority, path) = after_user.split_once('/').unwrap_or((after_user, ""));
@@ -154,8 +158,14 @@ impl Resolver {
             if let Some(existing) = path.ancestors().find(|p| p.is_dir()) {
                 if let Some((workdir, key)) = self.repo_of(existing) {
                     if let Some(relative) = RelPath::between(&workdir, path) {
-                        let key = key.unwrap_or_else(|| ProjectKey::from_dir_name(&last_component(&workdir.to_string_lossy())));
-                        return Placement { key, root: workdir, relative };
+                        let key = key.unwrap_or_else(|| {
+                            ProjectKey::from_dir_name(&last_component(&workdir.to_string_lossy()))
+                        });
+                        return Placement {
+                            key,
+                            root: workdir,
+                            relative,
+                        };
                     }
                 }
             }
@@ -173,7 +183,9 @@ impl Resolver {
         }
         let found = git2::Repository::discover(dir).ok().and_then(|repo| {
             let workdir = repo.workdir()?;
-            let workdir = workdir.canonicalize().unwrap_or_else(|_| workdir.to_path_buf());
+            let workdir = workdir
+                .canonicalize()
+                .unwrap_or_else(|_| workdir.to_path_buf());
             Some((workdir, remote_key(&repo)))
         });
         self.repos.insert(dir.to_path_buf(), found.clone());
@@ -212,7 +224,9 @@ mod tests {
     use super::*;
 
     fn key(url: &str) -> String {
-        ProjectKey::from_remote(url).map(|k| k.0).unwrap_or_default()
+        ProjectKey::from_remote(url)
+            .map(|k| k.0)
+            .unwrap_or_default()
     }
 
     #[test]
@@ -253,7 +267,10 @@ mod tests {
         assert_eq!(key("/srv/git/widget.git"), "git:/srv/git/widget");
         assert_eq!(key("file:///srv/git/widget.git"), "git:/srv/git/widget");
         assert_eq!(key("ssh://git@[::1]:2222/r.git"), "git:[::1]/r");
-        assert_eq!(key("https://gitlab.com/group/sub/proj.git"), "git:gitlab.com/group/sub/proj");
+        assert_eq!(
+            key("https://gitlab.com/group/sub/proj.git"),
+            "git:gitlab.com/group/sub/proj"
+        );
         assert_eq!(key("https://github.com/"), "");
     }
 
@@ -291,12 +308,20 @@ mod tests {
         assert_eq!(p.root, root);
         assert_eq!(p.relative.as_str(), "sub/dir");
 
-        repo.remote("upstream", "git@github.com:acme/widget.git").unwrap();
+        repo.remote("upstream", "git@github.com:acme/widget.git")
+            .unwrap();
         let mut r = Resolver::new();
-        assert_eq!(r.place(cwd.to_str().unwrap()).key.as_str(), "git:github.com/acme/widget");
-        repo.remote("origin", "https://example.org/other/repo").unwrap();
+        assert_eq!(
+            r.place(cwd.to_str().unwrap()).key.as_str(),
+            "git:github.com/acme/widget"
+        );
+        repo.remote("origin", "https://example.org/other/repo")
+            .unwrap();
         let mut r = Resolver::new();
-        assert_eq!(r.place(cwd.to_str().unwrap()).key.as_str(), "git:example.org/other/repo");
+        assert_eq!(
+            r.place(cwd.to_str().unwrap()).key.as_str(),
+            "git:example.org/other/repo"
+        );
         // A deleted subdirectory still belongs to the checkout.
         let gone = root.join("sub/gone/deeper");
         let p = r.place(gone.to_str().unwrap());

@@ -75,7 +75,10 @@ mod tests {
 
     #[test]
     fn facts_examples() {
-        assert_eq!(encode("/Users/alice/code/my.app"), "-Users-alice-code-my-app");
+        assert_eq!(
+            encode("/Users/alice/code/my.app"),
+            "-Users-alice-code-my-app"
+        );
         assert_eq!(encode("/home/u/.config/x"), "-home-u--config-x");
         assert_eq!(
             encode(r"C:\Users\alice\code\myapp"),

@@ -119,12 +119,19 @@ mod tests {
         let home = Some(PathBuf::from("/h"));
         let c = ClaudeHome::resolve(None, home.clone(), Some("x".into())).unwrap();
         assert_eq!(c.root(), Path::new("/h/.claude"));
-        assert_eq!(c.dir_name_override(), None, "override needs CLAUDE_CONFIG_DIR");
+        assert_eq!(
+            c.dir_name_override(),
+            None,
+            "override needs CLAUDE_CONFIG_DIR"
+        );
         let c = ClaudeHome::resolve(Some("".into()), home.clone(), None).unwrap();
         assert_eq!(c.root(), Path::new("/h/.claude"));
         let c = ClaudeHome::resolve(Some("/c".into()), None, Some("my_dir-1".into())).unwrap();
         assert_eq!(c.dir_name_override(), Some("my_dir-1"));
-        assert_eq!(c.project_dir_for("/any").unwrap(), Path::new("/c/projects/my_dir-1"));
+        assert_eq!(
+            c.project_dir_for("/any").unwrap(),
+            Path::new("/c/projects/my_dir-1")
+        );
         let c = ClaudeHome::resolve(Some("/c".into()), None, Some("../x".into())).unwrap();
         assert_eq!(c.dir_name_override(), None);
         // NFD "é" becomes NFC.

@@ -179,10 +179,19 @@ mod tests {
               {\"type\":\"user\",\"cwd\":\"/a/b\"}\n\
               {\"type\":\"user\",\"cwd\":\"/a/b/c\"}\n",
         );
-        assert_eq!(owning_cwd(f.path(), "-a-b-c", false).unwrap().as_deref(), Some("/a/b/c"));
-        assert_eq!(owning_cwd(f.path(), "-a-b", false).unwrap().as_deref(), Some("/a/b"));
+        assert_eq!(
+            owning_cwd(f.path(), "-a-b-c", false).unwrap().as_deref(),
+            Some("/a/b/c")
+        );
+        assert_eq!(
+            owning_cwd(f.path(), "-a-b", false).unwrap().as_deref(),
+            Some("/a/b")
+        );
         assert_eq!(owning_cwd(f.path(), "-x", false).unwrap(), None);
-        assert_eq!(owning_cwd(f.path(), "-x", true).unwrap().as_deref(), Some("/a/b"));
+        assert_eq!(
+            owning_cwd(f.path(), "-x", true).unwrap().as_deref(),
+            Some("/a/b")
+        );
         assert_eq!(first_line_cwd(f.path()).unwrap(), None);
     }
 

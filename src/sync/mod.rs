@@ -15,9 +15,15 @@ use crate::names::SessionId;
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} has no complete line yet; try again once Claude Code has written one")]
     NoCompleteLine { path: PathBuf },
     #[error("{path}: {source}")]
@@ -30,7 +36,9 @@ pub enum SessionError {
         existing: PathBuf,
         wanted: PathBuf,
     },
-    #[error("the checkout path {0} is not UTF-8, so Claude Code's folder name for it cannot be computed")]
+    #[error(
+        "the checkout path {0} is not UTF-8, so Claude Code's folder name for it cannot be computed"
+    )]
     NotUtf8Path(PathBuf),
 }
 

@@ -89,7 +89,10 @@ mod tests {
 
     #[test]
     fn absent_installs() {
-        assert_eq!(plan(None, &["a\n"]), (Action::Install { from: 0 }, vec![Chosen]));
+        assert_eq!(
+            plan(None, &["a\n"]),
+            (Action::Install { from: 0 }, vec![Chosen])
+        );
     }
 
     #[test]
@@ -107,23 +110,35 @@ mod tests {
 
     #[test]
     fn local_ahead_keeps() {
-        assert_eq!(plan(Some("a\nb\n"), &["a\n"]), (Action::Keep, vec![LocalAhead]));
+        assert_eq!(
+            plan(Some("a\nb\n"), &["a\n"]),
+            (Action::Keep, vec![LocalAhead])
+        );
     }
 
     #[test]
     fn diverged_keeps_local() {
-        assert_eq!(plan(Some("a\nb\n"), &["a\nc\n"]), (Action::Keep, vec![Diverged]));
+        assert_eq!(
+            plan(Some("a\nb\n"), &["a\nc\n"]),
+            (Action::Keep, vec![Diverged])
+        );
     }
 
     #[test]
     fn the_copy_that_extends_the_others_wins() {
         assert_eq!(
             plan(None, &["a\n", "a\nb\nc\n", "a\nb\n"]),
-            (Action::Install { from: 1 }, vec![Contained, Chosen, Contained])
+            (
+                Action::Install { from: 1 },
+                vec![Contained, Chosen, Contained]
+            )
         );
         assert_eq!(
             plan(Some("a\n"), &["a\nb\n", "a\n", "a\nb\nc\n"]),
-            (Action::FastForward { from: 2 }, vec![Contained, UpToDate, Chosen])
+            (
+                Action::FastForward { from: 2 },
+                vec![Contained, UpToDate, Chosen]
+            )
         );
     }
 

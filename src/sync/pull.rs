@@ -71,7 +71,9 @@ pub fn install(
         Some(rel) => rel.under(root),
         None => root.to_path_buf(),
     };
-    let cwd_str = cwd.to_str().ok_or_else(|| SessionError::NotUtf8Path(cwd.clone()))?;
+    let cwd_str = cwd
+        .to_str()
+        .ok_or_else(|| SessionError::NotUtf8Path(cwd.clone()))?;
     let dir = claude
         .project_dir_for(cwd_str)
         .map_err(|source| SessionError::Read {
@@ -107,7 +109,9 @@ pub fn install(
         }
         Action::Keep => None,
     };
-    let result: &[u8] = written.map_or(current.as_deref().unwrap_or_default(), |i| &copies[i].transcript);
+    let result: &[u8] = written.map_or(current.as_deref().unwrap_or_default(), |i| {
+        &copies[i].transcript
+    });
     Ok(Outcome {
         id: first.session_id.clone(),
         key: first.project_key.clone(),

@@ -28,10 +28,11 @@ pub fn make_bundle(
     now_ms: u64,
 ) -> Result<Outgoing, SessionError> {
     let path = &session.file.path;
-    let mut bytes = fsutil::read_capped(path, MAX_BUNDLE_BYTES).map_err(|source| SessionError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let mut bytes =
+        fsutil::read_capped(path, MAX_BUNDLE_BYTES).map_err(|source| SessionError::Read {
+            path: path.clone(),
+            source,
+        })?;
     let complete = transcript::complete_len(&bytes);
     if complete == 0 {
         return Err(SessionError::NoCompleteLine { path: path.clone() });
@@ -95,10 +96,13 @@ pub fn push(
                 path: file.clone(),
                 source,
             };
-            let bytes = out.bundle.to_bytes().map_err(|source| SessionError::Bundle {
-                path: out.source.clone(),
-                source,
-            })?;
+            let bytes = out
+                .bundle
+                .to_bytes()
+                .map_err(|source| SessionError::Bundle {
+                    path: out.source.clone(),
+                    source,
+                })?;
             fsutil::write_atomic_bytes(&file, &bytes).map_err(write_err)?;
             Ok((out, file))
         });

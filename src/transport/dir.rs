@@ -102,9 +102,12 @@ impl Transport for DirTransport {
             let src = self.path_of(name);
             let meta = src.symlink_metadata().map_err(self.io("read", &src))?;
             if !meta.is_file() {
-                return Err(self.io("read", &src)(io::Error::other("it is not a regular file")));
+                return Err(self.io("read", &src)(io::Error::other(
+                    "it is not a regular file",
+                )));
             }
-            let bytes = fsutil::read_capped(&src, MAX_BUNDLE_BYTES).map_err(self.io("read", &src))?;
+            let bytes =
+                fsutil::read_capped(&src, MAX_BUNDLE_BYTES).map_err(self.io("read", &src))?;
             let dest = into.join(format!("{i}.{}", crate::bundle::EXTENSION));
             fsutil::write_atomic_bytes(&dest, &bytes).map_err(self.io("write", &dest))?;
             paths.push(dest);

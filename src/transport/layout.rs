@@ -48,7 +48,10 @@ impl ObjectName {
     pub fn session(&self) -> Option<(SessionId, MachineName)> {
         let stem = self.file.strip_suffix(&format!(".{EXTENSION}"))?;
         let (id, machine) = (stem.get(..36)?, stem.get(36..)?.strip_prefix('-')?);
-        Some((SessionId::parse(id).ok()?, MachineName::parse(machine).ok()?))
+        Some((
+            SessionId::parse(id).ok()?,
+            MachineName::parse(machine).ok()?,
+        ))
     }
 
     /// The machine a claim file is for.
@@ -176,8 +179,10 @@ mod tests {
             "name:a%2Fb",
             "name:a/b",
         ];
-        let dirs: std::collections::HashSet<String> =
-            keys.iter().map(|k| key_dir(&key(k)).to_lowercase()).collect();
+        let dirs: std::collections::HashSet<String> = keys
+            .iter()
+            .map(|k| key_dir(&key(k)).to_lowercase())
+            .collect();
         assert_eq!(dirs.len(), keys.len());
     }
 
@@ -197,10 +202,20 @@ mod tests {
         let id = SessionId::parse("5c0375b4-57a5-4f26-b12d-d022ee4e51b7").unwrap();
         let m = MachineName::parse("my-box.local").unwrap();
         let o = ObjectName::for_session(&k, &id, &m);
-        assert_eq!(o.to_string(), "git=github.com_acme_widget/5c0375b4-57a5-4f26-b12d-d022ee4e51b7-my-box.local.ccsync");
+        assert_eq!(
+            o.to_string(),
+            "git=github.com_acme_widget/5c0375b4-57a5-4f26-b12d-d022ee4e51b7-my-box.local.ccsync"
+        );
         assert_eq!(o.session(), Some((id, m.clone())));
         assert_eq!(ObjectName::machine_claim(&m).claimed_machine(), Some(m));
-        for (d, f) in [("..", "x"), ("a", "../x"), ("a/b", "x"), (".hidden", "x"), ("a", "x\\y"), ("", "x")] {
+        for (d, f) in [
+            ("..", "x"),
+            ("a", "../x"),
+            ("a/b", "x"),
+            (".hidden", "x"),
+            ("a", "x\\y"),
+            ("", "x"),
+        ] {
             assert!(ObjectName::parse(d, f).is_none(), "{d}/{f}");
         }
     }

@@ -31,7 +31,11 @@ impl MemoryTransport {
 
 fn io_err(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> TransportError {
     let path = path.to_path_buf();
-    move |source| TransportError::Io { action, path, source }
+    move |source| TransportError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 impl Transport for MemoryTransport {

@@ -19,7 +19,9 @@ pub struct RemoteObject {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("sync dir {path} does not exist; if it is on a removable or network drive, mount it, or choose another with `ccsync init <dir>`")]
+    #[error(
+        "sync dir {path} does not exist; if it is on a removable or network drive, mount it, or choose another with `ccsync init <dir>`"
+    )]
     Missing { path: PathBuf },
     #[error("cannot {action} {path}: {source}")]
     Io {

@@ -1,0 +1,145 @@
+//! Every clap type, in one place: the help text, completions and the man
+//! page all come from here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Move Claude Code sessions between machines.
+///
+/// `push` packs a session into a .ccsync bundle and puts it in your sync
+/// dir; `pull` on another machine installs it, byte for byte, where that
+/// machine's Claude Code looks for the same project, so `claude --resume <id>`
+/// continues it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ccsync",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Print nothing but data and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Choose the sync dir and this machine's name.
+    Init(InitArgs),
+    /// Put sessions of this machine into the sync dir.
+    Push(PushArgs),
+    /// Install sessions from the sync dir for this machine's checkouts.
+    Pull(PullArgs),
+    /// List sessions on this machine, or in the sync dir.
+    List(ListArgs),
+    /// Write one session to a .ccsync file.
+    Export(ExportArgs),
+    /// Install a session from a .ccsync file.
+    Import(ImportArgs),
+    /// Check the setup and say what is wrong.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Sync dir: a directory (created if missing), e.g. a Dropbox or
+    /// Syncthing folder, or a USB stick.
+    pub location: String,
+
+    /// This machine's name in the sync dir [default: the host name].
+    #[arg(long, value_name = "MACHINE")]
+    pub name: Option<String>,
+
+    /// Take the name even if another machine claimed it in the sync dir.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Session to push (a unique prefix is enough) [default: the newest
+    /// session of the project the current directory belongs to].
+    pub session: Option<String>,
+
+    /// Push every session on this machine that belongs to a project.
+    #[arg(long, conflicts_with = "session")]
+    pub all: bool,
+
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Session to pull [default: every session of the current directory's
+    /// project].
+    pub session: Option<String>,
+
+    /// Pull for every project this machine knows.
+    #[arg(long, conflicts_with = "session")]
+    pub all: bool,
+
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// List what the sync dir holds instead.
+    #[arg(long)]
+    pub remote: bool,
+
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Session to export (a unique prefix is enough) [default: the newest
+    /// session of the current directory's project].
+    pub session: Option<String>,
+
+    /// File to write, `-` for stdout [default: <session-id>.ccsync].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The .ccsync file.
+    pub file: PathBuf,
+
+    /// The checkout to install the session for [default: the current
+    /// directory].
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the checks as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

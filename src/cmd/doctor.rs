@@ -1,0 +1,285 @@
+//! `ccsync doctor [--json]`: plain checks, each with what to do about it.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use ccsync::config::Config;
+use ccsync::names::MachineName;
+use ccsync::project::Resolver;
+use ccsync::transport::{Location, Transport};
+
+use super::{Env, Local, Outcome, known_projects};
+use crate::cli::DoctorArgs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Serialize)]
+struct Check {
+    name: &'static str,
+    status: Status,
+    message: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProjectJson {
+    project_key: String,
+    root: String,
+    exists: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SkippedJson {
+    path: String,
+    reason: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    checks: Vec<Check>,
+    projects: Vec<ProjectJson>,
+    untied: Vec<SkippedJson>,
+}
+
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn push(&mut self, name: &'static str, status: Status, message: impl Into<String>) {
+        self.0.push(Check {
+            name,
+            status,
+            message: message.into(),
+        });
+    }
+}
+
+pub fn run(env: &Env, args: &DoctorArgs) -> Result<Outcome> {
+    let mut checks = Checks(Vec::new());
+    let config = match env.config_dir.load_config() {
+        Ok(Some(c)) => {
+            checks.push(
+                "config",
+                Status::Ok,
+                format!(
+                    "{} (machine {})",
+                    env.config_dir.config_file().display(),
+                    c.machine
+                ),
+            );
+            Some(c)
+        }
+        Ok(None) => {
+            checks.push(
+                "config",
+                Status::Fail,
+                format!(
+                    "no {}; run `ccsync init <sync-dir> --name <machine>`",
+                    env.config_dir.config_file().display()
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            checks.push("config", Status::Fail, e.to_string());
+            None
+        }
+    };
+    if let Some(config) = &config {
+        check_transport(env, config, &mut checks);
+    }
+
+    let claude_root = env.claude.root();
+    if claude_root.is_dir() {
+        checks.push(
+            "claude",
+            Status::Ok,
+            format!("Claude Code config dir {}", claude_root.display()),
+        );
+    } else {
+        checks.push(
+            "claude",
+            Status::Warn,
+            format!(
+                "{} does not exist: no Claude Code sessions on this machine (set CLAUDE_CONFIG_DIR if they are elsewhere)",
+                claude_root.display()
+            ),
+        );
+    }
+
+    let mut resolver = Resolver::new();
+    let (projects, untied) = match Local::scan(env, &mut resolver) {
+        Ok(local) => {
+            let state = env.config_dir.load_state().unwrap_or_default();
+            let mut projects: BTreeMap<String, (String, bool)> = known_projects(&state, &local)
+                .into_iter()
+                .map(|(k, root)| (k.to_string(), (root.display().to_string(), true)))
+                .collect();
+            for (key, p) in &state.projects {
+                if !p.root.is_dir() {
+                    projects.insert(key.clone(), (p.root.display().to_string(), false));
+                    checks.push(
+                        "paths",
+                        Status::Warn,
+                        format!(
+                            "checkout {} of {key} is gone; pull from its new place to update it",
+                            p.root.display()
+                        ),
+                    );
+                }
+            }
+            checks.push(
+                "sessions",
+                Status::Ok,
+                format!(
+                    "{} sessions in {} projects",
+                    local.sessions.len(),
+                    projects.len()
+                ),
+            );
+            if !local.skipped.is_empty() {
+                checks.push(
+                    "untied",
+                    Status::Warn,
+                    format!(
+                        "{} files under {} cannot be tied to a project and are not synced (listed below)",
+                        local.skipped.len(),
+                        env.claude.projects_dir().display()
+                    ),
+                );
+            }
+            (projects, local.skipped)
+        }
+        Err(e) => {
+            checks.push("sessions", Status::Fail, format!("{e:#}"));
+            (BTreeMap::new(), Vec::new())
+        }
+    };
+
+    let failed = checks.0.iter().any(|c| c.status == Status::Fail);
+    if args.json {
+        env.ui.json(&Report {
+            checks: checks.0,
+            projects: projects
+                .into_iter()
+                .map(|(k, (root, exists))| ProjectJson {
+                    project_key: k,
+                    root,
+                    exists,
+                })
+                .collect(),
+            untied: untied
+                .iter()
+                .map(|s| SkippedJson {
+                    path: s.path.display().to_string(),
+                    reason: s.reason.clone(),
+                })
+                .collect(),
+        })?;
+    } else {
+        for c in &checks.0 {
+            let mark = match c.status {
+                Status::Ok => "ok  ",
+                Status::Warn => "warn",
+                Status::Fail => "FAIL",
+            };
+            env.ui
+                .data(format_args!("[{mark}] {}: {}", c.name, c.message))?;
+        }
+        for (key, (root, exists)) in &projects {
+            let gone = if *exists { "" } else { "  (missing)" };
+            env.ui.data(format_args!("project {key} -> {root}{gone}"))?;
+        }
+        for s in &untied {
+            env.ui
+                .data(format_args!("untied {}: {}", s.path.display(), s.reason))?;
+        }
+    }
+    Ok(if failed {
+        Outcome::Problems
+    } else {
+        Outcome::Success
+    })
+}
+
+fn check_transport(env: &Env, config: &Config, checks: &mut Checks) {
+    let transport = Location::parse(&config.location, &env.cwd).open();
+    match transport.check_writable() {
+        Ok(()) => checks.push(
+            "transport",
+            Status::Ok,
+            format!("{} is writable", transport.location()),
+        ),
+        Err(e) => {
+            checks.push("transport", Status::Fail, e.to_string());
+            return;
+        }
+    }
+    let Ok(machine) = config.machine_name() else {
+        return;
+    };
+    check_machine_name(env, config, &machine, transport.as_ref(), checks);
+}
+
+/// A pull skips this machine's own files, so a name shared with another
+/// machine makes that machine's sessions silently never arrive.
+fn check_machine_name(
+    env: &Env,
+    config: &Config,
+    machine: &MachineName,
+    transport: &dyn Transport,
+    checks: &mut Checks,
+) {
+    let staging = match env.config_dir.staging() {
+        Ok(s) => s,
+        Err(e) => return checks.push("machine", Status::Fail, e.to_string()),
+    };
+    match super::init::read_claim(transport, machine, staging.path()) {
+        Ok(Some(claim)) if claim.machine_id == config.machine_id => {
+            checks.push("machine", Status::Ok, format!("name {machine} is claimed by this machine"))
+        }
+        Ok(Some(_)) => checks.push(
+            "machine",
+            Status::Fail,
+            format!(
+                "another machine also calls itself {machine} in {}: pulls here skip its sessions as this machine's own. Give one of them another name with `ccsync init <sync-dir> --name <other>`",
+                transport.location()
+            ),
+        ),
+        Ok(None) => checks.push(
+            "machine",
+            Status::Warn,
+            format!("no claim for {machine} in {}; run `ccsync init` again to make one", transport.location()),
+        ),
+        Err(e) => checks.push("machine", Status::Fail, format!("{e:#}")),
+    }
+    if let Ok(objects) = transport.list() {
+        let lower = machine.as_str().to_ascii_lowercase();
+        let mut twins: Vec<String> = objects
+            .iter()
+            .filter_map(|o| o.name.claimed_machine())
+            .filter(|m| m != machine && m.as_str().to_ascii_lowercase() == lower)
+            .map(|m| m.to_string())
+            .collect();
+        twins.dedup();
+        if !twins.is_empty() {
+            checks.push(
+                "machine",
+                Status::Warn,
+                format!(
+                    "names {} differ from {machine} only by case and collide on macOS and Windows file systems; rename one",
+                    twins.join(", ")
+                ),
+            );
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! `ccsync export [SESSION_ID] [-o FILE]`
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use ccsync::fsutil;
+use ccsync::names::MachineName;
+use ccsync::project::Resolver;
+use ccsync::sync::{now_ms, push};
+
+use super::{Env, Local, Outcome};
+use crate::cli::ExportArgs;
+use crate::ui;
+
+pub fn run(env: &Env, args: &ExportArgs) -> Result<Outcome> {
+    let mut resolver = Resolver::new();
+    let local = Local::scan(env, &mut resolver)?;
+    let here = resolver.place(&env.cwd.to_string_lossy());
+    let (session, placement) = local.chosen(args.session.as_deref(), &here, env)?;
+    // Export works without `init`: the machine is then named by its host.
+    let machine = match env.config_dir.load_config()? {
+        Some(c) => c.machine_name()?,
+        None => MachineName::from_hostname(&gethostname::gethostname().to_string_lossy())
+            .unwrap_or_else(|| MachineName::parse("unknown").expect("valid name")),
+    };
+    let out = push::make_bundle(session, placement, &machine, now_ms())?;
+    let bytes = out
+        .bundle
+        .to_bytes()
+        .with_context(|| format!("cannot export {}", out.source.display()))?;
+
+    let target = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.ccsync", session.file.id)));
+    if target.as_os_str() == "-" {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&bytes)?;
+        stdout.flush()?;
+    } else {
+        fsutil::write_atomic_bytes(&target, &bytes)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+    }
+    if out.partial_tail > 0 {
+        env.ui.status(format_args!(
+            "left behind the last {}: a line Claude Code is still writing",
+            ui::size(out.partial_tail)
+        ));
+    }
+    env.ui.status(format_args!(
+        "exported {} ({}, {}) to {}",
+        session.file.id,
+        ui::size(out.bundle.transcript.len() as u64),
+        ui::plural(out.bundle.line_count as usize, "line", "lines"),
+        if target.as_os_str() == "-" {
+            "stdout".to_owned()
+        } else {
+            target.display().to_string()
+        }
+    ));
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,83 @@
+//! `ccsync import FILE [--cwd DIR]`
+
+use anyhow::{Context, Result};
+
+use ccsync::bundle::{Bundle, MAX_BUNDLE_BYTES};
+use ccsync::fsutil;
+use ccsync::project::Resolver;
+use ccsync::sync::plan::Verdict;
+use ccsync::sync::{now_ms, pull};
+
+use super::{Env, Outcome};
+use crate::cli::ImportArgs;
+
+pub fn run(env: &Env, args: &ImportArgs) -> Result<Outcome> {
+    let file = &args.file;
+    let bytes = fsutil::read_capped(file, MAX_BUNDLE_BYTES)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let bundle = Bundle::decode(&bytes).with_context(|| {
+        format!(
+            "{} is not a bundle ccsync can import; nothing was changed",
+            file.display()
+        )
+    })?;
+
+    let dir = match &args.cwd {
+        Some(d) => d.canonicalize().with_context(|| {
+            format!(
+                "{} does not exist; clone or create the checkout first",
+                d.display()
+            )
+        })?,
+        None => env.cwd.clone(),
+    };
+    let placement = Resolver::new().place(&dir.to_string_lossy());
+    if placement.key != bundle.project_key {
+        env.ui.warn(format_args!(
+            "{} is project {}, but the bundle is for {}; installing for {} as asked",
+            dir.display(),
+            placement.key,
+            bundle.project_key,
+            dir.display()
+        ));
+    }
+    // A bundle that knows where it was started within its project goes to
+    // the same place in this checkout; an older one goes to DIR itself.
+    let root = if bundle.relative_cwd.is_some() {
+        placement.root.clone()
+    } else {
+        dir.clone()
+    };
+    let local = pull::local_index(&env.claude)?;
+    let outcome = pull::install(&env.claude, &local, std::slice::from_ref(&bundle), &root)?;
+
+    let mut state = env.config_dir.load_state()?;
+    state.remember(&placement.key, &placement.root, now_ms());
+    env.save_state(&state);
+
+    super::pull::describe(env, &outcome);
+    if outcome.from.is_none()
+        && outcome
+            .verdicts
+            .iter()
+            .all(|(_, v)| *v == Verdict::UpToDate)
+    {
+        env.ui.status(format_args!(
+            "{} is already up to date at {}",
+            outcome.id,
+            outcome.transcript.display()
+        ));
+    }
+    if args.json {
+        env.ui.json(&super::pull::OutcomeJson::new(&outcome))?;
+    }
+    let diverged = outcome
+        .verdicts
+        .iter()
+        .any(|(_, v)| *v == Verdict::Diverged);
+    Ok(if diverged {
+        Outcome::Partial
+    } else {
+        Outcome::Success
+    })
+}

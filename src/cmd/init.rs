@@ -1,0 +1,101 @@
+//! `ccsync init <LOCATION> [--name MACHINE]`
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use ccsync::config::Config;
+use ccsync::fsutil;
+use ccsync::names::MachineName;
+use ccsync::transport::{Location, ObjectName, Transport};
+
+use super::{Env, Outcome};
+use crate::cli::InitArgs;
+
+/// What `machines/<name>.json` in the sync dir holds.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Claim {
+    pub machine: String,
+    pub machine_id: String,
+    pub claimed_at: u64,
+}
+
+/// The claim on `machine` in the transport, if any machine made one.
+pub fn read_claim(
+    transport: &dyn Transport,
+    machine: &MachineName,
+    staging: &std::path::Path,
+) -> Result<Option<Claim>> {
+    let name = ObjectName::machine_claim(machine);
+    if !transport.list()?.iter().any(|o| o.name == name) {
+        return Ok(None);
+    }
+    let file = transport
+        .fetch(std::slice::from_ref(&name), staging)?
+        .remove(0);
+    let claim = serde_json::from_slice(&std::fs::read(&file)?)
+        .with_context(|| format!("{name} in {} is not a machine claim", transport.location()))?;
+    Ok(Some(claim))
+}
+
+pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
+    let machine = match &args.name {
+        Some(name) => MachineName::parse(name)?,
+        None => {
+            let host = gethostname::gethostname();
+            MachineName::from_hostname(&host.to_string_lossy()).with_context(|| {
+                format!("cannot make a machine name from the host name {host:?}; pass --name")
+            })?
+        }
+    };
+    let location = Location::parse(&args.location, &env.cwd);
+    let Location::Dir(dir) = &location;
+    fsutil::create_private_dir_all(dir)
+        .with_context(|| format!("cannot create the sync dir {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let transport = Location::Dir(dir.clone()).open();
+    transport.check_writable()?;
+
+    let previous = env.config_dir.load_config().unwrap_or(None);
+    let machine_id = previous
+        .as_ref()
+        .map(|c| c.machine_id.clone())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+
+    let staging = env.config_dir.staging()?;
+    if let Some(claim) = read_claim(transport.as_ref(), &machine, staging.path())? {
+        if claim.machine_id != machine_id && !args.force {
+            bail!(
+                "machine name {machine} is already taken in {} by another machine; choose another with --name, or pass --force if that machine is gone",
+                dir.display()
+            );
+        }
+    }
+    let claim = Claim {
+        machine: machine.to_string(),
+        machine_id: machine_id.clone(),
+        claimed_at: ccsync::sync::now_ms(),
+    };
+    let file = staging.path().join("claim.json");
+    fsutil::write_atomic_bytes(&file, &serde_json::to_vec_pretty(&claim)?)?;
+    transport.store(&[(ObjectName::machine_claim(&machine), file)])?;
+
+    let config = Config {
+        location: dir.to_string_lossy().into_owned(),
+        machine: machine.to_string(),
+        machine_id,
+    };
+    env.config_dir.save_config(&config)?;
+    let verb = if previous.is_some() {
+        "updated"
+    } else {
+        "initialised"
+    };
+    env.ui.status(format_args!(
+        "{verb} ccsync: machine {machine}, sync dir {} (config {})",
+        dir.display(),
+        env.config_dir.config_file().display()
+    ));
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,145 @@
+//! `ccsync list [--remote] [--json]`
+
+use anyhow::Result;
+use serde::Serialize;
+
+use ccsync::claude::transcript;
+use ccsync::project::Resolver;
+use ccsync::transport::layout;
+
+use super::{Env, Local, Outcome};
+use crate::cli::ListArgs;
+use crate::ui;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LocalJson {
+    session_id: String,
+    project_key: String,
+    cwd: String,
+    transcript: String,
+    bytes: u64,
+    lines: u64,
+    modified: String,
+    first_prompt: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RemoteJson {
+    session_id: String,
+    machine: String,
+    /// `null` when the folder name was shortened and cannot be read back.
+    project_key: Option<String>,
+    object: String,
+    bytes: u64,
+    modified: Option<String>,
+}
+
+pub fn run(env: &Env, args: &ListArgs) -> Result<Outcome> {
+    if args.remote {
+        remote(env, args.json)
+    } else {
+        local(env, args.json)
+    }
+}
+
+fn local(env: &Env, json: bool) -> Result<Outcome> {
+    let local = Local::scan(env, &mut Resolver::new())?;
+    let mut rows = Vec::new();
+    for (s, placement) in &local.sessions {
+        let summary = transcript::summarize(&s.file.path).unwrap_or_default();
+        rows.push((
+            s.file.modified,
+            LocalJson {
+                session_id: s.file.id.to_string(),
+                project_key: placement.key.to_string(),
+                cwd: s.cwd.clone(),
+                transcript: s.file.path.display().to_string(),
+                bytes: s.file.size,
+                lines: summary.lines,
+                modified: ui::rfc3339(s.file.modified),
+                first_prompt: summary.first_prompt,
+            },
+        ));
+    }
+    rows.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    if json {
+        env.ui
+            .json(&rows.iter().map(|(_, r)| r).collect::<Vec<_>>())?;
+    } else {
+        for (modified, row) in &rows {
+            let prompt: String = row
+                .first_prompt
+                .as_deref()
+                .unwrap_or("")
+                .chars()
+                .take(60)
+                .collect();
+            env.ui.data(format_args!(
+                "{}  {}  {:>8}  {:>6}  {}  {}  {}",
+                row.session_id,
+                ui::time(*modified),
+                ui::size(row.bytes),
+                row.lines,
+                row.project_key,
+                row.cwd,
+                prompt
+            ))?;
+        }
+    }
+    env.ui.status(format_args!(
+        "{} under {}",
+        ui::plural(rows.len(), "session", "sessions"),
+        env.claude.projects_dir().display()
+    ));
+    if !local.skipped.is_empty() {
+        env.ui.status(format_args!(
+            "{} skipped: not sessions ccsync can move (see `ccsync doctor`)",
+            ui::plural(local.skipped.len(), "file", "files")
+        ));
+    }
+    Ok(Outcome::Success)
+}
+
+fn remote(env: &Env, json: bool) -> Result<Outcome> {
+    let (_, _, transport) = env.open_transport()?;
+    let mut rows = Vec::new();
+    for object in transport.list()? {
+        let Some((id, machine)) = object.name.session() else {
+            continue;
+        };
+        rows.push((
+            object.modified,
+            RemoteJson {
+                session_id: id.to_string(),
+                machine: machine.to_string(),
+                project_key: layout::key_of_dir(object.name.dir()).map(|k| k.to_string()),
+                object: object.name.to_string(),
+                bytes: object.size,
+                modified: object.modified.map(ui::rfc3339),
+            },
+        ));
+    }
+    if json {
+        env.ui
+            .json(&rows.iter().map(|(_, r)| r).collect::<Vec<_>>())?;
+    } else {
+        for (modified, row) in &rows {
+            env.ui.data(format_args!(
+                "{}  {:<16}  {}  {:>8}  {}",
+                row.session_id,
+                row.machine,
+                modified.map_or("-".to_owned(), ui::time),
+                ui::size(row.bytes),
+                row.project_key.as_deref().unwrap_or(row.object.as_str()),
+            ))?;
+        }
+    }
+    env.ui.status(format_args!(
+        "{} in {}",
+        ui::plural(rows.len(), "bundle", "bundles"),
+        transport.location()
+    ));
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,235 @@
+//! One module per subcommand, each with `run(&Env, &Args) -> Result<Outcome>`,
+//! and what they share: the environment, the local sessions, the transport.
+
+mod doctor;
+mod export;
+mod import;
+mod init;
+mod list;
+mod pull;
+mod push;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use ccsync::claude::ClaudeHome;
+use ccsync::claude::sessions::{LocalSession, Skipped};
+use ccsync::config::{Config, ConfigDir, State};
+use ccsync::names::MachineName;
+use ccsync::project::{Placement, ProjectKey, Resolver};
+use ccsync::transport::{Location, Transport};
+
+use crate::cli::{Cli, Command};
+use crate::ui::Ui;
+
+/// How a command ended when it did not fail outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0.
+    Success,
+    /// Exit 1: the command ran but found problems (doctor).
+    Problems,
+    /// Exit 3: done, but some items were skipped or failed.
+    Partial,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            Outcome::Success => ExitCode::SUCCESS,
+            Outcome::Problems => ExitCode::FAILURE,
+            Outcome::Partial => ExitCode::from(3),
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<Outcome> {
+    let env = Env::from_process(cli.quiet)?;
+    match &cli.command {
+        Command::Init(args) => init::run(&env, args),
+        Command::Push(args) => push::run(&env, args),
+        Command::Pull(args) => pull::run(&env, args),
+        Command::List(args) => list::run(&env, args),
+        Command::Export(args) => export::run(&env, args),
+        Command::Import(args) => import::run(&env, args),
+        Command::Doctor(args) => doctor::run(&env, args),
+    }
+}
+
+/// Everything a command learns from the process environment.
+pub struct Env {
+    pub claude: ClaudeHome,
+    pub config_dir: ConfigDir,
+    /// The current directory, symlinks resolved, as Claude Code sees it.
+    pub cwd: PathBuf,
+    pub ui: Ui,
+}
+
+fn non_empty(var: &str) -> Option<OsString> {
+    std::env::var_os(var).filter(|v| !v.is_empty())
+}
+
+impl Env {
+    fn from_process(quiet: bool) -> Result<Self> {
+        let home = directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf());
+        let claude = ClaudeHome::resolve(
+            non_empty("CLAUDE_CONFIG_DIR"),
+            home,
+            std::env::var("CLAUDE_CODE_PROJECT_DIR_NAME").ok(),
+        )
+        .context("cannot find your home directory; set HOME or CLAUDE_CONFIG_DIR")?;
+        let config_dir = match non_empty("CCSYNC_CONFIG_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => directories::ProjectDirs::from("", "", "ccsync")
+                .context("cannot find a config directory for ccsync; set CCSYNC_CONFIG_DIR")?
+                .config_dir()
+                .to_path_buf(),
+        };
+        let cwd = std::env::current_dir()
+            .and_then(|d| d.canonicalize())
+            .context("cannot read the current directory; cd somewhere that exists")?;
+        Ok(Self {
+            claude,
+            config_dir: ConfigDir::new(config_dir),
+            cwd,
+            ui: Ui::new(quiet),
+        })
+    }
+
+    /// The config, the machine name and the transport it names.
+    pub fn open_transport(&self) -> Result<(Config, MachineName, Box<dyn Transport>)> {
+        let config = self.config_dir.require_config()?;
+        let machine = config.machine_name()?;
+        let transport = Location::parse(&config.location, &self.cwd).open();
+        Ok((config, machine, transport))
+    }
+
+    pub fn save_state(&self, state: &State) {
+        if let Err(e) = self.config_dir.save_state(state) {
+            self.ui.warn(format_args!("{e}"));
+        }
+    }
+}
+
+/// This machine's sessions, each placed in its project.
+pub struct Local {
+    pub sessions: Vec<(LocalSession, Placement)>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl Local {
+    pub fn scan(env: &Env, resolver: &mut Resolver) -> Result<Self> {
+        let inventory = env
+            .claude
+            .inventory()
+            .with_context(|| format!("cannot read {}", env.claude.projects_dir().display()))?;
+        let sessions = inventory
+            .sessions
+            .into_iter()
+            .map(|s| {
+                let placement = resolver.place(&s.cwd);
+                (s, placement)
+            })
+            .collect();
+        Ok(Self {
+            sessions,
+            skipped: inventory.skipped,
+        })
+    }
+
+    /// A session by id or unique id prefix.
+    pub fn select(&self, wanted: &str) -> Result<&(LocalSession, Placement)> {
+        let hits: Vec<_> = self
+            .sessions
+            .iter()
+            .filter(|(s, _)| s.file.id.as_str().starts_with(wanted))
+            .collect();
+        match hits.as_slice() {
+            [one] => Ok(one),
+            [] => {
+                if let Some(skipped) = self.skipped.iter().find(|s| {
+                    s.path
+                        .file_stem()
+                        .and_then(|f| f.to_str())
+                        .is_some_and(|f| f.starts_with(wanted))
+                }) {
+                    bail!(
+                        "session {wanted} at {} cannot be moved: {}",
+                        skipped.path.display(),
+                        skipped.reason
+                    )
+                }
+                bail!(
+                    "no session {wanted:?} on this machine; `ccsync list` shows the sessions here"
+                )
+            }
+            many => Err(anyhow!(
+                "{wanted:?} matches {} sessions ({}); give more of the id",
+                many.len(),
+                many.iter()
+                    .map(|(s, _)| s.file.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// The most recently modified session of a project.
+    pub fn newest_of(&self, key: &ProjectKey) -> Option<&(LocalSession, Placement)> {
+        self.sessions
+            .iter()
+            .filter(|(_, p)| &p.key == key)
+            .max_by_key(|(s, _)| s.file.modified)
+    }
+
+    /// The session named on the command line, or the newest of the current
+    /// directory's project.
+    pub fn chosen(
+        &self,
+        wanted: Option<&str>,
+        here: &Placement,
+        env: &Env,
+    ) -> Result<&(LocalSession, Placement)> {
+        match wanted {
+            Some(w) => self.select(w),
+            None => self.newest_of(&here.key).ok_or_else(|| {
+                anyhow!(
+                    "no session of project {} (the current directory) under {}; run Claude Code here first, or name a session (`ccsync list` shows them)",
+                    here.key,
+                    env.claude.projects_dir().display()
+                )
+            }),
+        }
+    }
+}
+
+/// Projects with a checkout on this machine: those ccsync has worked with,
+/// and those a local transcript records a directory for inside a git
+/// checkout that still exists.
+pub fn known_projects(state: &State, local: &Local) -> BTreeMap<ProjectKey, PathBuf> {
+    let mut known = BTreeMap::new();
+    let mut newest = BTreeMap::new();
+    for (session, placement) in &local.sessions {
+        if placement.key.as_str().starts_with("git:") && placement.root.is_dir() {
+            let seen = newest
+                .entry(placement.key.clone())
+                .or_insert(session.file.modified);
+            if *seen <= session.file.modified {
+                *seen = session.file.modified;
+                known.insert(placement.key.clone(), placement.root.clone());
+            }
+        }
+    }
+    for (key, project) in &state.projects {
+        if let Ok(key) = ProjectKey::parse(key) {
+            if project.root.is_dir() {
+                known.insert(key, project.root.clone());
+            }
+        }
+    }
+    known
+}

@@ -1,0 +1,250 @@
+//! `ccsync pull [SESSION_ID] [--all]`
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use ccsync::names::SessionId;
+use ccsync::project::Resolver;
+use ccsync::sync::now_ms;
+use ccsync::sync::plan::{Action, Verdict};
+use ccsync::sync::pull::{self, Checkout, Outcome as SessionOutcome, PullReport};
+
+use super::{Env, Local, Outcome, known_projects};
+use crate::cli::PullArgs;
+use crate::ui;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutcomeJson {
+    session_id: String,
+    project_key: String,
+    /// `installed`, `updated`, `unchanged`.
+    action: &'static str,
+    from_machine: Option<String>,
+    transcript: String,
+    cwd: String,
+    bytes: u64,
+    lines: u64,
+    copies: Vec<CopyJson>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CopyJson {
+    machine: String,
+    /// `chosen`, `up-to-date`, `contained`, `local-ahead`, `diverged`.
+    verdict: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProblemJson {
+    what: String,
+    error: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PullJson {
+    location: String,
+    sessions: Vec<OutcomeJson>,
+    failed: Vec<ProblemJson>,
+}
+
+impl OutcomeJson {
+    pub fn new(o: &SessionOutcome) -> Self {
+        Self {
+            session_id: o.id.to_string(),
+            project_key: o.key.to_string(),
+            action: match o.action {
+                Action::Install { .. } => "installed",
+                Action::FastForward { .. } => "updated",
+                Action::Keep => "unchanged",
+            },
+            from_machine: o.from.as_ref().map(ToString::to_string),
+            transcript: o.transcript.display().to_string(),
+            cwd: o.cwd.display().to_string(),
+            bytes: o.bytes,
+            lines: o.lines,
+            copies: o
+                .verdicts
+                .iter()
+                .map(|(m, v)| CopyJson {
+                    machine: m.to_string(),
+                    verdict: match v {
+                        Verdict::Chosen => "chosen",
+                        Verdict::UpToDate => "up-to-date",
+                        Verdict::Contained => "contained",
+                        Verdict::LocalAhead => "local-ahead",
+                        Verdict::Diverged => "diverged",
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Tells the user what happened to one session and how to resume it.
+pub fn describe(env: &Env, o: &SessionOutcome) {
+    let from = o
+        .from
+        .as_ref()
+        .map_or(String::new(), |m| format!(" from {m}"));
+    match o.action {
+        Action::Install { .. } => env.ui.status(format_args!(
+            "installed {}{from} ({}) at {}",
+            o.id,
+            ui::size(o.bytes),
+            o.transcript.display()
+        )),
+        Action::FastForward { .. } => env.ui.status(format_args!(
+            "updated {}{from} to {} ({})",
+            o.id,
+            ui::plural(o.lines as usize, "line", "lines"),
+            ui::size(o.bytes)
+        )),
+        Action::Keep => {}
+    }
+    if o.from.is_some() {
+        if !o.cwd.is_dir() {
+            env.ui.warn(format_args!(
+                "{} does not exist here yet; create it before resuming",
+                o.cwd.display()
+            ));
+        }
+        env.ui.status(format_args!(
+            "  resume with: cd {} && claude --resume {}",
+            shell_quote(&o.cwd.to_string_lossy()),
+            o.id
+        ));
+    }
+    for (machine, verdict) in &o.verdicts {
+        match verdict {
+            Verdict::LocalAhead => env.ui.status(format_args!(
+                "kept {}: this machine has lines that {machine}'s copy lacks; `ccsync push {}` sends them",
+                o.id, o.id
+            )),
+            Verdict::Diverged => env.ui.warn(format_args!(
+                "kept {} as it is here: it was continued both here and on {machine}, so {machine}'s copy was not installed over it",
+                o.id
+            )),
+            _ => {}
+        }
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
+    let (_, machine, transport) = env.open_transport()?;
+    let only = args.session.as_deref().map(SessionId::parse).transpose()?;
+    let mut resolver = Resolver::new();
+    let here = resolver.place(&env.cwd.to_string_lossy());
+    let mut state = env.config_dir.load_state()?;
+
+    let mut checkouts = BTreeMap::new();
+    if args.all || only.is_some() {
+        let local = Local::scan(env, &mut resolver)?;
+        checkouts = known_projects(&state, &local);
+    }
+    if !args.all {
+        checkouts.insert(here.key.clone(), here.root.clone());
+    }
+    let checkouts: Vec<Checkout> = checkouts
+        .into_iter()
+        .map(|(key, root)| Checkout { key, root })
+        .collect();
+
+    let staging = env.config_dir.staging()?;
+    let report = pull::pull(
+        transport.as_ref(),
+        &env.claude,
+        staging.path(),
+        &checkouts,
+        only.as_ref(),
+        &machine,
+    )?;
+    if let Some(id) = &only {
+        if report.outcomes.is_empty() && report.failed.is_empty() && report.bad_objects.is_empty() {
+            bail!(
+                "session {id} is not in {} for any project with a checkout here; cd into the checkout and pull again, or `ccsync list --remote` to see what is there",
+                transport.location()
+            );
+        }
+    }
+
+    let now = now_ms();
+    for o in &report.outcomes {
+        if let Some(c) = checkouts.iter().find(|c| c.key == o.key) {
+            state.remember(&c.key, &c.root, now);
+        }
+    }
+    env.save_state(&state);
+    print_report(env, &transport.location(), &report, args.json)
+}
+
+fn print_report(env: &Env, location: &str, report: &PullReport, json: bool) -> Result<Outcome> {
+    for o in &report.outcomes {
+        describe(env, o);
+    }
+    for (name, reason) in &report.bad_objects {
+        env.ui
+            .warn(format_args!("skipped {location}/{name}: {reason}"));
+    }
+    for (id, e) in &report.failed {
+        env.ui.warn(format_args!("not pulled {id}: {e}"));
+    }
+    let written: Vec<_> = report
+        .outcomes
+        .iter()
+        .filter(|o| o.from.is_some())
+        .collect();
+    let unchanged = report.outcomes.len() - written.len();
+    let total: u64 = written.iter().map(|o| o.bytes).sum();
+    let mut summary = format!(
+        "pulled {} ({}) from {location}",
+        ui::plural(written.len(), "session", "sessions"),
+        ui::size(total)
+    );
+    if unchanged > 0 {
+        summary.push_str(&format!("; {unchanged} unchanged"));
+    }
+    let problems = report.bad_objects.len() + report.failed.len();
+    if problems > 0 {
+        summary.push_str(&format!("; {problems} skipped"));
+    }
+    env.ui.status(summary);
+    if json {
+        env.ui.json(&PullJson {
+            location: location.to_owned(),
+            sessions: report.outcomes.iter().map(OutcomeJson::new).collect(),
+            failed: report
+                .bad_objects
+                .iter()
+                .map(|(n, r)| ProblemJson {
+                    what: n.to_string(),
+                    error: r.clone(),
+                })
+                .chain(report.failed.iter().map(|(id, e)| ProblemJson {
+                    what: id.to_string(),
+                    error: e.to_string(),
+                }))
+                .collect(),
+        })?;
+    }
+    Ok(if problems > 0 {
+        Outcome::Partial
+    } else {
+        Outcome::Success
+    })
+}

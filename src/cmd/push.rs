@@ -1,0 +1,131 @@
+//! `ccsync push [SESSION_ID] [--all]`
+
+use anyhow::Result;
+use serde::Serialize;
+
+use ccsync::project::Resolver;
+use ccsync::sync::{now_ms, push};
+
+use super::{Env, Local, Outcome};
+use crate::cli::PushArgs;
+use crate::ui;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PushedJson {
+    session_id: String,
+    project_key: String,
+    object: String,
+    bytes: u64,
+    lines: u64,
+    partial_tail_bytes: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FailedJson {
+    session_id: String,
+    error: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PushJson {
+    location: String,
+    pushed: Vec<PushedJson>,
+    failed: Vec<FailedJson>,
+}
+
+pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
+    let (_, machine, transport) = env.open_transport()?;
+    let mut resolver = Resolver::new();
+    let local = Local::scan(env, &mut resolver)?;
+    let chosen = if args.all {
+        if !local.skipped.is_empty() {
+            env.ui.status(format_args!(
+                "skipping {} under {} that cannot be tied to a project (see `ccsync doctor`)",
+                ui::plural(local.skipped.len(), "file", "files"),
+                env.claude.projects_dir().display()
+            ));
+        }
+        local.sessions.clone()
+    } else {
+        let here = resolver.place(&env.cwd.to_string_lossy());
+        vec![local.chosen(args.session.as_deref(), &here, env)?.clone()]
+    };
+
+    let staging = env.config_dir.staging()?;
+    let now = now_ms();
+    let report = push::push(transport.as_ref(), staging.path(), &chosen, &machine, now)?;
+
+    let mut state = env.config_dir.load_state()?;
+    for (_, placement) in chosen
+        .iter()
+        .filter(|(s, _)| report.pushed.iter().any(|p| p.id == s.file.id))
+    {
+        if placement.root.is_dir() {
+            state.remember(&placement.key, &placement.root, now);
+        }
+    }
+    env.save_state(&state);
+
+    for p in &report.pushed {
+        env.ui.status(format_args!(
+            "pushed {} ({}, {}) for {}",
+            p.id,
+            ui::size(p.bytes),
+            ui::plural(p.lines as usize, "line", "lines"),
+            p.key
+        ));
+        if p.partial_tail > 0 {
+            env.ui.status(format_args!(
+                "  left behind the last {} of {}: a line Claude Code is still writing; push again once it is done",
+                ui::size(p.partial_tail),
+                p.id
+            ));
+        }
+    }
+    for (id, e) in &report.failed {
+        env.ui.warn(format_args!("not pushed {id}: {e}"));
+    }
+    let total: u64 = report.pushed.iter().map(|p| p.bytes).sum();
+    env.ui.status(format_args!(
+        "pushed {} ({}) to {}",
+        ui::plural(report.pushed.len(), "session", "sessions"),
+        ui::size(total),
+        transport.location()
+    ));
+    if args.json {
+        env.ui.json(&PushJson {
+            location: transport.location(),
+            pushed: report
+                .pushed
+                .iter()
+                .map(|p| PushedJson {
+                    session_id: p.id.to_string(),
+                    project_key: p.key.to_string(),
+                    object: p.object.to_string(),
+                    bytes: p.bytes,
+                    lines: p.lines,
+                    partial_tail_bytes: p.partial_tail,
+                })
+                .collect(),
+            failed: report
+                .failed
+                .iter()
+                .map(|(id, e)| FailedJson {
+                    session_id: id.to_string(),
+                    error: e.to_string(),
+                })
+                .collect(),
+        })?;
+    }
+    if report.failed.is_empty() {
+        Ok(Outcome::Success)
+    } else if !args.all && report.pushed.is_empty() {
+        let (_, e) = report.failed.into_iter().next().expect("one failure");
+        Err(e.into())
+    } else {
+        Ok(Outcome::Partial)
+    }
+}

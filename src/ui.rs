@@ -1,0 +1,114 @@
+//! Printing: data on stdout, status on stderr, errors as `error: …` with
+//! their causes. No colour is used anywhere, so NO_COLOR holds trivially.
+
+use std::fmt::Display;
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+pub struct Ui {
+    quiet: bool,
+}
+
+impl Ui {
+    pub fn new(quiet: bool) -> Self {
+        Self { quiet }
+    }
+
+    /// Progress and summaries, silenced by `-q`.
+    pub fn status(&self, msg: impl Display) {
+        if !self.quiet {
+            eprintln!("{msg}");
+        }
+    }
+
+    /// Something was skipped or looks wrong; never silenced.
+    pub fn warn(&self, msg: impl Display) {
+        eprintln!("warning: {msg}");
+    }
+
+    pub fn data(&self, line: impl Display) -> io::Result<()> {
+        writeln!(io::stdout().lock(), "{line}")
+    }
+
+    pub fn json(&self, value: &impl Serialize) -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, value)?;
+        writeln!(out)
+    }
+}
+
+/// Prints an error and its causes, each once, and picks the exit code.
+pub fn report_error(err: &anyhow::Error) -> ExitCode {
+    let broken_pipe = err
+        .chain()
+        .filter_map(|e| e.downcast_ref::<io::Error>())
+        .any(|e| e.kind() == io::ErrorKind::BrokenPipe);
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
+    let mut printed = err.to_string();
+    eprintln!("error: {printed}");
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        // Domain errors already carry their source in their message.
+        if !printed.contains(&text) {
+            eprintln!("  caused by: {text}");
+            printed.push_str(&text);
+        }
+    }
+    ExitCode::FAILURE
+}
+
+/// `12.4 MB`, in decimal units like most file managers.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `2026-11-21 10:58` in UTC.
+pub fn time(t: SystemTime) -> String {
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    s.get(..16).map_or(s.clone(), |d| d.replacen('T', " ", 1))
+}
+
+/// RFC 3339, for JSON.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(999), "999 B");
+        assert_eq!(size(12_400_000), "12.4 MB");
+        assert_eq!(size(1_500), "1.5 kB");
+    }
+
+    #[test]
+    fn times() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_715_380_000);
+        assert_eq!(time(t), "2024-05-10 22:26");
+        assert_eq!(rfc3339(t), "2024-05-10T22:26:40Z");
+    }
+}
