@@ -11,6 +11,8 @@
 //! recognises their magic bytes and says what the file is instead of failing
 //! on it as bad JSON.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -59,6 +61,11 @@ pub enum BundleError {
         "it has schema version {0}, which this ccsync does not read (it reads versions 1 and 2); upgrade ccsync"
     )]
     UnknownVersion(String),
+    #[error("its fields are not those of a version {version} bundle: {source}")]
+    Shape {
+        version: u32,
+        source: serde_json::Error,
+    },
     #[error("field `{field}` is wrong: {reason}")]
     Field { field: &'static str, reason: String },
     #[error(
@@ -103,16 +110,23 @@ struct V1 {
 struct V2<'a> {
     #[serde(rename = "_schemaVersion")]
     schema_version: u32,
-    session_id: &'a str,
-    project_key: &'a str,
-    original_cwd: &'a str,
-    relative_cwd: &'a str,
-    machine_name: &'a str,
+    // Borrowed where the JSON has no escapes, owned where it does.
+    #[serde(borrow)]
+    session_id: Cow<'a, str>,
+    #[serde(borrow)]
+    project_key: Cow<'a, str>,
+    #[serde(borrow)]
+    original_cwd: Cow<'a, str>,
+    #[serde(borrow)]
+    relative_cwd: Cow<'a, str>,
+    #[serde(borrow)]
+    machine_name: Cow<'a, str>,
     exported_at: u64,
     #[serde(borrow)]
-    jsonl: std::borrow::Cow<'a, str>,
+    jsonl: Cow<'a, str>,
     line_count: u64,
-    sha256: &'a str,
+    #[serde(borrow)]
+    sha256: Cow<'a, str>,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -126,15 +140,19 @@ impl Bundle {
         let sha = sha256_hex(&self.transcript);
         let v2 = V2 {
             schema_version: CURRENT_VERSION,
-            session_id: self.session_id.as_str(),
-            project_key: self.project_key.as_str(),
-            original_cwd: &self.original_cwd,
-            relative_cwd: self.relative_cwd.as_ref().map_or("", RelPath::as_str),
-            machine_name: self.machine.as_str(),
+            session_id: self.session_id.as_str().into(),
+            project_key: self.project_key.as_str().into(),
+            original_cwd: self.original_cwd.as_str().into(),
+            relative_cwd: self
+                .relative_cwd
+                .as_ref()
+                .map_or("", RelPath::as_str)
+                .into(),
+            machine_name: self.machine.as_str().into(),
             exported_at: self.exported_at_ms,
             jsonl: jsonl.into(),
             line_count: self.line_count,
-            sha256: &sha,
+            sha256: sha.into(),
         };
         serde_json::to_writer(out, &v2).map_err(BundleError::Json)
     }
@@ -214,20 +232,20 @@ fn check_cwd(cwd: &str) -> Result<(), BundleError> {
     Ok(())
 }
 
-fn json_error(e: serde_json::Error) -> BundleError {
-    if e.is_data() {
-        // Wrong type, missing or unknown field: serde names it.
-        BundleError::Field {
-            field: "(structure)",
-            reason: e.to_string(),
+/// Wrong types, missing or unknown fields are the bundle's fault; anything
+/// else means the JSON itself is broken.
+fn json_error(version: u32) -> impl Fn(serde_json::Error) -> BundleError {
+    move |e| {
+        if e.is_data() {
+            BundleError::Shape { version, source: e }
+        } else {
+            BundleError::Json(e)
         }
-    } else {
-        BundleError::Json(e)
     }
 }
 
 fn decode_v1(bytes: &[u8]) -> Result<Bundle, BundleError> {
-    let v: V1 = serde_json::from_slice(bytes).map_err(json_error)?;
+    let v: V1 = serde_json::from_slice(bytes).map_err(json_error(1))?;
     check_cwd(&v.original_cwd)?;
     let mut transcript = v.jsonl.into_bytes();
     // Other writers may drop the final newline; without it the client's next
@@ -250,14 +268,14 @@ fn decode_v1(bytes: &[u8]) -> Result<Bundle, BundleError> {
 }
 
 fn decode_v2(bytes: &[u8]) -> Result<Bundle, BundleError> {
-    let v: V2 = serde_json::from_slice(bytes).map_err(json_error)?;
-    check_cwd(v.original_cwd)?;
+    let v: V2 = serde_json::from_slice(bytes).map_err(json_error(2))?;
+    check_cwd(&v.original_cwd)?;
     let transcript = v.jsonl.into_owned().into_bytes();
     if !transcript.is_empty() && transcript.last() != Some(&b'\n') {
         return Err(field("jsonl", "does not end with a complete line"));
     }
     let actual = sha256_hex(&transcript);
-    if actual != v.sha256 {
+    if actual != *v.sha256 {
         return Err(BundleError::Checksum {
             expected: v.sha256.chars().take(64).collect(),
             actual,
@@ -272,11 +290,11 @@ fn decode_v2(bytes: &[u8]) -> Result<Bundle, BundleError> {
     }
     Ok(Bundle {
         version: 2,
-        session_id: SessionId::parse(v.session_id).map_err(name_field("sessionId"))?,
-        project_key: ProjectKey::parse(v.project_key).map_err(|e| field("projectKey", e))?,
-        original_cwd: v.original_cwd.to_owned(),
-        relative_cwd: Some(RelPath::parse(v.relative_cwd).map_err(name_field("relativeCwd"))?),
-        machine: MachineName::parse(v.machine_name).map_err(name_field("machineName"))?,
+        session_id: SessionId::parse(&v.session_id).map_err(name_field("sessionId"))?,
+        project_key: ProjectKey::parse(&v.project_key).map_err(|e| field("projectKey", e))?,
+        original_cwd: v.original_cwd.into_owned(),
+        relative_cwd: Some(RelPath::parse(&v.relative_cwd).map_err(name_field("relativeCwd"))?),
+        machine: MachineName::parse(&v.machine_name).map_err(name_field("machineName"))?,
         exported_at_ms: v.exported_at,
         line_count: v.line_count,
         transcript,
@@ -292,7 +310,7 @@ mod tests {
             version: CURRENT_VERSION,
             session_id: SessionId::parse("5c0375b4-57a5-4f26-b12d-d022ee4e51b7").unwrap(),
             project_key: ProjectKey::parse("git:github.com/acme/widget").unwrap(),
-            original_cwd: "/home/a/widget/sub".into(),
+            original_cwd: r"C:\Users\a\widget\sub".into(),
             relative_cwd: Some(RelPath::parse("sub").unwrap()),
             machine: MachineName::parse("laptop").unwrap(),
             exported_at_ms: 1_715_380_000_000,
@@ -348,13 +366,13 @@ mod tests {
             (
                 good.replace("\"lineCount\":2", "\"lineCount\":\"2\"")
                     .into_bytes(),
-                "structure",
+                "not those of a version 2",
             ),
             (good.replace("{}\\n", "{} \\n").into_bytes(), "SHA-256"),
             (
                 good.replace("\"jsonl\"", "\"extra\":1,\"jsonl\"")
                     .into_bytes(),
-                "structure",
+                "unknown field `extra`",
             ),
             (
                 good.replace("git:github.com", "path:").into_bytes(),

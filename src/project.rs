@@ -23,8 +23,11 @@ impl ProjectKey {
     /// Checks a key that came from outside (a bundle).
     pub fn parse(s: &str) -> Result<Self, KeyError> {
         let rest = s.strip_prefix("git:").or_else(|| s.strip_prefix("name:"));
-        let ok = rest.is_some_and(|r| !r.is_empty())
-            && s.len() <= Self::MAX_LEN
+        // Keys only ever become escaped folder names, but one that reads like
+        // a path trick is refused outright.
+        let ok = rest.is_some_and(|r| {
+            !r.is_empty() && !r.contains('\\') && !r.split('/').any(|c| c == "." || c == "..")
+        }) && s.len() <= Self::MAX_LEN
             && !s.chars().any(char::is_control);
         if ok {
             Ok(Self(s.to_owned()))
@@ -283,6 +286,16 @@ mod tests {
         assert!(ProjectKey::normalize_foreign("path:/x").is_err());
         assert!(ProjectKey::parse("name:").is_err());
         assert!(ProjectKey::parse("name:a\nb").is_err());
+        for bad in [
+            "name:..",
+            "git:host/../../etc",
+            "name:a\\b",
+            "git:/./x",
+            "other:x",
+        ] {
+            assert!(ProjectKey::parse(bad).is_err(), "{bad}");
+        }
+        assert!(ProjectKey::parse("name:my..app").is_ok());
     }
 
     #[test]

@@ -1,0 +1,217 @@
+//! Bundles that must be refused, and the golden files that must always import.
+
+use predicates::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::env::*;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+const GOLDEN_SID: &str = "9f1c2b3a-4d5e-4f60-8a71-b82c93d4e5f6";
+
+fn golden_transcript() -> Vec<u8> {
+    std::fs::read(format!("{FIXTURES}/golden-transcript.jsonl")).unwrap()
+}
+
+#[test]
+fn golden_v1_imports_forever() {
+    let w = World::new();
+    let b = w.machine("b");
+    let repo = w.checkout("b/widget", Some("https://github.com/acme/widget"));
+    let out = b
+        .run(
+            &repo,
+            &["import", &format!("{FIXTURES}/v1.ccsync"), "--json"],
+        )
+        .success();
+    let json = stdout_json(&out);
+    assert_eq!(json["projectKey"], "git:github.com/acme/widget");
+    assert_eq!(json["action"], "installed");
+    // v1 does not know the subdirectory: the session goes to --cwd itself.
+    assert_eq!(
+        std::fs::read(b.transcript(&repo, GOLDEN_SID)).unwrap(),
+        golden_transcript()
+    );
+}
+
+#[test]
+fn golden_v2_imports_forever() {
+    let w = World::new();
+    let b = w.machine("b");
+    let repo = w.checkout("b/widget", Some("git@github.com:acme/widget.git"));
+    b.run(&repo, &["import", &format!("{FIXTURES}/v2.ccsync")])
+        .success();
+    let installed = std::fs::read(b.transcript(&repo.join("sub"), GOLDEN_SID)).unwrap();
+    assert_eq!(installed, golden_transcript());
+    assert_eq!(
+        format!("{:x}", Sha256::digest(&installed)),
+        "1a5a802e4b74a01d0f6fd4ea46819fff27c03c98200f39bec69e45795909b7bf"
+    );
+}
+
+fn v2_text() -> String {
+    std::fs::read_to_string(format!("{FIXTURES}/v2.ccsync")).unwrap()
+}
+
+/// Each case: a name and the bundle's bytes.
+fn hostile_bundles() -> Vec<(&'static str, Vec<u8>)> {
+    let good = v2_text();
+    let mut obj: serde_json::Value = serde_json::from_str(&good).unwrap();
+    let with = |field: &str, value: serde_json::Value| {
+        let mut o = obj.clone();
+        o[field] = value;
+        serde_json::to_vec(&o).unwrap()
+    };
+    let cases = vec![
+        ("empty", Vec::new()),
+        ("blank", b" \n\t".to_vec()),
+        ("truncated", good.as_bytes()[..good.len() - 40].to_vec()),
+        ("not json", b"hello, world".to_vec()),
+        ("array", b"[{\"_schemaVersion\":2}]".to_vec()),
+        ("number", b"2".to_vec()),
+        ("no version", b"{\"sessionId\":\"x\"}".to_vec()),
+        ("unknown version", with("_schemaVersion", 99.into())),
+        ("version as string", with("_schemaVersion", "2".into())),
+        ("gzip", b"\x1f\x8b\x08\x00\x00\x00\x00\x00".to_vec()),
+        ("wrong type", with("lineCount", "3".into())),
+        ("sha mismatch", with("sha256", "0".repeat(64).into())),
+        (
+            "traversal id",
+            with("sessionId", "../../../../etc/passwd".into()),
+        ),
+        ("absolute id", with("sessionId", "/tmp/evil".into())),
+        (
+            "nul id",
+            with(
+                "sessionId",
+                "9f1c2b3a-4d5e-4f60-8a71-b82c93d4e5f\u{0}".into(),
+            ),
+        ),
+        ("overlong id", with("sessionId", "9".repeat(5000).into())),
+        ("machine with slash", with("machineName", "../evil".into())),
+        (
+            "machine overlong",
+            with("machineName", "m".repeat(65).into()),
+        ),
+        ("key traversal", with("projectKey", "name:../../..".into())),
+        (
+            "relative escapes",
+            with("relativeCwd", "../../../.ssh".into()),
+        ),
+        ("relative absolute", with("relativeCwd", "/etc".into())),
+        ("cwd nul", with("originalCwd", "/a\u{0}b".into())),
+    ];
+    obj.as_object_mut().unwrap().remove("jsonl");
+    let mut cases = cases;
+    cases.push(("missing field", serde_json::to_vec(&obj).unwrap()));
+    cases
+}
+
+#[test]
+fn hostile_and_malformed_bundles_change_nothing() {
+    let w = World::new();
+    let b = w.machine("b");
+    let repo = w.checkout("b/widget", Some("git@github.com:acme/widget.git"));
+    // An existing session must survive every attempt too.
+    b.write_session(&repo, SID, &transcript(SID, &repo, 2, "keep"));
+    let before = snapshot(&b.claude);
+    for (name, bytes) in hostile_bundles() {
+        let file = w.root().join(format!("{}.ccsync", name.replace(' ', "-")));
+        std::fs::write(&file, &bytes).unwrap();
+        let out = b
+            .run(&repo, &["import", file.to_str().unwrap()])
+            .code(1)
+            .stderr(predicate::str::contains(file.to_str().unwrap()));
+        let err = stderr(&out);
+        assert!(err.starts_with("error: "), "{name}: {err}");
+        assert_eq!(snapshot(&b.claude), before, "{name} changed the config dir");
+    }
+}
+
+#[test]
+fn bundle_error_messages_say_what_is_wrong() {
+    let w = World::new();
+    let b = w.machine("b");
+    let cases = [
+        ("empty", "is empty"),
+        ("truncated", "may be truncated"),
+        ("unknown version", "reads versions 1 and 2"),
+        ("gzip", "gzip-compressed"),
+        ("sha mismatch", "SHA-256"),
+        ("traversal id", "sessionId"),
+        ("missing field", "missing field `jsonl`"),
+    ];
+    let bundles = hostile_bundles();
+    for (name, want) in cases {
+        let bytes = &bundles.iter().find(|(n, _)| *n == name).unwrap().1;
+        let file = w.root().join("bad.ccsync");
+        std::fs::write(&file, bytes).unwrap();
+        b.run(&w.root(), &["import", file.to_str().unwrap()])
+            .code(1)
+            .stderr(predicate::str::contains(want));
+    }
+}
+
+#[test]
+fn an_oversized_bundle_is_refused_unread() {
+    let w = World::new();
+    let b = w.machine("b");
+    let file = w.root().join("huge.ccsync");
+    let f = std::fs::File::create(&file).unwrap();
+    f.set_len(ccsync::bundle::MAX_BUNDLE_BYTES + 1).unwrap(); // sparse
+    b.run(&w.root(), &["import", file.to_str().unwrap()])
+        .code(1)
+        .stderr(predicate::str::contains("limit"));
+    assert!(!b.claude.exists());
+}
+
+#[test]
+fn a_bad_file_in_the_sync_dir_is_skipped_and_the_rest_arrive() {
+    let w = World::new();
+    let a = w.machine("a");
+    let b = w.machine("b");
+    let a_repo = w.checkout("a/w", Some("git@github.com:acme/widget.git"));
+    let b_repo = w.checkout("b/w", Some("git@github.com:acme/widget.git"));
+    a.init(&w);
+    b.init(&w);
+    a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 2, "ok"));
+    a.run(&a_repo, &["push"]).success();
+    let dir = w.sync_dir().join("git=github.com_acme_widget");
+    std::fs::write(
+        dir.join(format!("{SID2}-evil.ccsync")),
+        b"{\"_schemaVersion\":2,",
+    )
+    .unwrap();
+    // A bundle whose contents disagree with its name.
+    let good = std::fs::read(dir.join(format!("{SID}-a.ccsync"))).unwrap();
+    std::fs::write(dir.join(format!("{SID2}-liar.ccsync")), good).unwrap();
+
+    let out = b.run(&b_repo, &["pull", "--json"]).code(3);
+    let json = stdout_json(&out);
+    assert_eq!(json["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(json["failed"].as_array().unwrap().len(), 2);
+    assert!(stderr(&out).contains(&format!("{SID2}-evil.ccsync")));
+    assert!(stderr(&out).contains("do not match its name"));
+    assert!(b.transcript(&b_repo, SID).is_file());
+    assert!(!b.transcript(&b_repo, SID2).exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn links_in_the_sync_dir_are_not_followed() {
+    let w = World::new();
+    let a = w.machine("a");
+    let b = w.machine("b");
+    let a_repo = w.checkout("a/w", Some("git@github.com:acme/widget.git"));
+    let b_repo = w.checkout("b/w", Some("git@github.com:acme/widget.git"));
+    a.init(&w);
+    b.init(&w);
+    a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 2, "ok"));
+    a.run(&a_repo, &["push"]).success();
+    let dir = w.sync_dir().join("git=github.com_acme_widget");
+    let outside = w.root().join("outside.ccsync");
+    std::fs::rename(dir.join(format!("{SID}-a.ccsync")), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join(format!("{SID}-a.ccsync"))).unwrap();
+    let out = b.run(&b_repo, &["pull", "--json"]).success();
+    assert_eq!(stdout_json(&out)["sessions"], serde_json::json!([]));
+    assert!(!b.transcript(&b_repo, SID).exists());
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the built binary, run as several simulated machines,
+//! each with its own HOME, Claude Code config dir and ccsync config dir, and
+//! a cleared environment. Nothing here touches the developer's own files.
+
+mod corpus;
+mod env;
+mod errors;
+mod real_client;
+mod sync;

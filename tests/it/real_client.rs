@@ -1,0 +1,116 @@
+//! The real Claude Code client resumes a pulled session from the exact
+//! folder. Paths to the clients come from `$CCSYNC_TEST_CLAUDE` (current)
+//! and `$CCSYNC_TEST_CLAUDE_OLD` (2.1.112, which looks only in the exact
+//! folder); .ci/run installs both from the npm registry and sets them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::env::*;
+
+/// Runs `claude -p --resume <id> <marker>` offline from `cwd` with a cleared
+/// environment. The client appends the marker as a user line when it found
+/// the session, then stops for want of a login.
+fn resume(client: &Path, m: &Machine, cwd: &Path, id: &str, marker: &str) -> std::process::Output {
+    claude(client, m, cwd, &["-p", "--resume", id, marker])
+}
+
+fn claude(client: &Path, m: &Machine, cwd: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("timeout")
+        .arg("120")
+        .arg(client)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &m.home)
+        .env("CLAUDE_CONFIG_DIR", &m.claude)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the client runs")
+}
+
+fn clients() -> Vec<(&'static str, PathBuf)> {
+    ["CCSYNC_TEST_CLAUDE", "CCSYNC_TEST_CLAUDE_OLD"]
+        .into_iter()
+        .filter_map(|var| match std::env::var_os(var) {
+            Some(p) => Some((var, PathBuf::from(p))),
+            None => {
+                skip_or_fail(&format!("real-client check: {var} is not set"));
+                None
+            }
+        })
+        .collect()
+}
+
+fn check(checkout_rel: &str, sub: Option<&str>) {
+    for (var, client) in clients() {
+        let w = World::new();
+        let a = w.machine("laptop");
+        let b = w.machine("desktop");
+        let a_repo = w.checkout("a/code/widget", Some("git@github.com:acme/widget.git"));
+        let b_repo = w.checkout(checkout_rel, Some("https://github.com/acme/widget"));
+        let (a_cwd, b_cwd) = match sub {
+            Some(s) => (a_repo.join(s), b_repo.join(s)),
+            None => (a_repo.clone(), b_repo.clone()),
+        };
+        std::fs::create_dir_all(&a_cwd).unwrap();
+        std::fs::create_dir_all(&b_cwd).unwrap();
+        a.init(&w);
+        b.init(&w);
+        let bytes = transcript(SID, &a_cwd, 4, "real");
+        a.write_session(&a_cwd, SID, &bytes);
+        a.run(&a_repo, &["push"]).success();
+        b.run(&b_repo, &["pull"]).success();
+
+        let marker = format!("ccsync-marker-{var}");
+        let out = resume(&client, &b, &b_cwd, SID, &marker);
+        let installed =
+            ccsync::claude::ClaudeHome::resolve(Some(b.claude.clone().into()), None, None)
+                .unwrap()
+                .project_dir_for(b_cwd.to_str().unwrap())
+                .unwrap()
+                .join(format!("{SID}.jsonl"));
+        let after = std::fs::read(&installed).unwrap();
+        assert!(
+            after.starts_with(&bytes)
+                && String::from_utf8_lossy(&after[bytes.len()..]).contains(&marker),
+            "{var} ({}) did not resume {SID} from {}: stderr {}",
+            client.display(),
+            installed.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // One copy only.
+        let transcripts: Vec<PathBuf> = walk(&b.claude.join("projects"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .collect();
+        assert_eq!(transcripts, vec![installed.clone()]);
+        // The folder is the one the client itself makes for this directory:
+        // a new session started there lands beside the pulled one. (Clients
+        // from 2.1.223 on would also find a session in a wrong folder.)
+        claude(&client, &b, &b_cwd, &["-p", "new session"]);
+        let new: Vec<PathBuf> = walk(&b.claude.join("projects"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "jsonl") && *p != installed)
+            .collect();
+        assert_eq!(new.len(), 1, "{var} started no new session: {new:?}");
+        assert_eq!(
+            new[0].parent(),
+            installed.parent(),
+            "{var} uses another folder for {}",
+            b_cwd.display()
+        );
+    }
+}
+
+#[test]
+fn the_client_resumes_a_pulled_session_from_the_exact_folder() {
+    check("b/src/wid get ü.v2", None);
+}
+
+#[test]
+fn the_client_resumes_in_a_subdirectory_and_past_200_characters() {
+    let long = format!("b/{}/widget", "nested-folder-name".repeat(12));
+    check(&long, Some("crates/core"));
+}
