@@ -70,6 +70,11 @@ pub struct PushArgs {
     #[arg(long, conflicts_with = "session")]
     pub all: bool,
 
+    /// Replace this machine's earlier copy even when the local transcript
+    /// no longer starts with it (it was truncated or rewritten here).
+    #[arg(long)]
+    pub force: bool,
+
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -84,6 +89,10 @@ pub struct PullArgs {
     /// Pull for every project this machine knows.
     #[arg(long, conflicts_with = "session")]
     pub all: bool,
+
+    /// Replace transcripts even when Claude Code seems to be writing them.
+    #[arg(long)]
+    pub force: bool,
 
     /// Print the result as JSON on stdout.
     #[arg(long)]
@@ -121,6 +130,10 @@ pub struct ImportArgs {
     /// directory].
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
+
+    /// Replace the transcript even when Claude Code seems to be writing it.
+    #[arg(long)]
+    pub force: bool,
 
     /// Print the result as JSON on stdout.
     #[arg(long)]

@@ -19,8 +19,20 @@ pub enum ConfigError {
     Read { path: PathBuf, source: io::Error },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error(
+        "another ccsync is running for this config dir (it holds {0}); wait for it to finish and run this again"
+    )]
+    Busy(PathBuf),
     #[error("{path} is not valid: {message}; fix it or run `ccsync init` again")]
     Invalid { path: PathBuf, message: String },
+}
+
+const STAGING_PREFIX: &str = ".ccsync-staging-";
+
+/// Held while a command that writes runs.
+#[derive(Debug)]
+pub struct Lock {
+    _file: std::fs::File,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +152,50 @@ impl ConfigDir {
             .map_err(|source| ConfigError::Write { path, source })
     }
 
+    /// Takes the lock that keeps two ccsync processes of this user from
+    /// interleaving; it is released when the returned value is dropped, or
+    /// when the process dies, however it dies.
+    pub fn lock(&self) -> Result<Lock, ConfigError> {
+        let path = self.root.join("ccsync.lock");
+        let write_err = |source| ConfigError::Write {
+            path: path.clone(),
+            source,
+        };
+        fsutil::create_private_dir_all(&self.root).map_err(write_err)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path).map_err(write_err)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Lock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(ConfigError::Busy(path)),
+            Err(std::fs::TryLockError::Error(source)) => Err(ConfigError::Write { path, source }),
+        }
+    }
+
+    /// Removes staging dirs that a killed run left behind. Only old ones:
+    /// a command that does not take the lock (doctor) may be using a new one.
+    pub fn remove_stale_staging(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for entry in entries.flatten() {
+            let stale = entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(STAGING_PREFIX)
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < hour_ago);
+            if stale {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
     /// A private scratch directory for bundles on their way in or out,
     /// removed when dropped.
     pub fn staging(&self) -> Result<tempfile::TempDir, ConfigError> {
@@ -149,7 +205,7 @@ impl ConfigDir {
         };
         fsutil::create_private_dir_all(&self.root).map_err(write_err)?;
         tempfile::Builder::new()
-            .prefix(".ccsync-staging-")
+            .prefix(STAGING_PREFIX)
             .tempdir_in(&self.root)
             .map_err(write_err)
     }

@@ -49,6 +49,9 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
     if broken_pipe {
         return ExitCode::SUCCESS;
     }
+    let busy = err
+        .chain()
+        .any(|e| matches!(e.downcast_ref(), Some(ccsync::config::ConfigError::Busy(_))));
     let mut printed = err.to_string();
     eprintln!("error: {printed}");
     for cause in err.chain().skip(1) {
@@ -59,7 +62,11 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
             printed.push_str(&text);
         }
     }
-    ExitCode::FAILURE
+    if busy {
+        ExitCode::from(4)
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// `12.4 MB`, in decimal units like most file managers.

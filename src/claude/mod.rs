@@ -2,6 +2,7 @@
 //! directory maps to, and which sessions are on this machine.
 
 pub mod dirname;
+pub mod live;
 pub mod sessions;
 pub mod transcript;
 
@@ -103,6 +104,33 @@ impl ClaudeHome {
             }
         }
         Ok(exact)
+    }
+
+    /// Removes temp files a killed ccsync left in project folders. Call
+    /// only while holding ccsync's lock: then none is being written.
+    pub fn remove_leftovers(&self) -> io::Result<usize> {
+        let mut removed = 0;
+        let dirs = match std::fs::read_dir(self.projects_dir()) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        for dir in dirs.flatten() {
+            let Ok(files) = std::fs::read_dir(dir.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let name = file.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(crate::fsutil::TEMP_PREFIX)
+                    && name.ends_with(crate::fsutil::TEMP_SUFFIX)
+                    && std::fs::remove_file(file.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     pub fn transcript_path(project_dir: &Path, id: &SessionId) -> PathBuf {

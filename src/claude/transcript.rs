@@ -215,3 +215,114 @@ mod tests {
         assert_eq!(s.first_prompt.as_deref(), Some("fix the bug"));
     }
 }
+
+/// The byte range of the top-level `"sessionId"` string value of a JSON
+/// object line, found without decoding the rest of the line.
+pub fn session_id_span(line: &[u8]) -> Option<std::ops::Range<usize>> {
+    if line.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    let mut depth = 0usize;
+    let mut expect_key = false;
+    let mut after_match = false;
+    let mut i = 0;
+    while i < line.len() {
+        match line[i] {
+            b'"' => {
+                let start = i + 1;
+                let end = string_end(line, start)?;
+                if depth == 1 {
+                    if expect_key {
+                        after_match = &line[start..end] == b"sessionId";
+                        expect_key = false;
+                    } else if after_match {
+                        return Some(start..end);
+                    }
+                }
+                i = end + 1;
+                continue;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                expect_key = depth == 1;
+            }
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            b',' if depth == 1 => {
+                expect_key = true;
+                after_match = false;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Index of the quote that closes the string starting at `start`.
+fn string_end(line: &[u8], mut i: usize) -> Option<usize> {
+    while i < line.len() {
+        match line[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The transcript with every line's top-level `sessionId` that equals `from`
+/// set to `to`; every other byte is kept.
+pub fn with_session_id(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        match session_id_span(line) {
+            Some(span) if &line[span.clone()] == from.as_bytes() => {
+                out.extend_from_slice(&line[..span.start]);
+                out.extend_from_slice(to.as_bytes());
+                out.extend_from_slice(&line[span.end..]);
+            }
+            _ => out.extend_from_slice(line),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod rewrite_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_top_level_session_id_changes() {
+        let line = br#"{"parentUuid":null,"message":{"sessionId":"old","content":"\"sessionId\":\"old\""},"sessionId":"old","x":["sessionId","old"]}"#;
+        let span = session_id_span(line).unwrap();
+        assert_eq!(&line[span], b"old");
+        let t = [
+            line.as_slice(),
+            b"\n{\"sessionId\":\"other\"}\n{\"type\":\"summary\"}\n",
+        ]
+        .concat();
+        let out = with_session_id(&t, "old", "new");
+        let expected = String::from_utf8(t.clone()).unwrap().replacen(
+            r#","sessionId":"old","x""#,
+            r#","sessionId":"new","x""#,
+            1,
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn odd_lines_are_left_alone() {
+        for line in [
+            &b"[\"sessionId\",\"old\"]"[..],
+            b"not json",
+            b"{\"sessionId\":1}",
+            b"{\"a\":\"unterminated",
+        ] {
+            assert_eq!(with_session_id(line, "old", "new"), line);
+        }
+        assert_eq!(
+            with_session_id(b"{ \"sessionId\" : \"old\" }", "old", "n"),
+            b"{ \"sessionId\" : \"n\" }"
+        );
+    }
+}

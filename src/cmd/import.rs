@@ -5,13 +5,14 @@ use anyhow::{Context, Result};
 use ccsync::bundle::{Bundle, MAX_BUNDLE_BYTES};
 use ccsync::fsutil;
 use ccsync::project::Resolver;
+use ccsync::sync::now_ms;
 use ccsync::sync::plan::Verdict;
-use ccsync::sync::{now_ms, pull};
 
 use super::{Env, Outcome};
 use crate::cli::ImportArgs;
 
 pub fn run(env: &Env, args: &ImportArgs) -> Result<Outcome> {
+    let _lock = env.lock()?;
     let file = &args.file;
     let bytes = fsutil::read_capped(file, MAX_BUNDLE_BYTES)
         .with_context(|| format!("cannot read {}", file.display()))?;
@@ -48,8 +49,9 @@ pub fn run(env: &Env, args: &ImportArgs) -> Result<Outcome> {
     } else {
         dir.clone()
     };
-    let local = pull::local_index(&env.claude)?;
-    let outcome = pull::install(&env.claude, &local, std::slice::from_ref(&bundle), &root)?;
+    let outcome = env
+        .installer(args.force)?
+        .install(std::slice::from_ref(&bundle), &root)?;
 
     let mut state = env.config_dir.load_state()?;
     state.remember(&placement.key, &placement.root, now_ms());

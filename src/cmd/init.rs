@@ -48,6 +48,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
             })?
         }
     };
+    let _lock = env.lock()?;
     let location = Location::parse(&args.location, &env.cwd);
     let Location::Dir(dir) = &location;
     fsutil::create_private_dir_all(dir)

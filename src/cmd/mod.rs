@@ -13,14 +13,16 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
 use ccsync::claude::ClaudeHome;
 use ccsync::claude::sessions::{LocalSession, Skipped};
-use ccsync::config::{Config, ConfigDir, State};
+use ccsync::config::{Config, ConfigDir, Lock, State};
 use ccsync::names::MachineName;
 use ccsync::project::{Placement, ProjectKey, Resolver};
+use ccsync::sync::pull::Installer;
 use ccsync::transport::{Location, Transport};
 
 use crate::cli::{Cli, Command};
@@ -106,6 +108,32 @@ impl Env {
         let machine = config.machine_name()?;
         let transport = Location::parse(&config.location, &self.cwd).open();
         Ok((config, machine, transport))
+    }
+
+    /// Takes ccsync's lock for a command that writes, then removes what an
+    /// earlier, killed run may have left.
+    pub fn lock(&self) -> Result<Lock> {
+        let lock = self.config_dir.lock()?;
+        match self.claude.remove_leftovers() {
+            Ok(0) | Err(_) => {}
+            Ok(n) => self.ui.status(format_args!(
+                "removed {n} temp files an interrupted run left"
+            )),
+        }
+        self.config_dir.remove_stale_staging();
+        Ok(lock)
+    }
+
+    /// Installs into the Claude Code config dir. A transcript modified in
+    /// the last `CCSYNC_LIVE_WINDOW_MS` milliseconds (default 3000) counts
+    /// as being written, like one a process holds open.
+    pub fn installer(&self, force: bool) -> Result<Installer<'_>> {
+        let window = std::env::var("CCSYNC_LIVE_WINDOW_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000);
+        Installer::new(&self.claude, force, Duration::from_millis(window))
+            .with_context(|| format!("cannot read {}", self.claude.projects_dir().display()))
     }
 
     pub fn save_state(&self, state: &State) {

@@ -28,6 +28,28 @@ pub struct OutcomeJson {
     bytes: u64,
     lines: u64,
     copies: Vec<CopyJson>,
+    /// Why the transcript was not replaced although the plan said to.
+    held: Option<String>,
+    forks: Vec<ForkJson>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ForkJson {
+    /// Whose branch the fork holds.
+    machine: String,
+    session_id: String,
+    transcript: String,
+    action: &'static str,
+    held: Option<String>,
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Install { .. } => "installed",
+        Action::FastForward { .. } => "updated",
+        Action::Keep => "unchanged",
+    }
 }
 
 #[derive(Serialize)]
@@ -58,11 +80,7 @@ impl OutcomeJson {
         Self {
             session_id: o.id.to_string(),
             project_key: o.key.to_string(),
-            action: match o.action {
-                Action::Install { .. } => "installed",
-                Action::FastForward { .. } => "updated",
-                Action::Keep => "unchanged",
-            },
+            action: action_name(o.action),
             from_machine: o.from.as_ref().map(ToString::to_string),
             transcript: o.transcript.display().to_string(),
             cwd: o.cwd.display().to_string(),
@@ -80,6 +98,18 @@ impl OutcomeJson {
                         Verdict::LocalAhead => "local-ahead",
                         Verdict::Diverged => "diverged",
                     },
+                })
+                .collect(),
+            held: o.held.as_ref().map(ToString::to_string),
+            forks: o
+                .forks
+                .iter()
+                .map(|f| ForkJson {
+                    machine: f.machine.to_string(),
+                    session_id: f.id.to_string(),
+                    transcript: f.transcript.display().to_string(),
+                    action: action_name(f.action),
+                    held: f.held.as_ref().map(ToString::to_string),
                 })
                 .collect(),
         }
@@ -120,17 +150,36 @@ pub fn describe(env: &Env, o: &SessionOutcome) {
             o.id
         ));
     }
+    if let Some(held) = &o.held {
+        env.ui.warn(format_args!(
+            "left {} alone: Claude Code is writing it ({held}); pull again when that session is closed, or use --force",
+            o.id
+        ));
+    }
     for (machine, verdict) in &o.verdicts {
-        match verdict {
-            Verdict::LocalAhead => env.ui.status(format_args!(
+        if *verdict == Verdict::LocalAhead {
+            env.ui.status(format_args!(
                 "kept {}: this machine has lines that {machine}'s copy lacks; `ccsync push {}` sends them",
                 o.id, o.id
+            ));
+        }
+    }
+    for fork in &o.forks {
+        let cwd = shell_quote(&o.cwd.to_string_lossy());
+        match (&fork.held, fork.action) {
+            (Some(held), _) => env.ui.warn(format_args!(
+                "left fork {} alone: Claude Code is writing it ({held})",
+                fork.id
             )),
-            Verdict::Diverged => env.ui.warn(format_args!(
-                "kept {} as it is here: it was continued both here and on {machine}, so {machine}'s copy was not installed over it",
-                o.id
+            (None, Action::Keep) => {}
+            (None, _) => env.ui.status(format_args!(
+                "{} was continued both here and on {m}: this machine's branch stays {}, {m}'s is session {}\n  resume it with: cd {cwd} && claude --resume {}",
+                o.id,
+                o.id,
+                fork.id,
+                fork.id,
+                m = fork.machine,
             )),
-            _ => {}
         }
     }
 }
@@ -147,6 +196,7 @@ fn shell_quote(s: &str) -> String {
 
 pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
     let (_, machine, transport) = env.open_transport()?;
+    let _lock = env.lock()?;
     let only = args.session.as_deref().map(SessionId::parse).transpose()?;
     let mut resolver = Resolver::new();
     let here = resolver.place(&env.cwd.to_string_lossy());
@@ -166,9 +216,10 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
         .collect();
 
     let staging = env.config_dir.staging()?;
+    let installer = env.installer(args.force)?;
     let report = pull::pull(
         transport.as_ref(),
-        &env.claude,
+        &installer,
         staging.path(),
         &checkouts,
         only.as_ref(),
@@ -219,6 +270,22 @@ fn print_report(env: &Env, location: &str, report: &PullReport, json: bool) -> R
     if unchanged > 0 {
         summary.push_str(&format!("; {unchanged} unchanged"));
     }
+    let forks = report
+        .outcomes
+        .iter()
+        .flat_map(|o| &o.forks)
+        .filter(|f| f.action != Action::Keep)
+        .count();
+    if forks > 0 {
+        summary.push_str(&format!(
+            "; {} of diverged sessions",
+            ui::plural(forks, "fork", "forks")
+        ));
+    }
+    let held = report.outcomes.iter().filter(|o| o.held.is_some()).count();
+    if held > 0 {
+        summary.push_str(&format!("; {held} in use, left alone"));
+    }
     let problems = report.bad_objects.len() + report.failed.len();
     if problems > 0 {
         summary.push_str(&format!("; {problems} skipped"));
@@ -242,7 +309,7 @@ fn print_report(env: &Env, location: &str, report: &PullReport, json: bool) -> R
                 .collect(),
         })?;
     }
-    Ok(if problems > 0 {
+    Ok(if report.incomplete() {
         Outcome::Partial
     } else {
         Outcome::Success

@@ -33,11 +33,14 @@ struct FailedJson {
 struct PushJson {
     location: String,
     pushed: Vec<PushedJson>,
+    /// Sessions whose copy in the transport is already what is here.
+    unchanged: Vec<String>,
     failed: Vec<FailedJson>,
 }
 
 pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
     let (_, machine, transport) = env.open_transport()?;
+    let _lock = env.lock()?;
     let mut resolver = Resolver::new();
     let local = Local::scan(env, &mut resolver)?;
     let chosen = if args.all {
@@ -56,7 +59,14 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
 
     let staging = env.config_dir.staging()?;
     let now = now_ms();
-    let report = push::push(transport.as_ref(), staging.path(), &chosen, &machine, now)?;
+    let report = push::push(
+        transport.as_ref(),
+        staging.path(),
+        &chosen,
+        &machine,
+        now,
+        args.force,
+    )?;
 
     let mut state = env.config_dir.load_state()?;
     for (_, placement) in chosen
@@ -89,12 +99,16 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
         env.ui.warn(format_args!("not pushed {id}: {e}"));
     }
     let total: u64 = report.pushed.iter().map(|p| p.bytes).sum();
-    env.ui.status(format_args!(
+    let mut summary = format!(
         "pushed {} ({}) to {}",
         ui::plural(report.pushed.len(), "session", "sessions"),
         ui::size(total),
         transport.location()
-    ));
+    );
+    if !report.unchanged.is_empty() {
+        summary.push_str(&format!("; {} unchanged", report.unchanged.len()));
+    }
+    env.ui.status(summary);
     if args.json {
         env.ui.json(&PushJson {
             location: transport.location(),
@@ -110,6 +124,7 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
                     partial_tail_bytes: p.partial_tail,
                 })
                 .collect(),
+            unchanged: report.unchanged.iter().map(ToString::to_string).collect(),
             failed: report
                 .failed
                 .iter()
@@ -122,7 +137,7 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
     }
     if report.failed.is_empty() {
         Ok(Outcome::Success)
-    } else if !args.all && report.pushed.is_empty() {
+    } else if !args.all && report.pushed.is_empty() && report.unchanged.is_empty() {
         let (_, e) = report.failed.into_iter().next().expect("one failure");
         Err(e.into())
     } else {

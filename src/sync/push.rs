@@ -1,5 +1,6 @@
 //! From local transcripts to bundles in a transport.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::SessionError;
@@ -75,53 +76,126 @@ pub struct Pushed {
 #[derive(Debug, Default)]
 pub struct PushReport {
     pub pushed: Vec<Pushed>,
+    /// Already in the transport exactly as they are here.
+    pub unchanged: Vec<SessionId>,
     pub failed: Vec<(SessionId, SessionError)>,
 }
 
 /// Bundles every session into `staging`, then stores them all in one batch.
+///
+/// This machine's earlier copy of a session is only ever replaced by one
+/// that extends it, unless `force`: a transcript that shrank or was rewritten
+/// here would otherwise take lines away from every other machine.
 pub fn push(
     transport: &dyn Transport,
     staging: &Path,
     sessions: &[(LocalSession, Placement)],
     machine: &MachineName,
     now_ms: u64,
+    force: bool,
 ) -> Result<PushReport, TransportError> {
+    let names: Vec<ObjectName> = sessions
+        .iter()
+        .map(|(s, p)| ObjectName::for_session(&p.key, &s.file.id, machine))
+        .collect();
+    let present: HashSet<ObjectName> = transport.list()?.into_iter().map(|o| o.name).collect();
+    let earlier = fetch_earlier(transport, staging, &names, &present)?;
+
     let mut report = PushReport::default();
     let mut batch = Vec::new();
-    for (session, placement) in sessions {
+    for ((session, placement), object) in sessions.iter().zip(names) {
         let id = session.file.id.clone();
-        let staged = make_bundle(session, placement, machine, now_ms).and_then(|out| {
-            let file = staging.join(format!("{id}.ccsync"));
-            let write_err = |source| SessionError::Write {
-                path: file.clone(),
-                source,
-            };
-            let bytes = out
-                .bundle
-                .to_bytes()
-                .map_err(|source| SessionError::Bundle {
-                    path: out.source.clone(),
-                    source,
-                })?;
-            fsutil::write_atomic_bytes(&file, &bytes).map_err(write_err)?;
-            Ok((out, file))
-        });
-        match staged {
-            Ok((out, file)) => {
-                let object = ObjectName::for_session(&placement.key, &id, machine);
-                report.pushed.push(Pushed {
-                    id,
-                    key: placement.key.clone(),
-                    object: object.clone(),
-                    bytes: out.bundle.transcript.len() as u64,
-                    lines: out.bundle.line_count,
-                    partial_tail: out.partial_tail,
-                });
-                batch.push((object, file));
+        let out = match make_bundle(session, placement, machine, now_ms) {
+            Ok(out) => out,
+            Err(e) => {
+                report.failed.push((id, e));
+                continue;
             }
-            Err(e) => report.failed.push((id, e)),
+        };
+        if let Some(Some(before)) = earlier.get(&object) {
+            let same_place = before.original_cwd == out.bundle.original_cwd
+                && before.relative_cwd == out.bundle.relative_cwd;
+            if before.transcript == out.bundle.transcript && same_place {
+                report.unchanged.push(id);
+                continue;
+            }
+            if !out.bundle.transcript.starts_with(&before.transcript) && !force {
+                report.failed.push((
+                    id.clone(),
+                    SessionError::WouldRewind {
+                        id,
+                        pushed_lines: before.line_count,
+                        local_lines: out.bundle.line_count,
+                    },
+                ));
+                continue;
+            }
         }
+        let file = staging.join(format!("{id}.ccsync"));
+        let staged = out
+            .bundle
+            .to_bytes()
+            .map_err(|source| SessionError::Bundle {
+                path: out.source.clone(),
+                source,
+            })
+            .and_then(|bytes| {
+                fsutil::write_atomic_bytes(&file, &bytes).map_err(|source| SessionError::Write {
+                    path: file.clone(),
+                    source,
+                })
+            });
+        if let Err(e) = staged {
+            report.failed.push((id, e));
+            continue;
+        }
+        report.pushed.push(Pushed {
+            id,
+            key: placement.key.clone(),
+            object: object.clone(),
+            bytes: out.bundle.transcript.len() as u64,
+            lines: out.bundle.line_count,
+            partial_tail: out.partial_tail,
+        });
+        batch.push((object, file));
     }
-    transport.store(&batch)?;
+    if !batch.is_empty() {
+        transport.store(&batch)?;
+    }
     Ok(report)
+}
+
+/// This machine's copies already in the transport, decoded; `None` for one
+/// that does not decode (it may then be replaced: it is ours, and broken).
+fn fetch_earlier(
+    transport: &dyn Transport,
+    staging: &Path,
+    names: &[ObjectName],
+    present: &HashSet<ObjectName>,
+) -> Result<HashMap<ObjectName, Option<Bundle>>, TransportError> {
+    let wanted: Vec<ObjectName> = names
+        .iter()
+        .filter(|n| present.contains(*n))
+        .cloned()
+        .collect();
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let dir = staging.join("earlier");
+    fsutil::create_private_dir_all(&dir).map_err(|source| TransportError::Io {
+        action: "create",
+        path: dir.clone(),
+        source,
+    })?;
+    let files = transport.fetch(&wanted, &dir)?;
+    Ok(wanted
+        .into_iter()
+        .zip(files)
+        .map(|(name, file)| {
+            let bundle = std::fs::read(&file)
+                .ok()
+                .and_then(|b| Bundle::decode(&b).ok());
+            (name, bundle)
+        })
+        .collect())
 }

@@ -76,12 +76,20 @@ pub struct Machine {
 
 impl Machine {
     pub fn cmd(&self, cwd: &Path) -> Command {
-        let mut cmd = Command::cargo_bin("ccsync").unwrap();
+        Command::from_std(self.std_cmd(cwd))
+    }
+
+    /// The same, for tests that spawn and kill.
+    pub fn std_cmd(&self, cwd: &Path) -> StdCommand {
+        let mut cmd = StdCommand::new(env!("CARGO_BIN_EXE_ccsync"));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &self.home)
             .env("CLAUDE_CONFIG_DIR", &self.claude)
             .env("CCSYNC_CONFIG_DIR", &self.cfg)
+            // Tests write transcripts and pull at once; the in-use checks
+            // by modification time have tests of their own.
+            .env("CCSYNC_LIVE_WINDOW_MS", "0")
             .current_dir(cwd);
         cmd
     }

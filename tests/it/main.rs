@@ -6,4 +6,5 @@ mod corpus;
 mod env;
 mod errors;
 mod real_client;
+mod safety;
 mod sync;

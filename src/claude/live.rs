@@ -1,0 +1,151 @@
+//! Is Claude Code writing this transcript right now?
+//!
+//! Claude Code appends through a file descriptor it keeps open. Renaming a new
+//! file over the transcript would send every later line to the unlinked old
+//! file, so a pull must leave such a transcript alone.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// Why a transcript counts as in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InUse {
+    /// A process holds it open for writing.
+    OpenForWriting { pid: u32 },
+    /// It changed moments ago: a writer may be invisible from here (another
+    /// container, another OS).
+    RecentlyModified { ago: Duration },
+}
+
+impl std::fmt::Display for InUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InUse::OpenForWriting { pid } => write!(f, "process {pid} has it open for writing"),
+            InUse::RecentlyModified { ago } => {
+                write!(f, "it was modified {:.1}s ago", ago.as_secs_f64())
+            }
+        }
+    }
+}
+
+/// Files open for writing by any process this user can see, by (device, inode).
+#[derive(Debug, Default)]
+pub struct Writers {
+    open: HashMap<(u64, u64), u32>,
+}
+
+impl Writers {
+    /// Reads `/proc/*/fd` once. Elsewhere (no `/proc`) it finds nothing and
+    /// the modification-time check carries the load.
+    pub fn scan() -> Self {
+        let mut open = HashMap::new();
+        #[cfg(target_os = "linux")]
+        if let Ok(procs) = std::fs::read_dir("/proc") {
+            use std::os::unix::fs::MetadataExt;
+            let me = std::process::id();
+            for proc_entry in procs.flatten() {
+                let Some(pid) = proc_entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|s| s.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if pid == me {
+                    continue;
+                }
+                let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+                    continue;
+                };
+                for fd in fds.flatten() {
+                    let Ok(meta) = std::fs::metadata(fd.path()) else {
+                        continue;
+                    };
+                    if !meta.is_file() {
+                        continue;
+                    }
+                    let info = proc_entry.path().join("fdinfo").join(fd.file_name());
+                    if opened_for_writing(&std::fs::read_to_string(info).unwrap_or_default()) {
+                        open.insert((meta.dev(), meta.ino()), pid);
+                    }
+                }
+            }
+        }
+        Self { open }
+    }
+
+    /// Whether `path` is in use: open for writing, or modified within `recent`.
+    pub fn check(&self, path: &Path, recent: Duration) -> Option<InUse> {
+        let meta = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            if let Some(&pid) = self.open.get(&(meta.dev(), meta.ino())) {
+                return Some(InUse::OpenForWriting { pid });
+            }
+        }
+        let ago = SystemTime::now()
+            .duration_since(meta.modified().ok()?)
+            .unwrap_or_default();
+        (ago < recent).then_some(InUse::RecentlyModified { ago })
+    }
+}
+
+/// `/proc/<pid>/fdinfo/<fd>` has a `flags:` line in octal; the access mode
+/// is its low two bits (1 write-only, 2 read-write).
+fn opened_for_writing(fdinfo: &str) -> bool {
+    fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+        .is_some_and(|flags| matches!(flags & 0o3, 1 | 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fdinfo_flags() {
+        assert!(opened_for_writing(
+            "pos:\t0\nflags:\t02102001\nmnt_id:\t1\n"
+        ));
+        assert!(opened_for_writing("flags:\t0100002\n"));
+        assert!(!opened_for_writing("flags:\t0100000\n"));
+        assert!(!opened_for_writing(""));
+    }
+
+    #[test]
+    fn recent_modification_counts() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let w = Writers::default();
+        assert!(matches!(
+            w.check(f.path(), Duration::from_secs(60)),
+            Some(InUse::RecentlyModified { .. })
+        ));
+        assert_eq!(w.check(f.path(), Duration::ZERO), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_writer_in_another_process_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        std::fs::write(&path, b"{}\n").unwrap();
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("exec 3>>\"$0\"; echo ready; exec sleep 30")
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = [0u8; 6];
+        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut ready).unwrap();
+        let found = Writers::scan().check(&path, Duration::ZERO);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(found, Some(InUse::OpenForWriting { pid: child.id() }));
+        assert_eq!(Writers::scan().check(&path, Duration::ZERO), None);
+    }
+}
