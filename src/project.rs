@@ -48,12 +48,11 @@ impl ProjectKey {
     /// Keys written by other tools to the v1 format carry the raw remote
     /// (`git:https://github.com/you/app.git`); bring them to this form.
     pub fn normalize_foreign(s: &str) -> Result<Self, KeyError> {
-        if let Some(url) = s.strip_prefix("git:") {
-            if url.contains("://") || url.contains('@') {
-                if let Some(key) = Self::from_remote(url) {
-                    return Ok(key);
-                }
-            }
+        if let Some(url) = s.strip_prefix("git:")
+            && (url.contains("://") || url.contains('@'))
+            && let Some(key) = Self::from_remote(url)
+        {
+            return Ok(key);
         }
         Self::parse(s)
     }
@@ -157,21 +156,19 @@ impl Resolver {
     /// OS (`C:\x` recorded on Windows) is keyed by its last component.
     pub fn place(&mut self, cwd: &str) -> Placement {
         let path = Path::new(cwd);
-        if path.is_absolute() {
-            if let Some(existing) = path.ancestors().find(|p| p.is_dir()) {
-                if let Some((workdir, key)) = self.repo_of(existing) {
-                    if let Some(relative) = RelPath::between(&workdir, path) {
-                        let key = key.unwrap_or_else(|| {
-                            ProjectKey::from_dir_name(&last_component(&workdir.to_string_lossy()))
-                        });
-                        return Placement {
-                            key,
-                            root: workdir,
-                            relative,
-                        };
-                    }
-                }
-            }
+        if path.is_absolute()
+            && let Some(existing) = path.ancestors().find(|p| p.is_dir())
+            && let Some((workdir, key)) = self.repo_of(existing)
+            && let Some(relative) = RelPath::between(&workdir, path)
+        {
+            let key = key.unwrap_or_else(|| {
+                ProjectKey::from_dir_name(&last_component(&workdir.to_string_lossy()))
+            });
+            return Placement {
+                key,
+                root: workdir,
+                relative,
+            };
         }
         Placement {
             key: ProjectKey::from_dir_name(&last_component(cwd)),

@@ -79,11 +79,11 @@ fn line_cwd(line: &[u8]) -> Option<String> {
 pub fn owning_cwd(path: &Path, dir_name: &str, any_cwd: bool) -> io::Result<Option<String>> {
     let mut found = None;
     for_each_line(path, |line| {
-        if let Some(cwd) = line_cwd(line) {
-            if any_cwd || dirname::matches(dir_name, &cwd) {
-                found = Some(cwd);
-                return false;
-            }
+        if let Some(cwd) = line_cwd(line)
+            && (any_cwd || dirname::matches(dir_name, &cwd))
+        {
+            found = Some(cwd);
+            return false;
         }
         true
     })?;

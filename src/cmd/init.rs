@@ -65,13 +65,14 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
 
     let staging = env.config_dir.staging()?;
-    if let Some(claim) = read_claim(transport.as_ref(), &machine, staging.path())? {
-        if claim.machine_id != machine_id && !args.force {
-            bail!(
-                "machine name {machine} is already taken in {} by another machine; choose another with --name, or pass --force if that machine is gone",
-                dir.display()
-            );
-        }
+    if let Some(claim) = read_claim(transport.as_ref(), &machine, staging.path())?
+        && claim.machine_id != machine_id
+        && !args.force
+    {
+        bail!(
+            "machine name {machine} is already taken in {} by another machine; choose another with --name, or pass --force if that machine is gone",
+            dir.display()
+        );
     }
     let claim = Claim {
         machine: machine.to_string(),

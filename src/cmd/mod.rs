@@ -253,10 +253,10 @@ pub fn known_projects(state: &State, local: &Local) -> BTreeMap<ProjectKey, Path
         }
     }
     for (key, project) in &state.projects {
-        if let Ok(key) = ProjectKey::parse(key) {
-            if project.root.is_dir() {
-                known.insert(key, project.root.clone());
-            }
+        if let Ok(key) = ProjectKey::parse(key)
+            && project.root.is_dir()
+        {
+            known.insert(key, project.root.clone());
         }
     }
     known

@@ -225,13 +225,15 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
         only.as_ref(),
         &machine,
     )?;
-    if let Some(id) = &only {
-        if report.outcomes.is_empty() && report.failed.is_empty() && report.bad_objects.is_empty() {
-            bail!(
-                "session {id} is not in {} for any project with a checkout here; cd into the checkout and pull again, or `ccsync list --remote` to see what is there",
-                transport.location()
-            );
-        }
+    if let Some(id) = &only
+        && report.outcomes.is_empty()
+        && report.failed.is_empty()
+        && report.bad_objects.is_empty()
+    {
+        bail!(
+            "session {id} is not in {} for any project with a checkout here; cd into the checkout and pull again, or `ccsync list --remote` to see what is there",
+            transport.location()
+        );
     }
 
     let now = now_ms();
