@@ -262,7 +262,10 @@ fn decode_v1(bytes: &[u8]) -> Result<Bundle, BundleError> {
         relative_cwd: None,
         machine: MachineName::parse(&v.machine_name).map_err(name_field("machineName"))?,
         exported_at_ms: whole_number("exportedAt", v.exported_at)?,
-        line_count: whole_number("lineCount", v.line_count)?,
+        // Checked for shape only: other writers count lines their own way,
+        // and the count is a property of the transcript anyway.
+        line_count: whole_number("lineCount", v.line_count)
+            .map(|_| crate::claude::transcript::count_lines(&transcript))?,
         transcript,
     })
 }
@@ -397,5 +400,80 @@ mod tests {
         assert_eq!(b.original_cwd, r"C:\Users\you\code\myapp");
         assert_eq!(b.transcript, b"{\"a\":1}\n{\"b\":2}\n");
         assert_eq!(b.relative_cwd, None);
+        assert_eq!(b.line_count, 2);
+    }
+
+    #[test]
+    fn a_v1_line_count_that_disagrees_still_reencodes() {
+        // Found by the fuzzer: the declared count must not survive re-encoding.
+        let v1 = br#"{"_schemaVersion":1,"sessionId":"5c0375b4-57a5-4f26-b12d-d022ee4e51b7",
+            "projectKey":"name:x","originalCwd":"/x","machineName":"m","exportedAt":1,
+            "lineCount":7,"jsonl":"{}\n"}"#;
+        let b = Bundle::decode(v1).unwrap();
+        assert_eq!(b.line_count, 1);
+        assert_eq!(
+            Bundle::decode(&b.to_bytes().unwrap()).unwrap().transcript,
+            b"{}
+"
+        );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bundle() -> impl Strategy<Value = Bundle> {
+        (
+            prop::collection::vec("[^\n]{0,40}", 1..6),
+            "[A-Za-z0-9._-]{1,64}".prop_filter("a name", |m| m != "." && m != ".."),
+            "\\PC{1,60}",
+            prop::collection::vec("[a-z0-9 ._-]{1,8}", 0..3),
+            any::<u64>(),
+        )
+            .prop_map(|(lines, machine, cwd, rel, at)| {
+                let transcript: Vec<u8> = lines
+                    .iter()
+                    .flat_map(|l| format!("{l}\n").into_bytes())
+                    .collect();
+                Bundle {
+                    version: CURRENT_VERSION,
+                    session_id: SessionId::new_random(),
+                    project_key: ProjectKey::parse("git:example.org/x/y").unwrap(),
+                    original_cwd: cwd,
+                    relative_cwd: Some(RelPath::parse(&rel.join("/")).unwrap_or_default()),
+                    machine: MachineName::parse(&machine).unwrap(),
+                    exported_at_ms: at,
+                    line_count: lines.len() as u64,
+                    transcript,
+                }
+            })
+            .prop_filter("valid cwd", |b| !b.original_cwd.contains('\0'))
+    }
+
+    proptest! {
+        #[test]
+        fn encode_then_decode_is_identity(b in bundle()) {
+            let bytes = b.to_bytes().unwrap();
+            prop_assert_eq!(Bundle::decode(&bytes).unwrap(), b);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Bundle::decode(&bytes);
+        }
+
+        /// Damage to a valid bundle is refused or harmless, never a panic,
+        /// and never yields a transcript that fails its own checksum.
+        #[test]
+        fn damaged_bundles_never_panic(b in bundle(), at in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<bool>()) {
+            let mut bytes = b.to_bytes().unwrap();
+            let i = at.index(bytes.len());
+            if cut { bytes.truncate(i) } else { bytes[i] = byte }
+            if let Ok(d) = Bundle::decode(&bytes) {
+                prop_assert_eq!(d.line_count, crate::claude::transcript::count_lines(&d.transcript));
+            }
+        }
     }
 }

@@ -63,9 +63,25 @@ pub struct KnownProject {
 pub struct State {
     #[serde(default)]
     pub projects: BTreeMap<String, KnownProject>,
+    /// Where ccsync installed each session (id to working directory).
+    #[serde(default)]
+    pub placed: BTreeMap<String, String>,
 }
 
 impl State {
+    pub fn placed_sessions(&self) -> std::collections::HashMap<crate::names::SessionId, String> {
+        self.placed
+            .iter()
+            .filter_map(|(id, cwd)| Some((crate::names::SessionId::parse(id).ok()?, cwd.clone())))
+            .collect()
+    }
+
+    pub fn record_placement(&mut self, id: &crate::names::SessionId, cwd: &Path) {
+        if let Some(cwd) = cwd.to_str() {
+            self.placed.insert(id.to_string(), cwd.to_owned());
+        }
+    }
+
     pub fn remember(&mut self, key: &ProjectKey, root: &Path, now_ms: u64) {
         self.projects.insert(
             key.as_str().to_owned(),

@@ -25,9 +25,9 @@ impl ProjectKey {
         let rest = s.strip_prefix("git:").or_else(|| s.strip_prefix("name:"));
         // Keys only ever become escaped folder names, but one that reads like
         // a path trick is refused outright.
-        let ok = rest.is_some_and(|r| {
-            !r.is_empty() && !r.contains('\\') && !r.split('/').any(|c| c == "." || c == "..")
-        }) && s.len() <= Self::MAX_LEN
+        let ok = rest
+            .is_some_and(|r| !r.is_empty() && !r.split(['/', '\\']).any(|c| c == "." || c == ".."))
+            && s.len() <= Self::MAX_LEN
             && !s.chars().any(char::is_control);
         if ok {
             Ok(Self(s.to_owned()))
@@ -36,13 +36,14 @@ impl ProjectKey {
         }
     }
 
-    /// The key for a git remote URL; `None` when the URL has no path.
+    /// The key for a git remote URL; `None` when the URL has no path or
+    /// would make a key that does not pass [`ProjectKey::parse`].
     pub fn from_remote(url: &str) -> Option<Self> {
-        normalize_remote(url).map(|r| Self(format!("git:{r}")))
+        Self::parse(&format!("git:{}", normalize_remote(url)?)).ok()
     }
 
     pub fn from_dir_name(name: &str) -> Self {
-        Self(format!("name:{name}"))
+        Self::parse(&format!("name:{name}")).unwrap_or_else(|_| Self("name:unnamed".into()))
     }
 
     /// Keys written by other tools to the v1 format carry the raw remote
@@ -286,13 +287,17 @@ mod tests {
         for bad in [
             "name:..",
             "git:host/../../etc",
-            "name:a\\b",
+            "name:a\\..",
             "git:/./x",
             "other:x",
         ] {
             assert!(ProjectKey::parse(bad).is_err(), "{bad}");
         }
         assert!(ProjectKey::parse("name:my..app").is_ok());
+        assert!(ProjectKey::parse("name:a\\b").is_ok());
+        // Found by the fuzzer: normalising must not make an invalid key.
+        assert!(ProjectKey::from_remote("git@host:../x.git").is_none());
+        assert_eq!(ProjectKey::from_dir_name("..").as_str(), "name:unnamed");
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{ClaudeHome, transcript};
+use std::collections::HashMap;
+
+use super::{ClaudeHome, dirname, transcript};
 use crate::names::SessionId;
 
 /// A transcript file whose name is a session id.
@@ -97,12 +99,23 @@ impl ClaudeHome {
         Ok((files, skipped))
     }
 
-    /// All sessions, each tied to its working directory where a line records one.
-    pub fn inventory(&self) -> io::Result<Inventory> {
+    /// All sessions, each tied to its working directory where a line records
+    /// one. `placed` says where ccsync itself installed sessions: a pulled
+    /// session records only the other machine's directories until Claude Code
+    /// writes a line here, so it is tied by that instead, when it fits.
+    pub fn inventory(&self, placed: &HashMap<SessionId, String>) -> io::Result<Inventory> {
         let (files, mut skipped) = self.session_files()?;
         let mut sessions = Vec::with_capacity(files.len());
         for file in files {
-            match self.tie(&file) {
+            let tied = self.tie(&file).map(|found| {
+                found.or_else(|| {
+                    placed
+                        .get(&file.id)
+                        .filter(|cwd| dirname::matches(&file.dir_name, cwd))
+                        .cloned()
+                })
+            });
+            match tied {
                 Ok(Some(cwd)) => sessions.push(LocalSession { file, cwd }),
                 Ok(None) => skipped.push(Skipped {
                     path: file.path,

@@ -326,3 +326,31 @@ mod rewrite_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod rewrite_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The only bytes that change are the top-level sessionId values.
+        #[test]
+        fn rewrite_changes_only_the_session_id(
+            before in prop::collection::vec(("[a-z]{1,5}", "\\PC{0,12}"), 0..4),
+            after in prop::collection::vec(("[a-z]{1,5}", "\\PC{0,12}"), 0..4),
+            id in prop::sample::select(vec!["old", "other"]),
+        ) {
+            let mut obj = serde_json::Map::new();
+            for (k, v) in &before { obj.insert(k.clone(), v.clone().into()); }
+            obj.insert("sessionId".into(), id.into());
+            obj.insert("nested".into(), serde_json::json!({"sessionId": "old", "t": "\"sessionId\":\"old\""}));
+            for (k, v) in &after { if k != "sessionId" { obj.insert(k.clone(), v.clone().into()); } }
+            let line = format!("{}\n", serde_json::Value::Object(obj.clone()));
+            let out = with_session_id(line.as_bytes(), "old", "new");
+            let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            if id == "old" { obj.insert("sessionId".into(), "new".into()); }
+            prop_assert_eq!(parsed, serde_json::Value::Object(obj));
+            prop_assert_eq!(out.len(), line.len());
+        }
+    }
+}

@@ -55,6 +55,7 @@ pub fn run(env: &Env, args: &ImportArgs) -> Result<Outcome> {
 
     let mut state = env.config_dir.load_state()?;
     state.remember(&placement.key, &placement.root, now_ms());
+    super::pull::record_placements(&mut state, std::slice::from_ref(&outcome));
     env.save_state(&state);
 
     super::pull::describe(env, &outcome);

@@ -151,9 +151,14 @@ pub struct Local {
 
 impl Local {
     pub fn scan(env: &Env, resolver: &mut Resolver) -> Result<Self> {
+        let placed = env
+            .config_dir
+            .load_state()
+            .unwrap_or_default()
+            .placed_sessions();
         let inventory = env
             .claude
-            .inventory()
+            .inventory(&placed)
             .with_context(|| format!("cannot read {}", env.claude.projects_dir().display()))?;
         let sessions = inventory
             .sessions

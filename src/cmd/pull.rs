@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
+use ccsync::config::State;
 use ccsync::names::SessionId;
 use ccsync::project::Resolver;
 use ccsync::sync::now_ms;
@@ -184,6 +185,19 @@ pub fn describe(env: &Env, o: &SessionOutcome) {
     }
 }
 
+/// Remembers where sessions and forks were written, to tie them to their
+/// directory before Claude Code has written a line of its own here.
+pub fn record_placements(state: &mut State, outcomes: &[SessionOutcome]) {
+    for o in outcomes {
+        if o.from.is_some() {
+            state.record_placement(&o.id, &o.cwd);
+        }
+        for fork in o.forks.iter().filter(|f| f.action != Action::Keep) {
+            state.record_placement(&fork.id, &o.cwd);
+        }
+    }
+}
+
 fn shell_quote(s: &str) -> String {
     if s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b))
@@ -242,6 +256,7 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
             state.remember(&c.key, &c.root, now);
         }
     }
+    record_placements(&mut state, &report.outcomes);
     env.save_state(&state);
     print_report(env, &transport.location(), &report, args.json)
 }

@@ -162,3 +162,62 @@ mod tests {
         assert_eq!(plan(None, &[]), (Action::Keep, vec![]));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A shared history, then per side a choice of: stop somewhere in the
+    /// history, or continue it with lines of its own.
+    fn branch() -> impl Strategy<Value = (usize, Vec<String>)> {
+        (0usize..6, prop::collection::vec("[a-c]{0,3}", 0..4))
+    }
+
+    fn build(base: &[String], (cut, extra): &(usize, Vec<String>)) -> Vec<u8> {
+        let keep = (*cut).min(base.len());
+        let lines = if extra.is_empty() {
+            &base[..keep]
+        } else {
+            base
+        };
+        lines
+            .iter()
+            .chain(extra)
+            .flat_map(|l| format!("{{\"l\":\"{l}\"}}\n").into_bytes())
+            .collect()
+    }
+
+    proptest! {
+        /// Whatever the plan decides, every line of the local transcript and
+        /// of every copy survives: in the result, or in a fork (Diverged).
+        #[test]
+        fn no_line_is_ever_lost(
+            base in prop::collection::vec("[a-c]{0,3}", 0..6),
+            local in prop::option::of(branch()),
+            copies in prop::collection::vec(branch(), 0..4),
+        ) {
+            let local = local.map(|b| build(&base, &b));
+            let copies: Vec<Vec<u8>> = copies.iter().map(|b| build(&base, b)).collect();
+            let refs: Vec<&[u8]> = copies.iter().map(Vec::as_slice).collect();
+            let plan = decide(local.as_deref(), &refs);
+            let result: &[u8] = match plan.action {
+                Action::Install { from } | Action::FastForward { from } => &copies[from],
+                Action::Keep => local.as_deref().unwrap_or_default(),
+            };
+            if let Some(local) = &local {
+                prop_assert!(result.starts_with(local), "local lines lost");
+                prop_assert!(!matches!(plan.action, Action::Install { .. }), "installed over a local transcript");
+            } else {
+                prop_assert!(!matches!(plan.action, Action::FastForward { .. }), "fast-forwarded nothing");
+            }
+            for (copy, verdict) in copies.iter().zip(&plan.verdicts) {
+                match verdict {
+                    Verdict::Diverged => prop_assert!(!result.starts_with(copy)),
+                    _ => prop_assert!(result.starts_with(copy), "{verdict:?} copy not kept"),
+                }
+            }
+            prop_assert_eq!(plan.verdicts.len(), copies.len());
+        }
+    }
+}

@@ -345,3 +345,228 @@ pub fn pull(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::RelPath;
+    use crate::transport::memory::MemoryTransport;
+
+    const SID: &str = "5c0375b4-57a5-4f26-b12d-d022ee4e51b7";
+
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        claude: ClaudeHome,
+        root: PathBuf,
+        staging: PathBuf,
+        transport: MemoryTransport,
+        key: ProjectKey,
+    }
+
+    fn fixture() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let claude =
+            ClaudeHome::resolve(Some(tmp.path().join("claude").into()), None, None).unwrap();
+        let root = tmp.path().join("checkout");
+        let staging = tmp.path().join("staging");
+        std::fs::create_dir_all(&staging).unwrap();
+        Fixture {
+            claude,
+            root,
+            staging,
+            transport: MemoryTransport::new(),
+            key: ProjectKey::parse("git:example.org/acme/app").unwrap(),
+            _tmp: tmp,
+        }
+    }
+
+    fn lines(tags: &[&str]) -> Vec<u8> {
+        tags.iter()
+            .flat_map(|t| format!("{{\"sessionId\":\"{SID}\",\"t\":\"{t}\"}}\n").into_bytes())
+            .collect()
+    }
+
+    impl Fixture {
+        fn offer(&self, machine: &str, transcript: Vec<u8>) {
+            let b = Bundle {
+                version: 2,
+                session_id: SessionId::parse(SID).unwrap(),
+                project_key: self.key.clone(),
+                original_cwd: "/elsewhere/app".into(),
+                relative_cwd: Some(RelPath::default()),
+                machine: MachineName::parse(machine).unwrap(),
+                exported_at_ms: 0,
+                line_count: transcript::count_lines(&transcript),
+                transcript,
+            };
+            let name = ObjectName::for_session(&self.key, &b.session_id, &b.machine);
+            self.transport.insert(name, b.to_bytes().unwrap());
+        }
+
+        fn pull(&self, force: bool) -> PullReport {
+            let installer = Installer::new(&self.claude, force, Duration::ZERO).unwrap();
+            let checkouts = [Checkout {
+                key: self.key.clone(),
+                root: self.root.clone(),
+            }];
+            let me = MachineName::parse("me").unwrap();
+            pull(
+                &self.transport,
+                &installer,
+                &self.staging,
+                &checkouts,
+                None,
+                &me,
+            )
+            .unwrap()
+        }
+
+        fn dir(&self) -> PathBuf {
+            self.claude
+                .project_dir_for(self.root.to_str().unwrap())
+                .unwrap()
+        }
+
+        fn local(&self, id: &str) -> Option<Vec<u8>> {
+            std::fs::read(self.dir().join(format!("{id}.jsonl"))).ok()
+        }
+
+        fn set_local(&self, bytes: &[u8]) {
+            fsutil::write_atomic_bytes(&self.dir().join(format!("{SID}.jsonl")), bytes).unwrap();
+        }
+    }
+
+    #[test]
+    fn installs_then_fast_forwards_then_keeps() {
+        let f = fixture();
+        f.offer("a", lines(&["1"]));
+        let r = f.pull(false);
+        assert_eq!(r.outcomes[0].action, Action::Install { from: 0 });
+        assert_eq!(f.local(SID), Some(lines(&["1"])));
+        f.offer("a", lines(&["1", "2"]));
+        assert_eq!(
+            f.pull(false).outcomes[0].action,
+            Action::FastForward { from: 0 }
+        );
+        assert_eq!(f.pull(false).outcomes[0].action, Action::Keep);
+        assert!(!f.pull(false).incomplete());
+    }
+
+    #[test]
+    fn own_copies_are_not_pulled() {
+        let f = fixture();
+        f.offer("me", lines(&["1"]));
+        assert!(f.pull(false).outcomes.is_empty());
+    }
+
+    #[test]
+    fn diverged_copies_become_stable_forks() {
+        let f = fixture();
+        f.set_local(&lines(&["1", "here"]));
+        f.offer("a", lines(&["1", "there"]));
+        let r = f.pull(false);
+        let o = &r.outcomes[0];
+        assert_eq!(o.action, Action::Keep);
+        assert_eq!(o.verdicts[0].1, Verdict::Diverged);
+        let fork = &o.forks[0];
+        assert_eq!(fork.action, Action::Install { from: 0 });
+        let a = MachineName::parse("a").unwrap();
+        let sid = SessionId::parse(SID).unwrap();
+        assert_eq!(fork.id, fork_id(&sid, &a, 0));
+        let forked = f.local(fork.id.as_str()).unwrap();
+        assert_eq!(
+            forked,
+            transcript::with_session_id(&lines(&["1", "there"]), SID, fork.id.as_str())
+        );
+        assert_eq!(f.local(SID), Some(lines(&["1", "here"])));
+
+        // Again: nothing new. Then the other side goes on: the fork follows.
+        assert_eq!(f.pull(false).outcomes[0].forks[0].action, Action::Keep);
+        f.offer("a", lines(&["1", "there", "more"]));
+        let again = f.pull(false);
+        assert_eq!(again.outcomes[0].forks[0].id, fork.id);
+        assert_eq!(
+            again.outcomes[0].forks[0].action,
+            Action::FastForward { from: 0 }
+        );
+
+        // The other side rewrites its branch: a second-generation fork.
+        f.offer("a", lines(&["1", "rewritten"]));
+        let third = f.pull(false);
+        assert_eq!(third.outcomes[0].forks[0].id, fork_id(&sid, &a, 1));
+        assert_eq!(
+            third.outcomes[0].forks[0].action,
+            Action::Install { from: 0 }
+        );
+        assert!(
+            f.local(fork_id(&sid, &a, 0).as_str())
+                .unwrap()
+                .ends_with(b"\"more\"}\n")
+        );
+    }
+
+    #[test]
+    fn fork_ids_are_stable_and_distinct() {
+        let sid = SessionId::parse(SID).unwrap();
+        let a = MachineName::parse("a").unwrap();
+        let b = MachineName::parse("b").unwrap();
+        assert_eq!(fork_id(&sid, &a, 0), fork_id(&sid, &a, 0));
+        assert_ne!(fork_id(&sid, &a, 0), fork_id(&sid, &b, 0));
+        assert_ne!(fork_id(&sid, &a, 0), fork_id(&sid, &a, 1));
+        assert_ne!(fork_id(&sid, &a, 0), sid);
+    }
+
+    #[test]
+    fn a_transcript_in_use_is_left_alone_unless_forced() {
+        let f = fixture();
+        f.set_local(&lines(&["1"]));
+        f.offer("a", lines(&["1", "2"]));
+        let installer = Installer::new(&f.claude, false, Duration::from_secs(600)).unwrap();
+        let me = MachineName::parse("me").unwrap();
+        let checkouts = [Checkout {
+            key: f.key.clone(),
+            root: f.root.clone(),
+        }];
+        let r = pull(&f.transport, &installer, &f.staging, &checkouts, None, &me).unwrap();
+        assert!(matches!(
+            r.outcomes[0].held,
+            Some(InUse::RecentlyModified { .. })
+        ));
+        assert_eq!(r.outcomes[0].action, Action::Keep);
+        assert!(r.incomplete());
+        assert_eq!(f.local(SID), Some(lines(&["1"])));
+        let forced = Installer::new(&f.claude, true, Duration::from_secs(600)).unwrap();
+        let r = pull(&f.transport, &forced, &f.staging, &checkouts, None, &me).unwrap();
+        assert_eq!(r.outcomes[0].action, Action::FastForward { from: 0 });
+    }
+
+    #[test]
+    fn a_session_kept_elsewhere_is_not_copied_again() {
+        let f = fixture();
+        let other = f
+            .claude
+            .projects_dir()
+            .join("-some-other-dir")
+            .join(format!("{SID}.jsonl"));
+        fsutil::write_atomic_bytes(&other, &lines(&["1"])).unwrap();
+        f.offer("a", lines(&["1", "2"]));
+        let r = f.pull(false);
+        assert!(matches!(r.failed[0].1, SessionError::Elsewhere { .. }));
+        assert_eq!(f.local(SID), None);
+    }
+
+    #[test]
+    fn bad_objects_are_reported_and_the_rest_arrive() {
+        let f = fixture();
+        f.offer("a", lines(&["1"]));
+        let dir = crate::transport::layout::key_dir(&f.key);
+        let bad = ObjectName::parse(&dir, &format!("{SID}-b.ccsync")).unwrap();
+        f.transport
+            .insert(bad.clone(), b"{\"_schemaVersion\":7}".to_vec());
+        let r = f.pull(false);
+        assert_eq!(r.outcomes.len(), 1);
+        assert_eq!(r.bad_objects[0].0, bad);
+        assert!(r.bad_objects[0].1.contains("version 7"));
+        assert!(r.incomplete());
+    }
+}

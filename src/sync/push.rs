@@ -199,3 +199,90 @@ fn fetch_earlier(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claude::sessions::SessionFile;
+    use crate::names::RelPath;
+    use crate::transport::memory::MemoryTransport;
+
+    fn session(dir: &Path, bytes: &[u8]) -> (LocalSession, Placement) {
+        let path = dir.join("5c0375b4-57a5-4f26-b12d-d022ee4e51b7.jsonl");
+        std::fs::write(&path, bytes).unwrap();
+        let file = SessionFile {
+            id: SessionId::parse("5c0375b4-57a5-4f26-b12d-d022ee4e51b7").unwrap(),
+            dir_name: "-w".into(),
+            path,
+            size: bytes.len() as u64,
+            modified: std::time::SystemTime::now(),
+        };
+        let placement = Placement {
+            key: ProjectKey::parse("git:example.org/w").unwrap(),
+            root: "/w".into(),
+            relative: RelPath::default(),
+        };
+        (
+            LocalSession {
+                file,
+                cwd: "/w".into(),
+            },
+            placement,
+        )
+    }
+
+    #[test]
+    fn pushes_then_skips_unchanged_then_refuses_to_rewind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = MemoryTransport::new();
+        let m = MachineName::parse("me").unwrap();
+        let s = [session(tmp.path(), b"{\"a\":1}\n{\"b\":2}\n{\"partial")];
+        let r = push(&t, tmp.path(), &s, &m, 1, false).unwrap();
+        assert_eq!(r.pushed[0].lines, 2);
+        assert_eq!(r.pushed[0].partial_tail, 9);
+        let stored = t.get(&r.pushed[0].object).unwrap();
+        assert_eq!(
+            Bundle::decode(&stored).unwrap().transcript,
+            b"{\"a\":1}\n{\"b\":2}\n"
+        );
+
+        let r = push(&t, tmp.path(), &s, &m, 2, false).unwrap();
+        assert_eq!((r.pushed.len(), r.unchanged.len()), (0, 1));
+
+        let s = [session(tmp.path(), b"{\"a\":1}\n")];
+        let r = push(&t, tmp.path(), &s, &m, 3, false).unwrap();
+        assert!(matches!(
+            r.failed[0].1,
+            SessionError::WouldRewind {
+                pushed_lines: 2,
+                local_lines: 1,
+                ..
+            }
+        ));
+        assert_eq!(
+            t.get(&ObjectName::for_session(&s[0].1.key, &s[0].0.file.id, &m))
+                .unwrap(),
+            stored
+        );
+        let r = push(&t, tmp.path(), &s, &m, 4, true).unwrap();
+        assert_eq!(r.pushed.len(), 1);
+    }
+
+    #[test]
+    fn nothing_complete_is_nothing_to_push() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = MemoryTransport::new();
+        let m = MachineName::parse("me").unwrap();
+        let r = push(
+            &t,
+            tmp.path(),
+            &[session(tmp.path(), b"{\"half")],
+            &m,
+            1,
+            false,
+        )
+        .unwrap();
+        assert!(matches!(r.failed[0].1, SessionError::NoCompleteLine { .. }));
+        assert!(t.names().is_empty());
+    }
+}

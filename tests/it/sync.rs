@@ -64,6 +64,14 @@ fn push_then_pull_installs_byte_identical_in_the_exact_dir() {
         assert_eq!(mode(&object), 0o600);
     }
 
+    // B lists it as its own before Claude Code has written a line there.
+    let out = b.run(&b_repo, &["list", "--json"]).success();
+    let row = &stdout_json(&out)[0];
+    assert_eq!(row["sessionId"], SID);
+    assert_eq!(row["cwd"], b_repo.to_str().unwrap());
+    let out = b.run(&b_repo, &["doctor", "--json"]).success();
+    assert_eq!(stdout_json(&out)["untied"], serde_json::json!([]));
+
     // Nothing new: nothing written.
     let out = b.run(&b_repo, &["pull", "--json"]).success();
     assert_eq!(stdout_json(&out)["sessions"][0]["action"], "unchanged");
