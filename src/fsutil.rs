@@ -51,6 +51,27 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// True when `dir` is a real directory (not a link), with the same owner as
+/// `reference`, that no one else can enter.
+pub fn is_private_dir_like(dir: &Path, reference: &Path) -> bool {
+    let (Ok(meta), Ok(reference)) = (fs::symlink_metadata(dir), fs::metadata(reference)) else {
+        return false;
+    };
+    if !meta.is_dir() {
+        return false;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        meta.uid() == reference.uid() && meta.mode() & 0o077 == 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = reference;
+        true
+    }
+}
+
 /// Reads a file, refusing one larger than `cap` bytes before reading it.
 pub fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
@@ -113,6 +134,21 @@ mod tests {
         assert!(err.is_err());
         assert_eq!(fs::read(&path).unwrap(), b"old");
         assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_dirs() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        create_private_dir_all(&dir).unwrap();
+        assert!(is_private_dir_like(&dir, tmp.path()));
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(!is_private_dir_like(&dir, tmp.path()));
+        let link = tmp.path().join("l");
+        std::os::unix::fs::symlink(tmp.path(), &link).unwrap();
+        assert!(!is_private_dir_like(&link, tmp.path()));
     }
 
     #[test]

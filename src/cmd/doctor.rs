@@ -8,6 +8,7 @@ use serde::Serialize;
 use ccsync::config::Config;
 use ccsync::names::MachineName;
 use ccsync::project::Resolver;
+use ccsync::transport::ssh::SshTransport;
 use ccsync::transport::{Location, Transport};
 
 use super::{Env, Local, Outcome, known_projects};
@@ -212,7 +213,43 @@ pub fn run(env: &Env, args: &DoctorArgs) -> Result<Outcome> {
 }
 
 fn check_transport(env: &Env, config: &Config, checks: &mut Checks) {
-    let transport = Location::parse(&config.location, &env.cwd).open();
+    let (location, opener) = match env
+        .location(&config.location)
+        .and_then(|l| Ok((l, env.opener()?)))
+    {
+        Ok(found) => found,
+        Err(e) => return checks.push("transport", Status::Fail, format!("{e:#}")),
+    };
+    if let Location::Ssh(target) = &location {
+        let ssh = SshTransport::new(
+            target.clone(),
+            opener.ssh_command.clone(),
+            opener.control_dir.clone(),
+        );
+        match ssh.version() {
+            Ok(v) => checks.push("ssh", Status::Ok, v),
+            Err(e) => return checks.push("ssh", Status::Fail, e.to_string()),
+        }
+        // The first command opens the shared connection; the second shows
+        // what each later command costs.
+        match ssh
+            .round_trip()
+            .and_then(|first| Ok((first, ssh.round_trip()?)))
+        {
+            Ok((first, then)) => checks.push(
+                "connection",
+                Status::Ok,
+                format!(
+                    "{} reached: {} ms to connect, {} ms a round trip",
+                    target.host,
+                    first.as_millis(),
+                    then.as_millis()
+                ),
+            ),
+            Err(e) => return checks.push("connection", Status::Fail, e.to_string()),
+        }
+    }
+    let transport = location.open(&opener);
     match transport.check_writable() {
         Ok(()) => checks.push(
             "transport",

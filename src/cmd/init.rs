@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use ccsync::config::Config;
 use ccsync::fsutil;
 use ccsync::names::MachineName;
+use ccsync::transport::ssh::SshTransport;
 use ccsync::transport::{Location, ObjectName, Transport};
 
 use super::{Env, Outcome};
@@ -49,12 +50,24 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         }
     };
     let _lock = env.lock()?;
-    let location = Location::parse(&args.location, &env.cwd);
-    let Location::Dir(dir) = &location;
-    fsutil::create_private_dir_all(dir)
-        .with_context(|| format!("cannot create the sync dir {}", dir.display()))?;
-    let dir = dir.canonicalize()?;
-    let transport = Location::Dir(dir.clone()).open();
+    let location = match env.location(&args.location)? {
+        Location::Dir(dir) => {
+            fsutil::create_private_dir_all(&dir)
+                .with_context(|| format!("cannot create the sync dir {}", dir.display()))?;
+            Location::Dir(dir.canonicalize()?)
+        }
+        ssh @ Location::Ssh(_) => ssh,
+    };
+    let opener = env.opener()?;
+    if let Location::Ssh(target) = &location {
+        SshTransport::new(
+            target.clone(),
+            opener.ssh_command.clone(),
+            opener.control_dir.clone(),
+        )
+        .create()?;
+    }
+    let transport = location.open(&opener);
     transport.check_writable()?;
 
     let previous = env.config_dir.load_config().unwrap_or(None);
@@ -71,7 +84,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
     {
         bail!(
             "machine name {machine} is already taken in {} by another machine; choose another with --name, or pass --force if that machine is gone",
-            dir.display()
+            transport.location()
         );
     }
     let claim = Claim {
@@ -84,7 +97,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
     transport.store(&[(ObjectName::machine_claim(&machine), file)])?;
 
     let config = Config {
-        location: dir.to_string_lossy().into_owned(),
+        location: location.to_string(),
         machine: machine.to_string(),
         machine_id,
     };
@@ -96,7 +109,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
     };
     env.ui.status(format_args!(
         "{verb} ccsync: machine {machine}, sync dir {} (config {})",
-        dir.display(),
+        transport.location(),
         env.config_dir.config_file().display()
     ));
     Ok(Outcome::Success)

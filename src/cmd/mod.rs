@@ -23,7 +23,7 @@ use ccsync::config::{Config, ConfigDir, Lock, State};
 use ccsync::names::MachineName;
 use ccsync::project::{Placement, ProjectKey, Resolver};
 use ccsync::sync::pull::Installer;
-use ccsync::transport::{Location, Transport};
+use ccsync::transport::{Location, Opener, Transport};
 
 use crate::cli::{Cli, Command};
 use crate::ui::Ui;
@@ -106,8 +106,48 @@ impl Env {
     pub fn open_transport(&self) -> Result<(Config, MachineName, Box<dyn Transport>)> {
         let config = self.config_dir.require_config()?;
         let machine = config.machine_name()?;
-        let transport = Location::parse(&config.location, &self.cwd).open();
+        let transport = self.location(&config.location)?.open(&self.opener()?);
         Ok((config, machine, transport))
+    }
+
+    pub fn location(&self, text: &str) -> Result<Location> {
+        Location::parse(text, &self.cwd)
+            .with_context(|| format!("{text:?} is not a location ccsync can use"))
+    }
+
+    /// How to reach transports: `CCSYNC_SSH_COMMAND` (split like a shell
+    /// would), and a private folder for ssh's connection sockets.
+    pub fn opener(&self) -> Result<Opener> {
+        let ssh_command = match std::env::var("CCSYNC_SSH_COMMAND") {
+            Ok(text) if !text.trim().is_empty() => shlex::split(&text)
+                .filter(|words| !words.is_empty())
+                .with_context(|| {
+                    format!(
+                        "CCSYNC_SSH_COMMAND {text:?} cannot be split into words; check its quotes"
+                    )
+                })?,
+            _ => vec!["ssh".to_owned()],
+        };
+        Ok(Opener {
+            ssh_command,
+            control_dir: self.control_dir(),
+        })
+    }
+
+    /// A private folder for ssh's multiplexing sockets. Socket paths are
+    /// limited to about 104 bytes and ssh adds 58 (`%C` and a temp suffix),
+    /// so a long config dir gives way to a short folder in the temp dir,
+    /// used only if it is a real folder that only this user can enter.
+    fn control_dir(&self) -> Option<PathBuf> {
+        let own = self.config_dir.root().join("ssh");
+        let dir = if own.as_os_str().len() <= 40 {
+            own
+        } else {
+            let hash = ccsync::bundle::sha256_hex(own.as_os_str().as_encoded_bytes());
+            std::env::temp_dir().join(format!("ccsync-ssh-{}", &hash[..12]))
+        };
+        ccsync::fsutil::create_private_dir_all(&dir).ok()?;
+        ccsync::fsutil::is_private_dir_like(&dir, self.config_dir.root()).then_some(dir)
     }
 
     /// Takes ccsync's lock for a command that writes, then removes what an

@@ -7,4 +7,6 @@ mod env;
 mod errors;
 mod real_client;
 mod safety;
+mod ssh;
+mod sshd;
 mod sync;

@@ -1,0 +1,164 @@
+//! A real OpenSSH server on 127.0.0.1, started per test on a free port with
+//! its own host and user keys, and a client config that reaches it as
+//! `ccsync-test`. ccsync is pointed at it with `CCSYNC_SSH_COMMAND`.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::env::skip_or_fail;
+
+pub const HOST: &str = "ccsync-test";
+
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Child,
+}
+
+fn keygen(path: &Path) {
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ssh-keygen failed");
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn whoami() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+impl Sshd {
+    /// Starts sshd, or says why it cannot (skipped, or failed in CI).
+    pub fn start() -> Option<Self> {
+        let sshd = ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        let Some(sshd) = sshd else {
+            skip_or_fail("ssh tests: no sshd (install openssh-server)");
+            return None;
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("ccsync-sshd-")
+            .tempdir()
+            .unwrap();
+        let d = dir.path();
+        keygen(&d.join("host_key"));
+        keygen(&d.join("id"));
+        keygen(&d.join("stranger"));
+        std::fs::copy(d.join("id.pub"), d.join("authorized_keys")).unwrap();
+        // sshd insists on its privilege separation directory.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let port = free_port();
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+                 AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin yes\n\
+                 MaxStartups 100\nMaxSessions 100\nLogLevel ERROR\n",
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        let host_key = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
+        std::fs::write(
+            d.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {host_key}"),
+        )
+        .unwrap();
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Self { dir, port, child };
+        server.write_config("ssh_config", port, "id", "known_hosts");
+        // A counting wrapper: every ssh process ccsync starts leaves a line.
+        let wrapper = server.path("ssh-wrap");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\necho ssh >> {}\nexec ssh \"$@\"\n",
+                server.path("ssh-count").display()
+            ),
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "sshd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(server)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A client config reaching 127.0.0.1:`port` as `ccsync-test`.
+    pub fn write_config(
+        &self,
+        name: &str,
+        port: u16,
+        identity: &str,
+        known_hosts: &str,
+    ) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(
+            &path,
+            format!(
+                "Host {HOST}\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile {d}/{identity}\n  \
+                 IdentitiesOnly yes\n  UserKnownHostsFile {d}/{known_hosts}\n  GlobalKnownHostsFile /dev/null\n  \
+                 StrictHostKeyChecking yes\n  PasswordAuthentication no\n",
+                user = whoami(),
+                d = self.dir.path().display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// `CCSYNC_SSH_COMMAND` for a client config, through the counting wrapper.
+    pub fn command(&self, config: &Path) -> String {
+        format!(
+            "{} -F {}",
+            self.path("ssh-wrap").display(),
+            config.display()
+        )
+    }
+
+    /// How many ssh processes have been started so far.
+    pub fn ssh_count(&self) -> usize {
+        std::fs::read_to_string(self.path("ssh-count")).map_or(0, |s| s.lines().count())
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
