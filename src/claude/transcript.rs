@@ -354,3 +354,134 @@ mod rewrite_properties {
         }
     }
 }
+
+/// `(complete, total)`: the length up to and including the last `\n`, and
+/// the file's length, found by reading backwards from the end.
+pub fn complete_len_of(file: &mut File) -> io::Result<(u64, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let total = file.metadata()?.len();
+    let mut end = total;
+    let mut buf = vec![0u8; 1 << 16];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = memchr::memrchr(b'\n', chunk) {
+            file.seek(SeekFrom::Start(0))?;
+            return Ok((start + i as u64 + 1, total));
+        }
+        end = start;
+    }
+    file.seek(SeekFrom::Start(0))?;
+    Ok((0, total))
+}
+
+/// Whether the first `len` bytes of the two files are the same.
+pub fn same_prefix(a: &Path, b: &Path, len: u64) -> io::Result<bool> {
+    use std::io::Read;
+    let (mut a, mut b) = (File::open(a)?.take(len), File::open(b)?.take(len));
+    let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = read_full(&mut a, &mut x)?;
+        let m = read_full(&mut b, &mut y)?;
+        if n != m || x[..n] != y[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(r: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// Newlines in the first `len` bytes of a file.
+pub fn count_lines_of(path: &Path, len: u64) -> io::Result<u64> {
+    use std::io::Read;
+    let mut f = File::open(path)?.take(len);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut lines = 0;
+    loop {
+        match f.read(&mut buf)? {
+            0 => return Ok(lines),
+            n => lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64,
+        }
+    }
+}
+
+/// [`with_session_id`] from file to writer, one line at a time.
+pub fn copy_with_session_id(
+    src: &Path,
+    out: &mut impl io::Write,
+    from: &str,
+    to: &str,
+) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(1 << 16, File::open(src)?);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        out.write_all(&with_session_id(&line, from, to))?;
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn complete_length_from_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        for (content, want) in [
+            (&b""[..], 0),
+            (b"no newline", 0),
+            (b"a\nb\n", 4),
+            (b"a\npartial", 2),
+        ] {
+            std::fs::write(&p, content).unwrap();
+            let mut f = File::open(&p).unwrap();
+            assert_eq!(
+                complete_len_of(&mut f).unwrap(),
+                (want, content.len() as u64)
+            );
+        }
+        let big = [b"x".repeat(200_000), b"\n".to_vec(), b"y".repeat(150_000)].concat();
+        std::fs::write(&p, &big).unwrap();
+        assert_eq!(
+            complete_len_of(&mut File::open(&p).unwrap()).unwrap().0,
+            200_001
+        );
+    }
+
+    #[test]
+    fn prefixes_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let long = b"line\n".repeat(30_000);
+        std::fs::write(&a, &long).unwrap();
+        std::fs::write(&b, &long[..100_000]).unwrap();
+        assert!(same_prefix(&a, &b, 100_000).unwrap());
+        let mut other = long[..100_000].to_vec();
+        other[99_000] = b'X';
+        std::fs::write(&b, &other).unwrap();
+        assert!(!same_prefix(&a, &b, 100_000).unwrap());
+        assert_eq!(count_lines_of(&a, 10).unwrap(), 2);
+        let mut out = Vec::new();
+        std::fs::write(&b, b"{\"sessionId\":\"s\",\"a\":1}\nx\n").unwrap();
+        copy_with_session_id(&b, &mut out, "s", "t").unwrap();
+        assert_eq!(out, b"{\"sessionId\":\"t\",\"a\":1}\nx\n");
+    }
+}

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use ccsync::fsutil;
 use ccsync::names::MachineName;
 use ccsync::project::Resolver;
 use ccsync::sync::{now_ms, push};
@@ -25,24 +24,20 @@ pub fn run(env: &Env, args: &ExportArgs) -> Result<Outcome> {
         None => MachineName::from_hostname(&gethostname::gethostname().to_string_lossy())
             .unwrap_or_else(|| MachineName::parse("unknown").expect("valid name")),
     };
-    let out = push::make_bundle(session, placement, &machine, now_ms())?;
-    let bytes = out
-        .bundle
-        .to_bytes()
-        .with_context(|| format!("cannot export {}", out.source.display()))?;
-
+    let out = push::prepare(session, placement, &machine, now_ms())?;
     let target = args
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.ccsync", session.file.id)));
-    if target.as_os_str() == "-" {
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(&bytes)?;
+    let body = if target.as_os_str() == "-" {
+        let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        let body = out.write(&mut stdout)?;
         stdout.flush()?;
+        body
     } else {
-        fsutil::write_atomic_bytes(&target, &bytes)
-            .with_context(|| format!("cannot write {}", target.display()))?;
-    }
+        out.write_file(&target)
+            .with_context(|| format!("cannot export to {}", target.display()))?
+    };
     if out.partial_tail > 0 {
         env.ui.status(format_args!(
             "left behind the last {}: a line Claude Code is still writing",
@@ -52,8 +47,8 @@ pub fn run(env: &Env, args: &ExportArgs) -> Result<Outcome> {
     env.ui.status(format_args!(
         "exported {} ({}, {}) to {}",
         session.file.id,
-        ui::size(out.bundle.transcript.len() as u64),
-        ui::plural(out.bundle.line_count as usize, "line", "lines"),
+        ui::size(body.len),
+        ui::plural(body.lines as usize, "line", "lines"),
         if target.as_os_str() == "-" {
             "stdout".to_owned()
         } else {

@@ -2,11 +2,9 @@
 
 use anyhow::{Context, Result};
 
-use ccsync::bundle::{Bundle, MAX_BUNDLE_BYTES};
-use ccsync::fsutil;
 use ccsync::project::Resolver;
-use ccsync::sync::now_ms;
 use ccsync::sync::plan::Verdict;
+use ccsync::sync::{now_ms, receive};
 
 use super::{Env, Outcome};
 use crate::cli::ImportArgs;
@@ -14,14 +12,15 @@ use crate::cli::ImportArgs;
 pub fn run(env: &Env, args: &ImportArgs) -> Result<Outcome> {
     let _lock = env.lock()?;
     let file = &args.file;
-    let bytes = fsutil::read_capped(file, MAX_BUNDLE_BYTES)
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    let bundle = Bundle::decode(&bytes).with_context(|| {
+    std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let staging = env.config_dir.staging()?;
+    let received = receive(file, &staging.path().join("import.jsonl.tmp")).with_context(|| {
         format!(
             "{} is not a bundle ccsync can import; nothing was changed",
             file.display()
         )
     })?;
+    let bundle = &received.meta;
 
     let dir = match &args.cwd {
         Some(d) => d.canonicalize().with_context(|| {
@@ -51,7 +50,7 @@ pub fn run(env: &Env, args: &ImportArgs) -> Result<Outcome> {
     };
     let outcome = env
         .installer(args.force)?
-        .install(std::slice::from_ref(&bundle), &root)?;
+        .install(std::slice::from_ref(&received), &root)?;
 
     let mut state = env.config_dir.load_state()?;
     state.remember(&placement.key, &placement.root, now_ms());

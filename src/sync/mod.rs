@@ -6,9 +6,12 @@ pub mod plan;
 pub mod pull;
 pub mod push;
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
 
-use crate::bundle::BundleError;
+use crate::bundle::{self, Body, BundleError, Meta};
+use crate::fsutil;
 use crate::names::SessionId;
 
 /// Why one session could not be moved. Batches report these and go on.
@@ -54,4 +57,63 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A bundle that arrived, its transcript unpacked into a private file.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub meta: Meta,
+    pub body: Body,
+    pub transcript: PathBuf,
+}
+
+/// Decodes the bundle at `bundle_path`, streaming its transcript into a new
+/// private file at `into` (fsynced). Nothing is left at `into` on error.
+pub fn receive(bundle_path: &Path, into: &Path) -> Result<Received, BundleError> {
+    let input = File::open(bundle_path)?;
+    if input.metadata()?.len() > bundle::MAX_BUNDLE_BYTES {
+        return Err(BundleError::TooLarge);
+    }
+    let dir = into.parent().unwrap_or(Path::new("."));
+    let mut builder = tempfile::Builder::new();
+    builder
+        .prefix(fsutil::TEMP_PREFIX)
+        .suffix(fsutil::TEMP_SUFFIX);
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
+    let mut tmp = builder.tempfile_in(dir)?;
+    let (meta, body) = {
+        let mut out = BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
+        let decoded = bundle::read(input, &mut out)?;
+        out.flush()?;
+        decoded
+    };
+    tmp.as_file().sync_all()?;
+    tmp.persist(into).map_err(|e| BundleError::Io(e.error))?;
+    Ok(Received {
+        meta,
+        body,
+        transcript: into.to_path_buf(),
+    })
+}
+
+/// Moves a private file into its place atomically: a rename, or, across
+/// file systems, a copy to a temp file beside `dest` and a rename.
+pub fn place(staged: &Path, dest: &Path) -> io::Result<()> {
+    if let Some(dir) = dest.parent() {
+        fsutil::create_private_dir_all(dir)?;
+    }
+    match std::fs::rename(staged, dest) {
+        Ok(()) => {
+            if let Some(dir) = dest.parent().and_then(|d| File::open(d).ok()) {
+                let _ = dir.sync_all();
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+            let mut src = File::open(staged)?;
+            fsutil::write_atomic(dest, |f| io::copy(&mut src, f).map(drop))
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -37,41 +37,71 @@ pub struct Plan {
     pub verdicts: Vec<Verdict>,
 }
 
-/// Decides for one session. `local` is `None` when the session is not here.
-/// Ties go to the earlier copy, so callers order copies deterministically.
+/// One side of a comparison: the local transcript or incoming copy `i`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Local,
+    Copy(usize),
+}
+
+/// Decides for one session from byte slices. `local` is `None` when the
+/// session is not here. Ties go to the earlier copy, so callers order copies
+/// deterministically.
 pub fn decide(local: Option<&[u8]>, incoming: &[&[u8]]) -> Plan {
-    let base = local.unwrap_or_default();
-    // The longest copy that extends what is here; absent counts as empty.
-    let chosen = incoming
+    let bytes = |s: Side| match s {
+        Side::Local => local.unwrap_or_default(),
+        Side::Copy(i) => incoming[i],
+    };
+    let lens: Vec<u64> = incoming.iter().map(|c| c.len() as u64).collect();
+    decide_with(local.map(|l| l.len() as u64), &lens, |a, b| {
+        bytes(a).starts_with(bytes(b))
+    })
+}
+
+/// The same decision from lengths and an oracle saying whether side `a`
+/// starts with side `b`, so that large transcripts can be compared on disk.
+/// An absent local transcript counts as empty.
+pub fn decide_with(
+    local_len: Option<u64>,
+    lens: &[u64],
+    mut starts_with: impl FnMut(Side, Side) -> bool,
+) -> Plan {
+    let base_len = local_len.unwrap_or(0);
+    let present = local_len.is_some();
+    // The longest copy that extends what is here.
+    let mut chosen: Option<usize> = None;
+    for (i, &len) in lens.iter().enumerate() {
+        let longer = chosen.is_none_or(|c| len > lens[c]);
+        if len > base_len && longer && (!present || starts_with(Side::Copy(i), Side::Local)) {
+            chosen = Some(i);
+        }
+    }
+    let result = chosen.map_or(Side::Local, Side::Copy);
+    let result_len = chosen.map_or(base_len, |c| lens[c]);
+    let verdicts = lens
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.len() > base.len() && c.starts_with(base))
-        .fold(None::<(usize, &[u8])>, |best, (i, c)| match best {
-            Some((_, b)) if b.len() >= c.len() => best,
-            _ => Some((i, c)),
-        });
-    let result: &[u8] = chosen.map_or(base, |(_, c)| c);
-    let verdicts = incoming
-        .iter()
-        .enumerate()
-        .map(|(i, copy)| {
-            if chosen.is_some_and(|(c, _)| c == i) {
+        .map(|(i, &len)| {
+            let copy = Side::Copy(i);
+            if chosen == Some(i) {
                 Verdict::Chosen
-            } else if local.is_some() && *copy == base {
+            } else if present && len == base_len && starts_with(copy, Side::Local) {
                 Verdict::UpToDate
-            } else if local.is_some() && base.starts_with(copy) {
+            } else if present && len <= base_len && starts_with(Side::Local, copy) {
                 Verdict::LocalAhead
-            } else if result.starts_with(copy) {
+            } else if len <= result_len
+                && (len == 0 || (result != Side::Local || present) && starts_with(result, copy))
+            {
                 Verdict::Contained
             } else {
                 Verdict::Diverged
             }
         })
         .collect();
-    let action = match (local, chosen) {
+    let action = match (present, chosen) {
         (_, None) => Action::Keep,
-        (None, Some((from, _))) => Action::Install { from },
-        (Some(_), Some((from, _))) => Action::FastForward { from },
+        (false, Some(from)) => Action::Install { from },
+        (true, Some(from)) => Action::FastForward { from },
     };
     Plan { action, verdicts }
 }

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::SessionError;
-use super::plan::{self, Action, Verdict};
-use crate::bundle::Bundle;
+use super::plan::{self, Action, Side, Verdict};
+use super::{Received, SessionError};
 use crate::claude::ClaudeHome;
 use crate::claude::live::{InUse, Writers};
 use crate::claude::transcript;
@@ -115,6 +114,58 @@ pub struct Installer<'a> {
     pub recent: Duration,
 }
 
+/// Compares transcripts on disk for the plan, each pair once.
+struct Oracle<'a> {
+    local: Option<(&'a Path, u64)>,
+    copies: Vec<(&'a Path, u64)>,
+    seen: HashMap<(Side, Side), bool>,
+    failure: Option<io::Error>,
+}
+
+impl<'a> Oracle<'a> {
+    fn side(&self, s: Side) -> Option<(&'a Path, u64)> {
+        match s {
+            Side::Local => self.local,
+            Side::Copy(i) => Some(self.copies[i]),
+        }
+    }
+
+    fn starts_with(&mut self, a: Side, b: Side) -> bool {
+        if let Some(&known) = self.seen.get(&(a, b)) {
+            return known;
+        }
+        let answer = match (self.side(a), self.side(b)) {
+            (_, None) => true,
+            (None, Some((_, len))) => len == 0,
+            (Some((pa, la)), Some((pb, lb))) => {
+                la >= lb
+                    && transcript::same_prefix(pa, pb, lb).unwrap_or_else(|e| {
+                        self.failure.get_or_insert(e);
+                        false
+                    })
+            }
+        };
+        self.seen.insert((a, b), answer);
+        answer
+    }
+}
+
+/// Plans on files: the local transcript (if any) and the copies.
+fn plan_files(local: Option<(&Path, u64)>, copies: &[(&Path, u64)]) -> io::Result<plan::Plan> {
+    let mut oracle = Oracle {
+        local,
+        copies: copies.to_vec(),
+        seen: HashMap::new(),
+        failure: None,
+    };
+    let lens: Vec<u64> = copies.iter().map(|c| c.1).collect();
+    let plan = plan::decide_with(local.map(|l| l.1), &lens, |a, b| oracle.starts_with(a, b));
+    match oracle.failure {
+        Some(e) => Err(e),
+        None => Ok(plan),
+    }
+}
+
 impl<'a> Installer<'a> {
     pub fn new(claude: &'a ClaudeHome, force: bool, recent: Duration) -> io::Result<Self> {
         Ok(Self {
@@ -136,13 +187,13 @@ impl<'a> Installer<'a> {
             .flatten()
     }
 
-    /// Writes `bytes` to `dest` as the plan said, unless it would replace a
-    /// transcript Claude Code is writing.
+    /// Moves `staged` to `dest` as the plan said, unless that would replace
+    /// a transcript Claude Code is writing.
     fn apply(
         &self,
         action: Action,
         dest: &Path,
-        bytes: &[u8],
+        staged: &Path,
     ) -> Result<Option<InUse>, SessionError> {
         match action {
             Action::Keep => return Ok(None),
@@ -153,7 +204,7 @@ impl<'a> Installer<'a> {
             }
             Action::Install { .. } => {}
         }
-        fsutil::write_atomic_bytes(dest, bytes).map_err(|source| SessionError::Write {
+        super::place(staged, dest).map_err(|source| SessionError::Write {
             path: dest.to_path_buf(),
             source,
         })?;
@@ -162,8 +213,8 @@ impl<'a> Installer<'a> {
 
     /// Installs one session from the copies of it that arrived, under
     /// `root`. Copies must be of one session, longest first.
-    pub fn install(&self, copies: &[Bundle], root: &Path) -> Result<Outcome, SessionError> {
-        let first = &copies[0];
+    pub fn install(&self, copies: &[Received], root: &Path) -> Result<Outcome, SessionError> {
+        let first = &copies[0].meta;
         let id = &first.session_id;
         let cwd = match &first.relative_cwd {
             Some(rel) => rel.under(root),
@@ -191,9 +242,16 @@ impl<'a> Installer<'a> {
                 wanted: dest,
             });
         }
-        let current = read_if_exists(&dest)?;
-        let incoming: Vec<&[u8]> = copies.iter().map(|b| b.transcript.as_slice()).collect();
-        let plan = plan::decide(current.as_deref(), &incoming);
+        let local_len = file_len(&dest)?;
+        let files: Vec<(&Path, u64)> = copies
+            .iter()
+            .map(|c| (c.transcript.as_path(), c.body.len))
+            .collect();
+        let read_err = |source| SessionError::Read {
+            path: dest.clone(),
+            source,
+        };
+        let plan = plan_files(local_len.map(|l| (dest.as_path(), l)), &files).map_err(read_err)?;
         let chosen = match plan.action {
             Action::Install { from } | Action::FastForward { from } => Some(from),
             Action::Keep => None,
@@ -209,9 +267,14 @@ impl<'a> Installer<'a> {
                 forks.push(self.fork(copy, &dir)?);
             }
         }
-        let result: &[u8] = written.map_or(current.as_deref().unwrap_or_default(), |i| {
-            &copies[i].transcript
-        });
+        let (bytes, lines) = match (written, local_len) {
+            (Some(i), _) => (copies[i].body.len, copies[i].body.lines),
+            (None, Some(len)) => (
+                len,
+                transcript::count_lines_of(&dest, len).map_err(read_err)?,
+            ),
+            (None, None) => (0, 0),
+        };
         Ok(Outcome {
             id: id.clone(),
             key: first.project_key.clone(),
@@ -222,16 +285,16 @@ impl<'a> Installer<'a> {
             } else {
                 plan.action
             },
-            from: written.map(|i| copies[i].machine.clone()),
+            from: written.map(|i| copies[i].meta.machine.clone()),
             verdicts: copies
                 .iter()
                 .zip(plan.verdicts)
-                .map(|(b, v)| (b.machine.clone(), v))
+                .map(|(c, v)| (c.meta.machine.clone(), v))
                 .collect(),
             held,
             forks,
-            bytes: result.len() as u64,
-            lines: crate::claude::transcript::count_lines(result),
+            bytes,
+            lines,
         })
     }
 
@@ -239,22 +302,44 @@ impl<'a> Installer<'a> {
     /// session of its own: the same lines with their `sessionId` set to the
     /// fork's id. A fork that exists already is brought up to date the same
     /// way a session is; one that diverged again gets the next generation.
-    fn fork(&self, copy: &Bundle, dir: &Path) -> Result<Fork, SessionError> {
+    fn fork(&self, copy: &Received, dir: &Path) -> Result<Fork, SessionError> {
+        let from = &copy.meta.session_id;
         let mut generation = 0;
         loop {
-            let id = fork_id(&copy.session_id, &copy.machine, generation);
+            let id = fork_id(from, &copy.meta.machine, generation);
             let dest = ClaudeHome::transcript_path(dir, &id);
-            let branch = transcript::with_session_id(
-                &copy.transcript,
-                copy.session_id.as_str(),
-                id.as_str(),
-            );
-            let current = read_if_exists(&dest)?;
-            let plan = plan::decide(current.as_deref(), &[&branch]);
+            let branch = copy.transcript.with_extension(format!("fork{generation}"));
+            fsutil::write_atomic(&branch, |f| {
+                let mut out = std::io::BufWriter::new(f);
+                transcript::copy_with_session_id(
+                    &copy.transcript,
+                    &mut out,
+                    from.as_str(),
+                    id.as_str(),
+                )?;
+                std::io::Write::flush(&mut out)
+            })
+            .map_err(|source| SessionError::Write {
+                path: branch.clone(),
+                source,
+            })?;
+            let local_len = file_len(&dest)?;
+            let branch_len = std::fs::metadata(&branch).map_err(|source| SessionError::Read {
+                path: branch.clone(),
+                source,
+            })?;
+            let plan = plan_files(
+                local_len.map(|l| (dest.as_path(), l)),
+                &[(&branch, branch_len.len())],
+            )
+            .map_err(|source| SessionError::Read {
+                path: dest.clone(),
+                source,
+            })?;
             if plan.verdicts[0] != Verdict::Diverged || generation + 1 == MAX_FORK_GENERATIONS {
                 let held = self.apply(plan.action, &dest, &branch)?;
                 return Ok(Fork {
-                    machine: copy.machine.clone(),
+                    machine: copy.meta.machine.clone(),
                     id,
                     transcript: dest,
                     action: if held.is_some() {
@@ -270,9 +355,9 @@ impl<'a> Installer<'a> {
     }
 }
 
-fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, SessionError> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
+fn file_len(path: &Path) -> Result<Option<u64>, SessionError> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some(m.len())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(SessionError::Read {
             path: path.to_path_buf(),
@@ -308,35 +393,36 @@ pub fn pull(
     let files = transport.fetch(&wanted, staging)?;
 
     let mut report = PullReport::default();
-    let mut sessions: BTreeMap<(String, SessionId), Vec<Bundle>> = BTreeMap::new();
-    for (name, file) in wanted.into_iter().zip(files) {
+    let mut sessions: BTreeMap<(String, SessionId), Vec<Received>> = BTreeMap::new();
+    for (i, (name, file)) in wanted.into_iter().zip(files).enumerate() {
         let (id, machine) = name.session().expect("filtered above");
         let checkout = roots[name.dir()];
-        let decoded = std::fs::read(&file)
+        let received = super::receive(&file, &staging.join(format!("{i}.jsonl.tmp")))
             .map_err(|e| e.to_string())
-            .and_then(|bytes| Bundle::decode(&bytes).map_err(|e| e.to_string()))
-            .and_then(|b| {
-                if b.session_id != id || b.machine != machine || b.project_key != checkout.key {
+            .and_then(|r| {
+                let m = &r.meta;
+                if m.session_id != id || m.machine != machine || m.project_key != checkout.key {
                     Err("its contents do not match its name and folder in the sync dir".to_owned())
                 } else {
-                    Ok(b)
+                    Ok(r)
                 }
             });
-        match decoded {
-            Ok(bundle) => sessions
+        let _ = std::fs::remove_file(&file);
+        match received {
+            Ok(r) => sessions
                 .entry((name.dir().to_owned(), id))
                 .or_default()
-                .push(bundle),
+                .push(r),
             Err(reason) => report.bad_objects.push((name, reason)),
         }
     }
 
     for ((dir, id), mut copies) in sessions {
         copies.sort_by(|a, b| {
-            b.transcript
-                .len()
-                .cmp(&a.transcript.len())
-                .then_with(|| a.machine.cmp(&b.machine))
+            b.body
+                .len
+                .cmp(&a.body.len)
+                .then_with(|| a.meta.machine.cmp(&b.meta.machine))
         });
         match installer.install(&copies, &roots[&dir].root) {
             Ok(outcome) => report.outcomes.push(outcome),
@@ -349,6 +435,7 @@ pub fn pull(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bundle::Bundle;
     use crate::names::RelPath;
     use crate::transport::memory::MemoryTransport;
 

@@ -1,10 +1,12 @@
 //! From local transcripts to bundles in a transport.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::SessionError;
-use crate::bundle::{Bundle, MAX_BUNDLE_BYTES};
+use super::{Received, SessionError, receive};
+use crate::bundle::{self, Body, Meta};
 use crate::claude::sessions::LocalSession;
 use crate::claude::transcript;
 use crate::fsutil;
@@ -12,55 +14,97 @@ use crate::names::{MachineName, SessionId};
 use crate::project::{Placement, ProjectKey};
 use crate::transport::{ObjectName, Transport, TransportError};
 
-/// A bundle made from a local transcript.
+/// A session ready to be packed: its complete lines, as found on disk.
 #[derive(Debug)]
 pub struct Outgoing {
-    pub bundle: Bundle,
+    pub meta: Meta,
+    pub source: PathBuf,
+    /// Bytes up to the last `\n`: what travels.
+    pub len: u64,
     /// Bytes of a line Claude Code was still writing, left behind.
     pub partial_tail: u64,
-    pub source: PathBuf,
 }
 
-/// Packs the complete lines of a session's transcript, as bytes.
-pub fn make_bundle(
+/// Finds how much of a session's transcript is complete, without reading it.
+pub fn prepare(
     session: &LocalSession,
     placement: &Placement,
     machine: &MachineName,
     now_ms: u64,
 ) -> Result<Outgoing, SessionError> {
     let path = &session.file.path;
-    let mut bytes =
-        fsutil::read_capped(path, MAX_BUNDLE_BYTES).map_err(|source| SessionError::Read {
-            path: path.clone(),
-            source,
-        })?;
-    let complete = transcript::complete_len(&bytes);
-    if complete == 0 {
+    let read_err = |source| SessionError::Read {
+        path: path.clone(),
+        source,
+    };
+    let (len, total) =
+        transcript::complete_len_of(&mut File::open(path).map_err(read_err)?).map_err(read_err)?;
+    if len == 0 {
         return Err(SessionError::NoCompleteLine { path: path.clone() });
     }
-    let partial_tail = (bytes.len() - complete) as u64;
-    bytes.truncate(complete);
-    if std::str::from_utf8(&bytes).is_err() {
+    if len > bundle::MAX_BUNDLE_BYTES {
         return Err(SessionError::Bundle {
             path: path.clone(),
-            source: crate::bundle::BundleError::NotUtf8,
+            source: bundle::BundleError::TooLarge,
         });
     }
     Ok(Outgoing {
-        bundle: Bundle {
-            version: crate::bundle::CURRENT_VERSION,
+        meta: Meta {
+            version: bundle::CURRENT_VERSION,
             session_id: session.file.id.clone(),
             project_key: placement.key.clone(),
             original_cwd: session.cwd.clone(),
             relative_cwd: Some(placement.relative.clone()),
             machine: machine.clone(),
             exported_at_ms: now_ms,
-            line_count: transcript::count_lines(&bytes),
-            transcript: bytes,
         },
-        partial_tail,
         source: path.clone(),
+        len,
+        partial_tail: total - len,
     })
+}
+
+impl Outgoing {
+    /// Streams the bundle to `out`, reading the transcript once.
+    pub fn write(&self, out: &mut impl Write) -> Result<Body, SessionError> {
+        let read_err = |source| SessionError::Read {
+            path: self.source.clone(),
+            source,
+        };
+        let mut file = File::open(&self.source).map_err(read_err)?;
+        bundle::write(&self.meta, &mut file, self.len, out).map_err(|e| match e {
+            bundle::BundleError::Io(source) => read_err(source),
+            source => SessionError::Bundle {
+                path: self.source.clone(),
+                source,
+            },
+        })
+    }
+
+    /// Writes the bundle to a private file, atomically.
+    pub fn write_file(&self, dest: &Path) -> Result<Body, SessionError> {
+        let mut body = None;
+        let mut failure = None;
+        let written = fsutil::write_atomic(dest, |f| {
+            let mut out = BufWriter::with_capacity(1 << 16, f);
+            match self.write(&mut out) {
+                Ok(b) => body = Some(b),
+                Err(e) => {
+                    failure = Some(e);
+                    return Err(std::io::Error::other("bundle not written"));
+                }
+            }
+            out.flush()
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        written.map_err(|source| SessionError::Write {
+            path: dest.to_path_buf(),
+            source,
+        })?;
+        Ok(body.expect("written"))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -105,7 +149,7 @@ pub fn push(
     let mut batch = Vec::new();
     for ((session, placement), object) in sessions.iter().zip(names) {
         let id = session.file.id.clone();
-        let out = match make_bundle(session, placement, machine, now_ms) {
+        let out = match prepare(session, placement, machine, now_ms) {
             Ok(out) => out,
             Err(e) => {
                 report.failed.push((id, e));
@@ -113,48 +157,45 @@ pub fn push(
             }
         };
         if let Some(Some(before)) = earlier.get(&object) {
-            let same_place = before.original_cwd == out.bundle.original_cwd
-                && before.relative_cwd == out.bundle.relative_cwd;
-            if before.transcript == out.bundle.transcript && same_place {
-                report.unchanged.push(id);
-                continue;
-            }
-            if !out.bundle.transcript.starts_with(&before.transcript) && !force {
-                report.failed.push((
-                    id.clone(),
-                    SessionError::WouldRewind {
-                        id,
-                        pushed_lines: before.line_count,
-                        local_lines: out.bundle.line_count,
-                    },
-                ));
-                continue;
+            match compare(&out, before) {
+                Ok(Earlier::Same) => {
+                    report.unchanged.push(id);
+                    continue;
+                }
+                Ok(Earlier::Extended) => {}
+                Ok(Earlier::Rewound) if !force => {
+                    report.failed.push((
+                        id.clone(),
+                        SessionError::WouldRewind {
+                            id,
+                            pushed_lines: before.body.lines,
+                            local_lines: transcript::count_lines_of(&out.source, out.len)
+                                .unwrap_or(0),
+                        },
+                    ));
+                    continue;
+                }
+                Ok(Earlier::Rewound) => {}
+                Err(e) => {
+                    report.failed.push((id, e));
+                    continue;
+                }
             }
         }
         let file = staging.join(format!("{id}.ccsync"));
-        let staged = out
-            .bundle
-            .to_bytes()
-            .map_err(|source| SessionError::Bundle {
-                path: out.source.clone(),
-                source,
-            })
-            .and_then(|bytes| {
-                fsutil::write_atomic_bytes(&file, &bytes).map_err(|source| SessionError::Write {
-                    path: file.clone(),
-                    source,
-                })
-            });
-        if let Err(e) = staged {
-            report.failed.push((id, e));
-            continue;
-        }
+        let body = match out.write_file(&file) {
+            Ok(body) => body,
+            Err(e) => {
+                report.failed.push((id, e));
+                continue;
+            }
+        };
         report.pushed.push(Pushed {
             id,
             key: placement.key.clone(),
             object: object.clone(),
-            bytes: out.bundle.transcript.len() as u64,
-            lines: out.bundle.line_count,
+            bytes: body.len,
+            lines: body.lines,
             partial_tail: out.partial_tail,
         });
         batch.push((object, file));
@@ -165,14 +206,38 @@ pub fn push(
     Ok(report)
 }
 
-/// This machine's copies already in the transport, decoded; `None` for one
+enum Earlier {
+    Same,
+    Extended,
+    Rewound,
+}
+
+/// How what is here relates to what this machine pushed before.
+fn compare(out: &Outgoing, before: &Received) -> Result<Earlier, SessionError> {
+    let same_place = before.meta.original_cwd == out.meta.original_cwd
+        && before.meta.relative_cwd == out.meta.relative_cwd;
+    let prefix = out.len >= before.body.len
+        && transcript::same_prefix(&out.source, &before.transcript, before.body.len).map_err(
+            |source| SessionError::Read {
+                path: out.source.clone(),
+                source,
+            },
+        )?;
+    Ok(match (prefix, out.len == before.body.len && same_place) {
+        (true, true) => Earlier::Same,
+        (true, false) => Earlier::Extended,
+        (false, _) => Earlier::Rewound,
+    })
+}
+
+/// This machine's copies already in the transport, unpacked; `None` for one
 /// that does not decode (it may then be replaced: it is ours, and broken).
 fn fetch_earlier(
     transport: &dyn Transport,
     staging: &Path,
     names: &[ObjectName],
     present: &HashSet<ObjectName>,
-) -> Result<HashMap<ObjectName, Option<Bundle>>, TransportError> {
+) -> Result<HashMap<ObjectName, Option<Received>>, TransportError> {
     let wanted: Vec<ObjectName> = names
         .iter()
         .filter(|n| present.contains(*n))
@@ -191,11 +256,10 @@ fn fetch_earlier(
     Ok(wanted
         .into_iter()
         .zip(files)
-        .map(|(name, file)| {
-            let bundle = std::fs::read(&file)
-                .ok()
-                .and_then(|b| Bundle::decode(&b).ok());
-            (name, bundle)
+        .enumerate()
+        .map(|(i, (name, file))| {
+            let received = receive(&file, &dir.join(format!("{i}.jsonl.tmp"))).ok();
+            (name, received)
         })
         .collect())
 }
@@ -203,6 +267,7 @@ fn fetch_earlier(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bundle::Bundle;
     use crate::claude::sessions::SessionFile;
     use crate::names::RelPath;
     use crate::transport::memory::MemoryTransport;

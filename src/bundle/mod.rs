@@ -11,7 +11,9 @@
 //! recognises their magic bytes and says what the file is instead of failing
 //! on it as bad JSON.
 
-use std::borrow::Cow;
+pub mod json;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -53,6 +55,10 @@ pub enum BundleError {
     TooLarge,
     #[error("it is not valid JSON ({0}); the file may be truncated or not a .ccsync bundle")]
     Json(#[source] serde_json::Error),
+    #[error("it is not valid JSON ({0}); the file may be truncated or not a .ccsync bundle")]
+    Syntax(String),
+    #[error("{0}")]
+    Io(#[from] io::Error),
     #[error("it is not a JSON object, so not a .ccsync bundle")]
     NotObject,
     #[error("it has no `_schemaVersion` field, so it is not a .ccsync bundle")]
@@ -87,10 +93,24 @@ fn name_field(name: &'static str) -> impl Fn(NameError) -> BundleError {
     move |e| field(name, e)
 }
 
-#[derive(Deserialize)]
-struct VersionProbe {
-    #[serde(rename = "_schemaVersion")]
-    version: Option<serde_json::Value>,
+/// Everything in a bundle but the transcript.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub version: u32,
+    pub session_id: SessionId,
+    pub project_key: ProjectKey,
+    pub original_cwd: String,
+    pub relative_cwd: Option<RelPath>,
+    pub machine: MachineName,
+    pub exported_at_ms: u64,
+}
+
+/// What was learned of the transcript while it streamed past.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body {
+    pub len: u64,
+    pub lines: u64,
+    pub sha256: String,
 }
 
 #[derive(Deserialize)]
@@ -102,97 +122,183 @@ struct V1 {
     machine_name: String,
     exported_at: f64,
     line_count: f64,
-    jsonl: String,
 }
 
+/// Version 2 without its transcript, in the order the fields are written.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct V2<'a> {
+struct V2Head {
     #[serde(rename = "_schemaVersion")]
     schema_version: u32,
-    // Borrowed where the JSON has no escapes, owned where it does.
-    #[serde(borrow)]
-    session_id: Cow<'a, str>,
-    #[serde(borrow)]
-    project_key: Cow<'a, str>,
-    #[serde(borrow)]
-    original_cwd: Cow<'a, str>,
-    #[serde(borrow)]
-    relative_cwd: Cow<'a, str>,
-    #[serde(borrow)]
-    machine_name: Cow<'a, str>,
+    session_id: String,
+    project_key: String,
+    original_cwd: String,
+    relative_cwd: String,
+    machine_name: String,
     exported_at: u64,
-    #[serde(borrow)]
-    jsonl: Cow<'a, str>,
+    #[serde(skip_serializing)]
     line_count: u64,
-    #[serde(borrow)]
-    sha256: Cow<'a, str>,
+    #[serde(skip_serializing)]
+    sha256: String,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
-impl Bundle {
-    /// Writes the current version.
-    pub fn encode(&self, out: impl std::io::Write) -> Result<(), BundleError> {
-        let jsonl = std::str::from_utf8(&self.transcript).map_err(|_| BundleError::NotUtf8)?;
-        let sha = sha256_hex(&self.transcript);
-        let v2 = V2 {
-            schema_version: CURRENT_VERSION,
-            session_id: self.session_id.as_str().into(),
-            project_key: self.project_key.as_str().into(),
-            original_cwd: self.original_cwd.as_str().into(),
-            relative_cwd: self
-                .relative_cwd
-                .as_ref()
-                .map_or("", RelPath::as_str)
-                .into(),
-            machine_name: self.machine.as_str().into(),
-            exported_at: self.exported_at_ms,
-            jsonl: jsonl.into(),
-            line_count: self.line_count,
-            sha256: sha.into(),
-        };
-        serde_json::to_writer(out, &v2).map_err(BundleError::Json)
-    }
+/// Hashes, counts lines and remembers the last byte of what streams past.
+struct Tally {
+    hasher: Sha256,
+    len: u64,
+    lines: u64,
+    last: Option<u8>,
+}
 
-    pub fn to_bytes(&self) -> Result<Vec<u8>, BundleError> {
-        let mut out = Vec::with_capacity(self.transcript.len() + self.transcript.len() / 8 + 512);
-        self.encode(&mut out)?;
-        Ok(out)
-    }
-
-    /// Reads any supported version and checks every field.
-    pub fn decode(bytes: &[u8]) -> Result<Self, BundleError> {
-        if bytes.len() as u64 > MAX_BUNDLE_BYTES {
-            return Err(BundleError::TooLarge);
+impl Tally {
+    fn new() -> Self {
+        Self {
+            hasher: Sha256::new(),
+            len: 0,
+            lines: 0,
+            last: None,
         }
-        sniff(bytes)?;
-        let probe: VersionProbe = serde_json::from_slice(bytes).map_err(|e| {
-            if e.is_data() {
-                BundleError::NotObject
-            } else {
-                BundleError::Json(e)
-            }
-        })?;
-        match probe.version.ok_or(BundleError::NoVersion)? {
-            serde_json::Value::Number(n) if n.as_u64() == Some(1) => decode_v1(bytes),
-            serde_json::Value::Number(n) if n.as_u64() == Some(2) => decode_v2(bytes),
-            other => Err(BundleError::UnknownVersion(other.to_string())),
+    }
+
+    fn add(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        self.lines += memchr::memchr_iter(b'\n', bytes).count() as u64;
+        if let Some(&b) = bytes.last() {
+            self.last = Some(b);
+        }
+    }
+
+    fn finish(self) -> Body {
+        Body {
+            len: self.len,
+            lines: self.lines,
+            sha256: format!("{:x}", self.hasher.finalize()),
         }
     }
 }
 
-/// Recognises what a file is when it is not a JSON object.
-fn sniff(bytes: &[u8]) -> Result<(), BundleError> {
-    let start = bytes
-        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
-        .unwrap_or(bytes)
-        .trim_ascii_start();
-    if start.is_empty() {
-        return Err(BundleError::Empty);
+/// Writes a current-version bundle, streaming exactly `len` bytes (complete
+/// lines, UTF-8) of the transcript from `transcript` and hashing them on the
+/// way: memory stays small whatever the transcript's size.
+pub fn write(
+    meta: &Meta,
+    transcript: &mut impl Read,
+    len: u64,
+    out: &mut impl Write,
+) -> Result<Body, BundleError> {
+    let head = V2Head {
+        schema_version: CURRENT_VERSION,
+        session_id: meta.session_id.to_string(),
+        project_key: meta.project_key.to_string(),
+        original_cwd: meta.original_cwd.clone(),
+        relative_cwd: meta
+            .relative_cwd
+            .as_ref()
+            .map_or("", RelPath::as_str)
+            .to_owned(),
+        machine_name: meta.machine.to_string(),
+        exported_at: meta.exported_at_ms,
+        line_count: 0,
+        sha256: String::new(),
+    };
+    let mut head = serde_json::to_vec(&head).map_err(BundleError::Json)?;
+    head.pop(); // the closing brace: the transcript follows
+    out.write_all(&head)?;
+    out.write_all(b",\"jsonl\":\"")?;
+    let mut tally = Tally::new();
+    json::stream_escaped(transcript, len, out, |chunk| tally.add(chunk))?
+        .map_err(|_| BundleError::NotUtf8)?;
+    let body = tally.finish();
+    write!(
+        out,
+        "\",\"lineCount\":{},\"sha256\":\"{}\"}}",
+        body.lines, body.sha256
+    )?;
+    Ok(body)
+}
+
+/// Reads a bundle of any supported version, streaming its transcript into
+/// `transcript` and checking every field and the checksum. On error, what
+/// was written to `transcript` must be thrown away.
+pub fn read(input: impl Read, transcript: &mut impl Write) -> Result<(Meta, Body), BundleError> {
+    let mut input = BufReader::with_capacity(1 << 16, input);
+    sniff(input.fill_buf()?)?;
+    let mut reader = json::ObjectReader::new(input, MAX_BUNDLE_BYTES);
+    let mut fields = serde_json::Map::new();
+    let mut tally = None;
+    let result = (|| -> Result<(), json::Error> {
+        reader.expect(b'{')?;
+        if reader.peek_token()? == Some(b'}') {
+            return reader.expect(b'}');
+        }
+        loop {
+            let key = reader.key()?;
+            reader.expect(b':')?;
+            if key == "jsonl" && tally.is_none() {
+                let mut t = Tally::new();
+                reader.stream_string(transcript, |piece| t.add(piece))?;
+                tally = Some(t);
+            } else {
+                let raw = reader.raw_value(1 << 16)?;
+                let value = serde_json::from_slice(&raw)
+                    .map_err(|e| json::Error::Syntax(json::Syntax(e.to_string())))?;
+                if key == "jsonl" || fields.insert(key.clone(), value).is_some() {
+                    return Err(json::Error::Syntax(json::Syntax(format!(
+                        "duplicate field `{key}`"
+                    ))));
+                }
+            }
+            match reader.peek_token()? {
+                Some(b',') => reader.expect(b',')?,
+                _ => return reader.expect(b'}'),
+            }
+        }
+    })();
+    match result.and_then(|()| reader.end()) {
+        Ok(()) => {}
+        Err(json::Error::Io(e)) => return Err(BundleError::Io(e)),
+        Err(json::Error::TooLarge) => return Err(BundleError::TooLarge),
+        Err(json::Error::Syntax(json::Syntax(m))) => return Err(BundleError::Syntax(m)),
     }
+    let version = fields
+        .remove("_schemaVersion")
+        .ok_or(BundleError::NoVersion)?;
+    let missing_jsonl = |version| BundleError::Shape {
+        version,
+        source: serde::de::Error::missing_field("jsonl"),
+    };
+    match version {
+        serde_json::Value::Number(n) if n.as_u64() == Some(1) => {
+            let mut tally = tally.ok_or_else(|| missing_jsonl(1))?;
+            // Other writers may drop the final newline; without it the
+            // client's next append would be glued to the last line.
+            if tally.last.is_some_and(|b| b != b'\n') {
+                transcript.write_all(b"\n")?;
+                tally.add(b"\n");
+            }
+            Ok((decode_v1(fields)?, tally.finish()))
+        }
+        serde_json::Value::Number(n) if n.as_u64() == Some(2) => {
+            let tally = tally.ok_or_else(|| missing_jsonl(2))?;
+            let last = tally.last;
+            let body = tally.finish();
+            let meta = decode_v2(fields, &body)?;
+            if last.is_some_and(|b| b != b'\n') {
+                return Err(field("jsonl", "does not end with a complete line"));
+            }
+            Ok((meta, body))
+        }
+        other => Err(BundleError::UnknownVersion(other.to_string())),
+    }
+}
+
+/// Recognises what a file is when it is not a JSON object.
+fn sniff(start_bytes: &[u8]) -> Result<(), BundleError> {
     let wrapped = [
         (&b"\x1f\x8b"[..], "gzip-compressed"),
         (&b"\x28\xb5\x2f\xfd"[..], "zstd-compressed"),
@@ -204,14 +310,19 @@ fn sniff(bytes: &[u8]) -> Result<(), BundleError> {
         (&b"-----BEGIN PGP"[..], "PGP-encrypted"),
     ];
     for (magic, what) in wrapped {
-        if bytes.starts_with(magic) {
+        if start_bytes.starts_with(magic) {
             return Err(BundleError::Wrapped(what));
         }
     }
-    if start[0] != b'{' && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
-        return Err(BundleError::NotObject);
+    let start = start_bytes
+        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(start_bytes)
+        .trim_ascii_start();
+    match start.first() {
+        None if start_bytes.len() < (1 << 16) => Err(BundleError::Empty),
+        Some(b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => Err(BundleError::NotObject),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn whole_number(name: &'static str, n: f64) -> Result<u64, BundleError> {
@@ -232,28 +343,17 @@ fn check_cwd(cwd: &str) -> Result<(), BundleError> {
     Ok(())
 }
 
-/// Wrong types, missing or unknown fields are the bundle's fault; anything
-/// else means the JSON itself is broken.
-fn json_error(version: u32) -> impl Fn(serde_json::Error) -> BundleError {
-    move |e| {
-        if e.is_data() {
-            BundleError::Shape { version, source: e }
-        } else {
-            BundleError::Json(e)
-        }
-    }
+fn shape(version: u32) -> impl Fn(serde_json::Error) -> BundleError {
+    move |source| BundleError::Shape { version, source }
 }
 
-fn decode_v1(bytes: &[u8]) -> Result<Bundle, BundleError> {
-    let v: V1 = serde_json::from_slice(bytes).map_err(json_error(1))?;
+fn decode_v1(fields: serde_json::Map<String, serde_json::Value>) -> Result<Meta, BundleError> {
+    let v: V1 = serde_json::from_value(fields.into()).map_err(shape(1))?;
     check_cwd(&v.original_cwd)?;
-    let mut transcript = v.jsonl.into_bytes();
-    // Other writers may drop the final newline; without it the client's next
-    // append would be glued to the last line.
-    if !transcript.is_empty() && transcript.last() != Some(&b'\n') {
-        transcript.push(b'\n');
-    }
-    Ok(Bundle {
+    // The declared line count is checked for shape only: other writers
+    // count lines their own way, and the count comes from the transcript.
+    whole_number("lineCount", v.line_count)?;
+    Ok(Meta {
         version: 1,
         session_id: SessionId::parse(&v.session_id).map_err(name_field("sessionId"))?,
         project_key: ProjectKey::normalize_foreign(&v.project_key)
@@ -262,46 +362,95 @@ fn decode_v1(bytes: &[u8]) -> Result<Bundle, BundleError> {
         relative_cwd: None,
         machine: MachineName::parse(&v.machine_name).map_err(name_field("machineName"))?,
         exported_at_ms: whole_number("exportedAt", v.exported_at)?,
-        // Checked for shape only: other writers count lines their own way,
-        // and the count is a property of the transcript anyway.
-        line_count: whole_number("lineCount", v.line_count)
-            .map(|_| crate::claude::transcript::count_lines(&transcript))?,
-        transcript,
     })
 }
 
-fn decode_v2(bytes: &[u8]) -> Result<Bundle, BundleError> {
-    let v: V2 = serde_json::from_slice(bytes).map_err(json_error(2))?;
+fn decode_v2(
+    mut fields: serde_json::Map<String, serde_json::Value>,
+    body: &Body,
+) -> Result<Meta, BundleError> {
+    fields.insert("_schemaVersion".into(), 2.into());
+    let v: V2Head = serde_json::from_value(fields.into()).map_err(shape(2))?;
     check_cwd(&v.original_cwd)?;
-    let transcript = v.jsonl.into_owned().into_bytes();
-    if !transcript.is_empty() && transcript.last() != Some(&b'\n') {
-        return Err(field("jsonl", "does not end with a complete line"));
-    }
-    let actual = sha256_hex(&transcript);
-    if actual != *v.sha256 {
+    if body.sha256 != v.sha256 {
         return Err(BundleError::Checksum {
             expected: v.sha256.chars().take(64).collect(),
-            actual,
+            actual: body.sha256.clone(),
         });
     }
-    let lines = crate::claude::transcript::count_lines(&transcript);
-    if lines != v.line_count {
+    if body.lines != v.line_count {
         return Err(field(
             "lineCount",
-            format!("says {} but the transcript has {lines}", v.line_count),
+            format!(
+                "says {} but the transcript has {}",
+                v.line_count, body.lines
+            ),
         ));
     }
-    Ok(Bundle {
+    Ok(Meta {
         version: 2,
         session_id: SessionId::parse(&v.session_id).map_err(name_field("sessionId"))?,
         project_key: ProjectKey::parse(&v.project_key).map_err(|e| field("projectKey", e))?,
-        original_cwd: v.original_cwd.into_owned(),
+        original_cwd: v.original_cwd,
         relative_cwd: Some(RelPath::parse(&v.relative_cwd).map_err(name_field("relativeCwd"))?),
         machine: MachineName::parse(&v.machine_name).map_err(name_field("machineName"))?,
         exported_at_ms: v.exported_at,
-        line_count: v.line_count,
-        transcript,
     })
+}
+
+impl Bundle {
+    pub fn meta(&self) -> Meta {
+        Meta {
+            version: self.version,
+            session_id: self.session_id.clone(),
+            project_key: self.project_key.clone(),
+            original_cwd: self.original_cwd.clone(),
+            relative_cwd: self.relative_cwd.clone(),
+            machine: self.machine.clone(),
+            exported_at_ms: self.exported_at_ms,
+        }
+    }
+
+    /// Writes the current version.
+    pub fn encode(&self, mut out: impl Write) -> Result<(), BundleError> {
+        write(
+            &self.meta(),
+            &mut self.transcript.as_slice(),
+            self.transcript.len() as u64,
+            &mut out,
+        )
+        .map(drop)
+    }
+
+    pub fn to_bytes(&self) -> Result<Vec<u8>, BundleError> {
+        let mut out = Vec::with_capacity(self.transcript.len() + self.transcript.len() / 8 + 512);
+        self.encode(&mut out)?;
+        Ok(out)
+    }
+
+    /// Reads any supported version from memory and checks every field.
+    pub fn decode(bytes: &[u8]) -> Result<Self, BundleError> {
+        if bytes.len() as u64 > MAX_BUNDLE_BYTES {
+            return Err(BundleError::TooLarge);
+        }
+        let mut transcript = Vec::new();
+        let (meta, body) = read(bytes, &mut transcript)?;
+        Ok(Bundle::from_parts(meta, body.lines, transcript))
+    }
+
+    pub fn from_parts(meta: Meta, line_count: u64, transcript: Vec<u8>) -> Self {
+        Bundle {
+            version: meta.version,
+            session_id: meta.session_id,
+            project_key: meta.project_key,
+            original_cwd: meta.original_cwd,
+            relative_cwd: meta.relative_cwd,
+            machine: meta.machine,
+            exported_at_ms: meta.exported_at_ms,
+            line_count,
+            transcript,
+        }
+    }
 }
 
 #[cfg(test)]
