@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod claude;
 pub mod config;
 pub mod fsutil;
+pub mod index;
 pub mod names;
 pub mod project;
 pub mod sync;

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use std::collections::HashMap;
 
 use super::{ClaudeHome, dirname, transcript};
+use crate::index::{Index, SessionFacts, Stamp};
 use crate::names::SessionId;
 
 /// A transcript file whose name is a session id.
@@ -103,11 +104,34 @@ impl ClaudeHome {
     /// one. `placed` says where ccsync itself installed sessions: a pulled
     /// session records only the other machine's directories until Claude Code
     /// writes a line here, so it is tied by that instead, when it fits.
-    pub fn inventory(&self, placed: &HashMap<SessionId, String>) -> io::Result<Inventory> {
+    ///
+    /// A transcript is only read when `index` has nothing for it at its
+    /// current size and modification time.
+    pub fn inventory(
+        &self,
+        placed: &HashMap<SessionId, String>,
+        index: &mut Index,
+    ) -> io::Result<Inventory> {
         let (files, mut skipped) = self.session_files()?;
         let mut sessions = Vec::with_capacity(files.len());
+        let seen: std::collections::HashSet<PathBuf> =
+            files.iter().map(|f| f.path.clone()).collect();
+        index.sessions.retain(|path, _| seen.contains(path));
         for file in files {
-            let tied = self.tie(&file).map(|found| {
+            let stamp = Stamp::new(file.size, Some(file.modified));
+            let recorded = match index.session(&file.path, stamp) {
+                Some(facts) => Ok(facts.cwd.clone()),
+                None => self.tie(&file).inspect(|cwd| {
+                    index.set_session(
+                        file.path.clone(),
+                        SessionFacts {
+                            stamp,
+                            cwd: cwd.clone(),
+                        },
+                    );
+                }),
+            };
+            let tied = recorded.map(|found| {
                 found.or_else(|| {
                     placed
                         .get(&file.id)

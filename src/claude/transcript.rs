@@ -485,3 +485,29 @@ mod file_tests {
         assert_eq!(out, b"{\"sessionId\":\"t\",\"a\":1}\nx\n");
     }
 }
+
+/// SHA-256 (hex) of the first `len` bytes of a file.
+pub fn sha256_of_prefix(path: &Path, len: u64) -> io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = File::open(path)?.take(len);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut read = 0u64;
+    loop {
+        match f.read(&mut buf)? {
+            0 => break,
+            n => {
+                hasher.update(&buf[..n]);
+                read += n as u64;
+            }
+        }
+    }
+    if read < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the file is shorter than expected",
+        ));
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}

@@ -118,7 +118,7 @@ pub fn run(env: &Env, args: &DoctorArgs) -> Result<Outcome> {
     }
 
     let mut resolver = Resolver::new();
-    let (projects, untied) = match Local::scan(env, &mut resolver) {
+    let (projects, untied) = match Local::scan(env, &mut resolver, &mut env.load_index()) {
         Ok(local) => {
             let state = env.config_dir.load_state().unwrap_or_default();
             let mut projects: BTreeMap<String, (String, bool)> = known_projects(&state, &local)

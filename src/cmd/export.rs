@@ -15,7 +15,7 @@ use crate::ui;
 
 pub fn run(env: &Env, args: &ExportArgs) -> Result<Outcome> {
     let mut resolver = Resolver::new();
-    let local = Local::scan(env, &mut resolver)?;
+    let local = Local::scan(env, &mut resolver, &mut env.load_index())?;
     let here = resolver.place(&env.cwd.to_string_lossy());
     let (session, placement) = local.chosen(args.session.as_deref(), &here, env)?;
     // Export works without `init`: the machine is then named by its host.

@@ -20,6 +20,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use ccsync::claude::ClaudeHome;
 use ccsync::claude::sessions::{LocalSession, Skipped};
 use ccsync::config::{Config, ConfigDir, Lock, State};
+use ccsync::index::Index;
 use ccsync::names::MachineName;
 use ccsync::project::{Placement, ProjectKey, Resolver};
 use ccsync::sync::pull::Installer;
@@ -176,6 +177,18 @@ impl Env {
             .with_context(|| format!("cannot read {}", self.claude.projects_dir().display()))
     }
 
+    /// What ccsync knows of files already; a cache, so never an error.
+    pub fn load_index(&self) -> Index {
+        Index::load(&self.config_dir.root().join("index.json"))
+    }
+
+    /// Saves the index; only commands that hold the lock call this.
+    pub fn save_index(&self, index: &Index) {
+        if let Err(e) = index.save(&self.config_dir.root().join("index.json")) {
+            self.ui.warn(format_args!("cannot save the index: {e}"));
+        }
+    }
+
     pub fn save_state(&self, state: &State) {
         if let Err(e) = self.config_dir.save_state(state) {
             self.ui.warn(format_args!("{e}"));
@@ -190,7 +203,7 @@ pub struct Local {
 }
 
 impl Local {
-    pub fn scan(env: &Env, resolver: &mut Resolver) -> Result<Self> {
+    pub fn scan(env: &Env, resolver: &mut Resolver, index: &mut Index) -> Result<Self> {
         let placed = env
             .config_dir
             .load_state()
@@ -198,7 +211,7 @@ impl Local {
             .placed_sessions();
         let inventory = env
             .claude
-            .inventory(&placed)
+            .inventory(&placed, index)
             .with_context(|| format!("cannot read {}", env.claude.projects_dir().display()))?;
         let sessions = inventory
             .sessions

@@ -211,6 +211,7 @@ fn shell_quote(s: &str) -> String {
 pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
     let (_, machine, transport) = env.open_transport()?;
     let _lock = env.lock()?;
+    let mut index = env.load_index();
     let only = args.session.as_deref().map(SessionId::parse).transpose()?;
     let mut resolver = Resolver::new();
     let here = resolver.place(&env.cwd.to_string_lossy());
@@ -218,7 +219,7 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
 
     let mut checkouts = BTreeMap::new();
     if args.all || only.is_some() {
-        let local = Local::scan(env, &mut resolver)?;
+        let local = Local::scan(env, &mut resolver, &mut index)?;
         checkouts = known_projects(&state, &local);
     }
     if !args.all {
@@ -238,6 +239,7 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
         &checkouts,
         only.as_ref(),
         &machine,
+        &mut index,
     )?;
     if let Some(id) = &only
         && report.outcomes.is_empty()
@@ -258,6 +260,7 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
     }
     record_placements(&mut state, &report.outcomes);
     env.save_state(&state);
+    env.save_index(&index);
     print_report(env, &transport.location(), &report, args.json)
 }
 

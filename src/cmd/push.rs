@@ -41,8 +41,9 @@ struct PushJson {
 pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
     let (_, machine, transport) = env.open_transport()?;
     let _lock = env.lock()?;
+    let mut index = env.load_index();
     let mut resolver = Resolver::new();
-    let local = Local::scan(env, &mut resolver)?;
+    let local = Local::scan(env, &mut resolver, &mut index)?;
     let chosen = if args.all {
         if !local.skipped.is_empty() {
             env.ui.status(format_args!(
@@ -66,8 +67,10 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
         &machine,
         now,
         args.force,
+        &mut index,
     )?;
 
+    env.save_index(&index);
     let mut state = env.config_dir.load_state()?;
     for (_, placement) in chosen
         .iter()

@@ -40,12 +40,12 @@ pub enum SessionError {
         wanted: PathBuf,
     },
     #[error(
-        "this machine pushed {pushed_lines} lines of {id} before, and its transcript here no longer starts with them ({local_lines} lines now): it was truncated or rewritten. Not replacing the pushed copy; `ccsync push --force {id}` replaces it"
+        "this machine pushed {pushed_bytes} bytes of {id} before, and its transcript here ({local_bytes} bytes) no longer starts with them: it was truncated or rewritten. Not replacing the pushed copy; `ccsync push --force {id}` replaces it"
     )]
     WouldRewind {
         id: SessionId,
-        pushed_lines: u64,
-        local_lines: u64,
+        pushed_bytes: u64,
+        local_bytes: u64,
     },
     #[error(
         "the checkout path {0} is not UTF-8, so Claude Code's folder name for it cannot be computed"

@@ -16,7 +16,7 @@ pub enum Action {
 }
 
 /// What the plan concluded about each incoming copy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Verdict {
     /// This copy is the one written.
     Chosen,

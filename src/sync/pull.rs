@@ -14,6 +14,7 @@ use crate::claude::ClaudeHome;
 use crate::claude::live::{InUse, Writers};
 use crate::claude::transcript;
 use crate::fsutil;
+use crate::index::{Index, Pulled, Stamp};
 use crate::names::{MachineName, SessionId};
 use crate::project::ProjectKey;
 use crate::transport::{ObjectName, Transport, TransportError, layout};
@@ -368,6 +369,8 @@ fn file_len(path: &Path) -> Result<Option<u64>, SessionError> {
 
 /// Pulls every session of `checkouts` that other machines put in the
 /// transport (only `only`, if given). Bad files are reported and skipped.
+/// A session whose objects and local files are as the last pull left them
+/// (by `index`) is neither fetched nor read.
 pub fn pull(
     transport: &dyn Transport,
     installer: &Installer,
@@ -375,25 +378,39 @@ pub fn pull(
     checkouts: &[Checkout],
     only: Option<&SessionId>,
     me: &MachineName,
+    index: &mut Index,
 ) -> Result<PullReport, TransportError> {
     let roots: HashMap<String, &Checkout> = checkouts
         .iter()
         .map(|c| (layout::key_dir(&c.key), c))
         .collect();
-    let wanted: Vec<ObjectName> = transport
-        .list()?
-        .into_iter()
-        .map(|o| o.name)
-        .filter(|name| roots.contains_key(name.dir()))
-        .filter(|name| {
-            name.session()
-                .is_some_and(|(id, machine)| &machine != me && only.is_none_or(|o| *o == id))
-        })
-        .collect();
-    let files = transport.fetch(&wanted, staging)?;
+    let mut groups: BTreeMap<(String, SessionId), Vec<(ObjectName, Stamp)>> = BTreeMap::new();
+    for object in transport.list()? {
+        let Some((id, machine)) = object.name.session() else {
+            continue;
+        };
+        if roots.contains_key(object.name.dir()) && machine != *me && only.is_none_or(|o| *o == id)
+        {
+            let stamp = Stamp::new(object.size, object.modified);
+            groups
+                .entry((object.name.dir().to_owned(), id))
+                .or_default()
+                .push((object.name, stamp));
+        }
+    }
 
     let mut report = PullReport::default();
+    let mut wanted = Vec::new();
+    for ((dir, id), objects) in &groups {
+        match unchanged_since_last_pull(index, dir, id, objects, roots[dir]) {
+            Some(outcome) => report.outcomes.push(outcome),
+            None => wanted.extend(objects.iter().map(|(name, _)| name.clone())),
+        }
+    }
+    let files = transport.fetch(&wanted, staging)?;
+
     let mut sessions: BTreeMap<(String, SessionId), Vec<Received>> = BTreeMap::new();
+    let mut spoiled = std::collections::HashSet::new();
     for (i, (name, file)) in wanted.into_iter().zip(files).enumerate() {
         let (id, machine) = name.session().expect("filtered above");
         let checkout = roots[name.dir()];
@@ -413,7 +430,10 @@ pub fn pull(
                 .entry((name.dir().to_owned(), id))
                 .or_default()
                 .push(r),
-            Err(reason) => report.bad_objects.push((name, reason)),
+            Err(reason) => {
+                spoiled.insert((name.dir().to_owned(), id));
+                report.bad_objects.push((name, reason));
+            }
         }
     }
 
@@ -424,12 +444,111 @@ pub fn pull(
                 .cmp(&a.body.len)
                 .then_with(|| a.meta.machine.cmp(&b.meta.machine))
         });
+        let key = format!("{dir}/{id}");
         match installer.install(&copies, &roots[&dir].root) {
-            Ok(outcome) => report.outcomes.push(outcome),
-            Err(e) => report.failed.push((id, e)),
+            Ok(outcome) => {
+                let settled =
+                    outcome.held.is_none() && outcome.forks.iter().all(|f| f.held.is_none());
+                if settled && !spoiled.contains(&(dir.clone(), id.clone())) {
+                    index.set_pulled(key, remember(&outcome, &groups[&(dir, id)]));
+                } else {
+                    index.forget_pulled(&key);
+                }
+                report.outcomes.push(outcome);
+            }
+            Err(e) => {
+                index.forget_pulled(&key);
+                report.failed.push((id, e));
+            }
         }
     }
     Ok(report)
+}
+
+/// What to remember of a settled session.
+fn remember(o: &Outcome, objects: &[(ObjectName, Stamp)]) -> Pulled {
+    let mut files = vec![(o.transcript.clone(), Stamp::of(&o.transcript))];
+    files.extend(
+        o.forks
+            .iter()
+            .map(|f| (f.transcript.clone(), Stamp::of(&f.transcript))),
+    );
+    Pulled {
+        objects: objects.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
+        files,
+        cwd: o.cwd.clone(),
+        transcript: o.transcript.clone(),
+        bytes: o.bytes,
+        lines: o.lines,
+        verdicts: o
+            .verdicts
+            .iter()
+            .map(|(m, v)| (m.to_string(), *v))
+            .collect(),
+        forks: o
+            .forks
+            .iter()
+            .map(|f| {
+                (
+                    f.machine.to_string(),
+                    f.id.to_string(),
+                    f.transcript.clone(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The outcome of the last pull of this session, if nothing it depended on
+/// has changed since; pulling again would then write nothing.
+fn unchanged_since_last_pull(
+    index: &Index,
+    dir: &str,
+    id: &SessionId,
+    objects: &[(ObjectName, Stamp)],
+    checkout: &Checkout,
+) -> Option<Outcome> {
+    let last = index.pulled.get(&format!("{dir}/{id}"))?;
+    let same_objects = last.objects.len() == objects.len()
+        && last
+            .objects
+            .iter()
+            .zip(objects)
+            .all(|((name, stamp), (n, s))| *name == n.to_string() && stamp == s);
+    if !same_objects || !last.files_unchanged() || !last.cwd.starts_with(&checkout.root) {
+        return None;
+    }
+    let verdicts = last
+        .verdicts
+        .iter()
+        .map(|(m, v)| Some((MachineName::parse(m).ok()?, *v)))
+        .collect::<Option<Vec<_>>>()?;
+    let forks = last
+        .forks
+        .iter()
+        .map(|(m, fid, path)| {
+            Some(Fork {
+                machine: MachineName::parse(m).ok()?,
+                id: SessionId::parse(fid).ok()?,
+                transcript: path.clone(),
+                action: Action::Keep,
+                held: None,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Outcome {
+        id: id.clone(),
+        key: checkout.key.clone(),
+        cwd: last.cwd.clone(),
+        transcript: last.transcript.clone(),
+        action: Action::Keep,
+        from: None,
+        verdicts,
+        held: None,
+        forks,
+        bytes: last.bytes,
+        lines: last.lines,
+    })
 }
 
 #[cfg(test)]
@@ -504,6 +623,7 @@ mod tests {
                 &checkouts,
                 None,
                 &me,
+                &mut Index::default(),
             )
             .unwrap()
         }
@@ -537,6 +657,54 @@ mod tests {
         );
         assert_eq!(f.pull(false).outcomes[0].action, Action::Keep);
         assert!(!f.pull(false).incomplete());
+    }
+
+    #[test]
+    fn an_unchanged_session_is_not_fetched_again() {
+        let f = fixture();
+        let mut index = Index::default();
+        let me = MachineName::parse("me").unwrap();
+        let checkouts = [Checkout {
+            key: f.key.clone(),
+            root: f.root.clone(),
+        }];
+        let run = |index: &mut Index| {
+            let installer = Installer::new(&f.claude, false, Duration::ZERO).unwrap();
+            pull(
+                &f.transport,
+                &installer,
+                &f.staging,
+                &checkouts,
+                None,
+                &me,
+                index,
+            )
+            .unwrap()
+        };
+        f.offer("a", lines(&["1"]));
+        f.offer("b", lines(&["1", "b"]));
+        run(&mut index);
+        assert_eq!(f.transport.fetched(), 2);
+        let again = run(&mut index);
+        assert_eq!(f.transport.fetched(), 2, "nothing fetched");
+        assert_eq!(again.outcomes[0].action, Action::Keep);
+        assert_eq!(again.outcomes[0].verdicts.len(), 2);
+        // The local transcript changed: fetched and judged again.
+        fsutil::write_atomic_bytes(
+            &f.dir().join(format!("{SID}.jsonl")),
+            &lines(&["1", "b", "mine"]),
+        )
+        .unwrap();
+        let third = run(&mut index);
+        assert_eq!(f.transport.fetched(), 4);
+        assert_eq!(third.outcomes[0].verdicts[0].1, Verdict::LocalAhead);
+        // A copy changed in the transport: fetched again.
+        f.offer("a", lines(&["1", "b", "mine", "more"]));
+        assert_eq!(
+            run(&mut index).outcomes[0].action,
+            Action::FastForward { from: 0 }
+        );
+        assert_eq!(f.transport.fetched(), 6);
     }
 
     #[test]
@@ -614,7 +782,16 @@ mod tests {
             key: f.key.clone(),
             root: f.root.clone(),
         }];
-        let r = pull(&f.transport, &installer, &f.staging, &checkouts, None, &me).unwrap();
+        let r = pull(
+            &f.transport,
+            &installer,
+            &f.staging,
+            &checkouts,
+            None,
+            &me,
+            &mut Index::default(),
+        )
+        .unwrap();
         assert!(matches!(
             r.outcomes[0].held,
             Some(InUse::RecentlyModified { .. })
@@ -623,7 +800,16 @@ mod tests {
         assert!(r.incomplete());
         assert_eq!(f.local(SID), Some(lines(&["1"])));
         let forced = Installer::new(&f.claude, true, Duration::from_secs(600)).unwrap();
-        let r = pull(&f.transport, &forced, &f.staging, &checkouts, None, &me).unwrap();
+        let r = pull(
+            &f.transport,
+            &forced,
+            &f.staging,
+            &checkouts,
+            None,
+            &me,
+            &mut Index::default(),
+        )
+        .unwrap();
         assert_eq!(r.outcomes[0].action, Action::FastForward { from: 0 });
     }
 

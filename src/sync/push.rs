@@ -1,6 +1,6 @@
 //! From local transcripts to bundles in a transport.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use crate::bundle::{self, Body, Meta};
 use crate::claude::sessions::LocalSession;
 use crate::claude::transcript;
 use crate::fsutil;
+use crate::index::{self, Index, Stamp};
 use crate::names::{MachineName, SessionId};
 use crate::project::{Placement, ProjectKey};
 use crate::transport::{ObjectName, Transport, TransportError};
@@ -125,11 +126,26 @@ pub struct PushReport {
     pub failed: Vec<(SessionId, SessionError)>,
 }
 
+/// What is known of this machine's earlier copy of a session.
+enum Before {
+    /// None in the transport.
+    Absent,
+    /// The index vouches for the copy in the transport, and the source has
+    /// not changed since: nothing to read, nothing to do.
+    Unchanged,
+    /// The index knows what was pushed (length and hash) and the copy in the
+    /// transport is still that one; the source changed.
+    Indexed(index::Pushed),
+    /// Only fetching the copy can tell.
+    Unknown,
+}
+
 /// Bundles every session into `staging`, then stores them all in one batch.
 ///
 /// This machine's earlier copy of a session is only ever replaced by one
 /// that extends it, unless `force`: a transcript that shrank or was rewritten
-/// here would otherwise take lines away from every other machine.
+/// here would otherwise take lines away from every other machine. The index
+/// spares reading sessions that did not change and fetching copies it knows.
 pub fn push(
     transport: &dyn Transport,
     staging: &Path,
@@ -137,18 +153,58 @@ pub fn push(
     machine: &MachineName,
     now_ms: u64,
     force: bool,
+    index: &mut Index,
 ) -> Result<PushReport, TransportError> {
     let names: Vec<ObjectName> = sessions
         .iter()
         .map(|(s, p)| ObjectName::for_session(&p.key, &s.file.id, machine))
         .collect();
-    let present: HashSet<ObjectName> = transport.list()?.into_iter().map(|o| o.name).collect();
-    let earlier = fetch_earlier(transport, staging, &names, &present)?;
+    let listing: HashMap<ObjectName, Stamp> = transport
+        .list()?
+        .into_iter()
+        .map(|o| (o.name, Stamp::new(o.size, o.modified)))
+        .collect();
+    let before: Vec<Before> = sessions
+        .iter()
+        .zip(&names)
+        .map(|((session, placement), object)| {
+            let Some(remote) = listing.get(object) else {
+                return Before::Absent;
+            };
+            match index.pushed.get(&object.to_string()) {
+                Some(p) if p.remote == *remote => {
+                    let same_source = p.source == session.file.path
+                        && p.source_stamp
+                            == Stamp::new(session.file.size, Some(session.file.modified))
+                        && p.original_cwd == session.cwd
+                        && p.relative_cwd == placement.relative.as_str();
+                    if same_source {
+                        Before::Unchanged
+                    } else {
+                        Before::Indexed(p.clone())
+                    }
+                }
+                _ => Before::Unknown,
+            }
+        })
+        .collect();
+    let unknown: Vec<ObjectName> = names
+        .iter()
+        .zip(&before)
+        .filter(|(_, b)| matches!(b, Before::Unknown))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let mut fetched = fetch_earlier(transport, staging, &unknown)?;
 
     let mut report = PushReport::default();
     let mut batch = Vec::new();
-    for ((session, placement), object) in sessions.iter().zip(names) {
+    let mut pending = HashMap::new();
+    for (((session, placement), object), before) in sessions.iter().zip(names).zip(before) {
         let id = session.file.id.clone();
+        if matches!(before, Before::Unchanged) {
+            report.unchanged.push(id);
+            continue;
+        }
         let out = match prepare(session, placement, machine, now_ms) {
             Ok(out) => out,
             Err(e) => {
@@ -156,30 +212,46 @@ pub fn push(
                 continue;
             }
         };
-        if let Some(Some(before)) = earlier.get(&object) {
-            match compare(&out, before) {
-                Ok(Earlier::Same) => {
-                    report.unchanged.push(id);
-                    continue;
-                }
-                Ok(Earlier::Extended) => {}
-                Ok(Earlier::Rewound) if !force => {
-                    report.failed.push((
-                        id.clone(),
-                        SessionError::WouldRewind {
-                            id,
-                            pushed_lines: before.body.lines,
-                            local_lines: transcript::count_lines_of(&out.source, out.len)
-                                .unwrap_or(0),
-                        },
-                    ));
-                    continue;
-                }
-                Ok(Earlier::Rewound) => {}
-                Err(e) => {
-                    report.failed.push((id, e));
-                    continue;
-                }
+        let source_stamp = Stamp::new(session.file.size, Some(session.file.modified));
+        // How the source relates to the earlier copy, with that copy's
+        // length and hash and the transport's stamp of it.
+        let earlier = match before {
+            Before::Absent | Before::Unchanged => Ok(None),
+            Before::Indexed(p) => {
+                compare_indexed(&out, &p).map(|r| Some((r, p.len, p.sha256, p.remote)))
+            }
+            Before::Unknown => match fetched.remove(&object) {
+                Some(Some(received)) => compare(&out, &received)
+                    .map(|r| Some((r, received.body.len, received.body.sha256, listing[&object]))),
+                // Ours, and it does not decode: it may be replaced.
+                _ => Ok(None),
+            },
+        };
+        match earlier {
+            Ok(None) | Ok(Some((Earlier::Extended, ..))) => {}
+            Ok(Some((Earlier::Same, len, sha256, remote))) => {
+                index.set_pushed(
+                    object.to_string(),
+                    record(&out, source_stamp, len, sha256, remote),
+                );
+                report.unchanged.push(id);
+                continue;
+            }
+            Ok(Some((Earlier::Rewound, len, ..))) if !force => {
+                report.failed.push((
+                    id.clone(),
+                    SessionError::WouldRewind {
+                        id,
+                        pushed_bytes: len,
+                        local_bytes: out.len,
+                    },
+                ));
+                continue;
+            }
+            Ok(Some((Earlier::Rewound, ..))) => {}
+            Err(e) => {
+                report.failed.push((id, e));
+                continue;
             }
         }
         let file = staging.join(format!("{id}.ccsync"));
@@ -198,12 +270,42 @@ pub fn push(
             lines: body.lines,
             partial_tail: out.partial_tail,
         });
+        pending.insert(object.clone(), (out, source_stamp, body));
         batch.push((object, file));
     }
     if !batch.is_empty() {
-        transport.store(&batch)?;
+        for stored in transport.store(&batch)? {
+            if let Some((out, source_stamp, body)) = pending.remove(&stored.name) {
+                let remote = Stamp::new(stored.size, stored.modified);
+                let entry = record(&out, source_stamp, body.len, body.sha256, remote);
+                index.set_pushed(stored.name.to_string(), entry);
+            }
+        }
     }
     Ok(report)
+}
+
+fn record(
+    out: &Outgoing,
+    source_stamp: Stamp,
+    len: u64,
+    sha256: String,
+    remote: Stamp,
+) -> index::Pushed {
+    index::Pushed {
+        source: out.source.clone(),
+        source_stamp,
+        len,
+        sha256,
+        original_cwd: out.meta.original_cwd.clone(),
+        relative_cwd: out
+            .meta
+            .relative_cwd
+            .as_ref()
+            .map_or("", |r| r.as_str())
+            .to_owned(),
+        remote,
+    }
 }
 
 enum Earlier {
@@ -223,11 +325,29 @@ fn compare(out: &Outgoing, before: &Received) -> Result<Earlier, SessionError> {
                 source,
             },
         )?;
-    Ok(match (prefix, out.len == before.body.len && same_place) {
+    Ok(relation(prefix, out.len == before.body.len && same_place))
+}
+
+/// The same, from what the index recorded: the hash of the pushed prefix.
+fn compare_indexed(out: &Outgoing, pushed: &index::Pushed) -> Result<Earlier, SessionError> {
+    let same_place = pushed.original_cwd == out.meta.original_cwd
+        && out.meta.relative_cwd.as_ref().map_or("", |r| r.as_str()) == pushed.relative_cwd;
+    let prefix = out.len >= pushed.len
+        && transcript::sha256_of_prefix(&out.source, pushed.len).map_err(|source| {
+            SessionError::Read {
+                path: out.source.clone(),
+                source,
+            }
+        })? == pushed.sha256;
+    Ok(relation(prefix, out.len == pushed.len && same_place))
+}
+
+fn relation(prefix: bool, same: bool) -> Earlier {
+    match (prefix, same) {
         (true, true) => Earlier::Same,
         (true, false) => Earlier::Extended,
         (false, _) => Earlier::Rewound,
-    })
+    }
 }
 
 /// This machine's copies already in the transport, unpacked; `None` for one
@@ -235,14 +355,8 @@ fn compare(out: &Outgoing, before: &Received) -> Result<Earlier, SessionError> {
 fn fetch_earlier(
     transport: &dyn Transport,
     staging: &Path,
-    names: &[ObjectName],
-    present: &HashSet<ObjectName>,
+    wanted: &[ObjectName],
 ) -> Result<HashMap<ObjectName, Option<Received>>, TransportError> {
-    let wanted: Vec<ObjectName> = names
-        .iter()
-        .filter(|n| present.contains(*n))
-        .cloned()
-        .collect();
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
@@ -252,9 +366,10 @@ fn fetch_earlier(
         path: dir.clone(),
         source,
     })?;
-    let files = transport.fetch(&wanted, &dir)?;
+    let files = transport.fetch(wanted, &dir)?;
     Ok(wanted
-        .into_iter()
+        .iter()
+        .cloned()
         .zip(files)
         .enumerate()
         .map(|(i, (name, file))| {
@@ -302,7 +417,7 @@ mod tests {
         let t = MemoryTransport::new();
         let m = MachineName::parse("me").unwrap();
         let s = [session(tmp.path(), b"{\"a\":1}\n{\"b\":2}\n{\"partial")];
-        let r = push(&t, tmp.path(), &s, &m, 1, false).unwrap();
+        let r = push(&t, tmp.path(), &s, &m, 1, false, &mut Index::default()).unwrap();
         assert_eq!(r.pushed[0].lines, 2);
         assert_eq!(r.pushed[0].partial_tail, 9);
         let stored = t.get(&r.pushed[0].object).unwrap();
@@ -311,16 +426,16 @@ mod tests {
             b"{\"a\":1}\n{\"b\":2}\n"
         );
 
-        let r = push(&t, tmp.path(), &s, &m, 2, false).unwrap();
+        let r = push(&t, tmp.path(), &s, &m, 2, false, &mut Index::default()).unwrap();
         assert_eq!((r.pushed.len(), r.unchanged.len()), (0, 1));
 
         let s = [session(tmp.path(), b"{\"a\":1}\n")];
-        let r = push(&t, tmp.path(), &s, &m, 3, false).unwrap();
+        let r = push(&t, tmp.path(), &s, &m, 3, false, &mut Index::default()).unwrap();
         assert!(matches!(
             r.failed[0].1,
             SessionError::WouldRewind {
-                pushed_lines: 2,
-                local_lines: 1,
+                pushed_bytes: 16,
+                local_bytes: 8,
                 ..
             }
         ));
@@ -329,8 +444,44 @@ mod tests {
                 .unwrap(),
             stored
         );
-        let r = push(&t, tmp.path(), &s, &m, 4, true).unwrap();
+        let r = push(&t, tmp.path(), &s, &m, 4, true, &mut Index::default()).unwrap();
         assert_eq!(r.pushed.len(), 1);
+    }
+
+    /// With an index, an unchanged session is not even opened, and a grown
+    /// or rewritten one is judged by the hash of what was pushed.
+    #[test]
+    fn the_index_spares_reading_and_fetching() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = MemoryTransport::new();
+        let m = MachineName::parse("me").unwrap();
+        let mut index = Index::default();
+        let s = [session(tmp.path(), b"{\"a\":1}\n")];
+        assert_eq!(
+            push(&t, tmp.path(), &s, &m, 1, false, &mut index)
+                .unwrap()
+                .pushed
+                .len(),
+            1
+        );
+        // Unreadable now: only the index can say it is unchanged.
+        let hidden = tmp.path().join("hidden");
+        std::fs::rename(&s[0].0.file.path, &hidden).unwrap();
+        let r = push(&t, tmp.path(), &s, &m, 2, false, &mut index).unwrap();
+        assert_eq!((r.unchanged.len(), r.failed.len()), (1, 0));
+        std::fs::rename(&hidden, &s[0].0.file.path).unwrap();
+
+        let grown = [session(tmp.path(), b"{\"a\":1}\n{\"b\":2}\n")];
+        assert_eq!(
+            push(&t, tmp.path(), &grown, &m, 3, false, &mut index)
+                .unwrap()
+                .pushed
+                .len(),
+            1
+        );
+        let rewritten = [session(tmp.path(), b"{\"a\":9}\n{\"b\":2}\n{\"c\":3}\n")];
+        let r = push(&t, tmp.path(), &rewritten, &m, 4, false, &mut index).unwrap();
+        assert!(matches!(r.failed[0].1, SessionError::WouldRewind { .. }));
     }
 
     #[test]
@@ -345,6 +496,7 @@ mod tests {
             &m,
             1,
             false,
+            &mut Index::default(),
         )
         .unwrap();
         assert!(matches!(r.failed[0].1, SessionError::NoCompleteLine { .. }));

@@ -115,15 +115,25 @@ impl Transport for DirTransport {
         Ok(paths)
     }
 
-    fn store(&self, objects: &[(ObjectName, PathBuf)]) -> Result<(), TransportError> {
+    fn store(
+        &self,
+        objects: &[(ObjectName, PathBuf)],
+    ) -> Result<Vec<RemoteObject>, TransportError> {
         self.existing_root()?;
+        let mut stored = Vec::with_capacity(objects.len());
         for (name, local) in objects {
             let dest = self.path_of(name);
             let mut src = fs::File::open(local).map_err(self.io("read", local))?;
             fsutil::write_atomic(&dest, |f| io::copy(&mut src, f).map(drop))
                 .map_err(self.io("write", &dest))?;
+            let meta = dest.symlink_metadata().map_err(self.io("read", &dest))?;
+            stored.push(RemoteObject {
+                name: name.clone(),
+                size: meta.len(),
+                modified: meta.modified().ok(),
+            });
         }
-        Ok(())
+        Ok(stored)
     }
 
     fn check_writable(&self) -> Result<(), TransportError> {

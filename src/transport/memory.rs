@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 
 use super::{ObjectName, RemoteObject, Transport, TransportError};
 
+/// Objects with a counter standing in for modification times.
 #[derive(Default)]
 pub struct MemoryTransport {
-    objects: RefCell<BTreeMap<ObjectName, Vec<u8>>>,
+    objects: RefCell<BTreeMap<ObjectName, (Vec<u8>, u64)>>,
+    clock: std::cell::Cell<u64>,
+    fetched: std::cell::Cell<usize>,
 }
 
 impl MemoryTransport {
@@ -16,12 +19,28 @@ impl MemoryTransport {
         Self::default()
     }
 
-    pub fn insert(&self, name: ObjectName, bytes: Vec<u8>) {
-        self.objects.borrow_mut().insert(name, bytes);
+    pub fn insert(&self, name: ObjectName, bytes: Vec<u8>) -> RemoteObject {
+        self.clock.set(self.clock.get() + 1);
+        let object = RemoteObject {
+            name: name.clone(),
+            size: bytes.len() as u64,
+            modified: Some(
+                std::time::UNIX_EPOCH + std::time::Duration::from_nanos(self.clock.get()),
+            ),
+        };
+        self.objects
+            .borrow_mut()
+            .insert(name, (bytes, self.clock.get()));
+        object
     }
 
     pub fn get(&self, name: &ObjectName) -> Option<Vec<u8>> {
-        self.objects.borrow().get(name).cloned()
+        self.objects.borrow().get(name).map(|(b, _)| b.clone())
+    }
+
+    /// How many objects have been fetched so far.
+    pub fn fetched(&self) -> usize {
+        self.fetched.get()
     }
 
     pub fn names(&self) -> Vec<ObjectName> {
@@ -48,15 +67,16 @@ impl Transport for MemoryTransport {
             .objects
             .borrow()
             .iter()
-            .map(|(name, bytes)| RemoteObject {
+            .map(|(name, (bytes, at))| RemoteObject {
                 name: name.clone(),
                 size: bytes.len() as u64,
-                modified: None,
+                modified: Some(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(*at)),
             })
             .collect())
     }
 
     fn fetch(&self, names: &[ObjectName], into: &Path) -> Result<Vec<PathBuf>, TransportError> {
+        self.fetched.set(self.fetched.get() + names.len());
         names
             .iter()
             .enumerate()
@@ -72,12 +92,16 @@ impl Transport for MemoryTransport {
             .collect()
     }
 
-    fn store(&self, objects: &[(ObjectName, PathBuf)]) -> Result<(), TransportError> {
+    fn store(
+        &self,
+        objects: &[(ObjectName, PathBuf)],
+    ) -> Result<Vec<RemoteObject>, TransportError> {
+        let mut stored = Vec::new();
         for (name, path) in objects {
             let bytes = std::fs::read(path).map_err(io_err(path, "read"))?;
-            self.insert(name.clone(), bytes);
+            stored.push(self.insert(name.clone(), bytes));
         }
-        Ok(())
+        Ok(stored)
     }
 
     fn check_writable(&self) -> Result<(), TransportError> {

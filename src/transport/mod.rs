@@ -47,8 +47,10 @@ pub trait Transport {
     fn fetch(&self, names: &[ObjectName], into: &Path) -> Result<Vec<PathBuf>, TransportError>;
 
     /// Stores each local file under its name, atomically: a reader sees the
-    /// old object or the new one, never a part.
-    fn store(&self, objects: &[(ObjectName, PathBuf)]) -> Result<(), TransportError>;
+    /// old object or the new one, never a part. Returns the stored objects as
+    /// a listing would show them, where the transport can tell at no cost.
+    fn store(&self, objects: &[(ObjectName, PathBuf)])
+    -> Result<Vec<RemoteObject>, TransportError>;
 
     /// Checks that the transport is there and can be written, leaving nothing.
     fn check_writable(&self) -> Result<(), TransportError>;

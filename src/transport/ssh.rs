@@ -150,7 +150,8 @@ trap 'rm -rf -- "$t"' EXIT
 tar -xf - -C "$t" || exit 4
 for f in "$@"; do
   mkdir -p -- "${f%/*}" && mv -f -- "$t/$f" "$f" || exit 4
-done"#;
+done
+if stat -c %s . >/dev/null 2>&1; then stat -c '%s %Y ./%n' -- "$@"; else stat -f '%z %m ./%N' -- "$@"; fi"#;
 const PROBE: &str = r#"cd -- "$1" 2>/dev/null || { echo "no such directory" >&2; exit 3; }
 t=$(mktemp ./.ccsync-probe-XXXXXXXX) || exit 4
 rm -f -- "$t""#;
@@ -350,24 +351,7 @@ impl Transport for SshTransport {
     }
 
     fn list(&self) -> Result<Vec<RemoteObject>, TransportError> {
-        let out = self.run(LIST, &[self.root_arg()])?;
-        let mut objects: Vec<RemoteObject> = String::from_utf8_lossy(&out)
-            .lines()
-            .filter_map(|line| {
-                let mut parts = line.splitn(3, ' ');
-                let size = parts.next()?.parse().ok()?;
-                let mtime: u64 = parts.next()?.parse().ok()?;
-                let (dir, file) = parts.next()?.strip_prefix("./")?.split_once('/')?;
-                Some(RemoteObject {
-                    name: ObjectName::parse(dir, file)?,
-                    size,
-                    modified: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(mtime)),
-                })
-            })
-            .collect();
-        objects.sort_by(|a, b| a.name.cmp(&b.name));
-        objects.dedup_by(|a, b| a.name == b.name);
-        Ok(objects)
+        Ok(parse_listing(&self.run(LIST, &[self.root_arg()])?))
     }
 
     fn fetch(&self, names: &[ObjectName], into: &Path) -> Result<Vec<PathBuf>, TransportError> {
@@ -410,9 +394,12 @@ impl Transport for SshTransport {
         Ok(found.into_iter().map(|f| f.expect("checked")).collect())
     }
 
-    fn store(&self, objects: &[(ObjectName, PathBuf)]) -> Result<(), TransportError> {
+    fn store(
+        &self,
+        objects: &[(ObjectName, PathBuf)],
+    ) -> Result<Vec<RemoteObject>, TransportError> {
         if objects.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut args = vec![self.root_arg()];
         args.extend(objects.iter().map(|(n, _)| n.to_string()));
@@ -423,9 +410,10 @@ impl Transport for SshTransport {
             child.0.stderr.take().expect("piped"),
         );
         let mut stderr = Vec::new();
+        let mut listing = Vec::new();
         let packed = std::thread::scope(|s| {
             let e = s.spawn(|| err.read_to_end(&mut stderr));
-            let o = s.spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+            let o = s.spawn(|| out.read_to_end(&mut listing));
             let result = pack(stdin, objects);
             let _ = (e.join(), o.join());
             result
@@ -434,12 +422,34 @@ impl Transport for SshTransport {
         if !status.success() {
             return Err(self.failure(status.code(), &stderr));
         }
-        packed.map_err(|e| self.error(format!("sending files failed: {e}")))
+        packed.map_err(|e| self.error(format!("sending files failed: {e}")))?;
+        Ok(parse_listing(&listing))
     }
 
     fn check_writable(&self) -> Result<(), TransportError> {
         self.run(PROBE, &[self.root_arg()]).map(drop)
     }
+}
+
+/// `size mtime ./dir/file` lines, as `stat` prints them, into objects.
+fn parse_listing(out: &[u8]) -> Vec<RemoteObject> {
+    let mut objects: Vec<RemoteObject> = String::from_utf8_lossy(out)
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ' ');
+            let size = parts.next()?.parse().ok()?;
+            let mtime: u64 = parts.next()?.parse().ok()?;
+            let (dir, file) = parts.next()?.strip_prefix("./")?.split_once('/')?;
+            Some(RemoteObject {
+                name: ObjectName::parse(dir, file)?,
+                size,
+                modified: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(mtime)),
+            })
+        })
+        .collect();
+    objects.sort_by(|a, b| a.name.cmp(&b.name));
+    objects.dedup_by(|a, b| a.name == b.name);
+    objects
 }
 
 /// Writes the files as a tar stream: regular files, mode 0600.

@@ -1,0 +1,192 @@
+//! What ccsync already knows about files, so that a sync with nothing to do
+//! reads no transcript and fetches nothing. Every fact is stored with the
+//! size and modification time of the file it is about, and trusted only
+//! while both still match.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sync::plan::Verdict;
+
+/// Size and modification time (ns since the epoch) of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub size: u64,
+    pub mtime_ns: u64,
+}
+
+impl Stamp {
+    pub fn new(size: u64, modified: Option<SystemTime>) -> Self {
+        let mtime_ns = modified
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as u64);
+        Self { size, mtime_ns }
+    }
+
+    pub fn of_meta(meta: &std::fs::Metadata) -> Self {
+        Self::new(meta.len(), meta.modified().ok())
+    }
+
+    /// The stamp of the file at `path`, or `None` if it is not there.
+    pub fn of(path: &Path) -> Option<Self> {
+        std::fs::metadata(path).ok().map(|m| Self::of_meta(&m))
+    }
+}
+
+/// A local transcript and the directory it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionFacts {
+    pub stamp: Stamp,
+    pub cwd: Option<String>,
+}
+
+/// What this machine last pushed of a session, and where it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pushed {
+    pub source: PathBuf,
+    pub source_stamp: Stamp,
+    /// Complete bytes pushed, and their SHA-256.
+    pub len: u64,
+    pub sha256: String,
+    pub original_cwd: String,
+    pub relative_cwd: String,
+    /// The object as the transport reported it after storing.
+    pub remote: Stamp,
+}
+
+/// What a pull last left for a session: the objects it read, the local
+/// files it left, and what it concluded. While the objects and files are
+/// unchanged, pulling again would conclude the same and write nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pulled {
+    pub objects: Vec<(String, Stamp)>,
+    pub files: Vec<(PathBuf, Option<Stamp>)>,
+    pub cwd: PathBuf,
+    pub transcript: PathBuf,
+    pub bytes: u64,
+    pub lines: u64,
+    pub verdicts: Vec<(String, Verdict)>,
+    /// Forks kept beside it: machine, session id, transcript.
+    pub forks: Vec<(String, String, PathBuf)>,
+}
+
+impl Pulled {
+    /// Whether the local files are as the last pull left them.
+    pub fn files_unchanged(&self) -> bool {
+        self.files
+            .iter()
+            .all(|(path, stamp)| Stamp::of(path) == *stamp)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Index {
+    #[serde(default)]
+    pub sessions: HashMap<PathBuf, SessionFacts>,
+    #[serde(default)]
+    pub pushed: HashMap<String, Pushed>,
+    #[serde(default)]
+    pub pulled: HashMap<String, Pulled>,
+    #[serde(skip)]
+    dirty: bool,
+}
+
+impl Index {
+    /// Reads the index; a missing or unreadable one is simply empty (it is
+    /// a cache: everything in it can be found again).
+    pub fn load(path: &Path) -> Self {
+        std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Writes the index if anything changed.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        crate::fsutil::write_atomic_bytes(path, &bytes)
+    }
+
+    pub fn session(&self, path: &Path, stamp: Stamp) -> Option<&SessionFacts> {
+        self.sessions.get(path).filter(|f| f.stamp == stamp)
+    }
+
+    pub fn set_session(&mut self, path: PathBuf, facts: SessionFacts) {
+        if self.sessions.get(&path) != Some(&facts) {
+            self.sessions.insert(path, facts);
+            self.dirty = true;
+        }
+    }
+
+    pub fn set_pushed(&mut self, object: String, pushed: Pushed) {
+        if self.pushed.get(&object) != Some(&pushed) {
+            self.pushed.insert(object, pushed);
+            self.dirty = true;
+        }
+    }
+
+    pub fn set_pulled(&mut self, session: String, pulled: Pulled) {
+        if self.pulled.get(&session) != Some(&pulled) {
+            self.pulled.insert(session, pulled);
+            self.dirty = true;
+        }
+    }
+
+    pub fn forget_pulled(&mut self, session: &str) {
+        self.dirty |= self.pulled.remove(session).is_some();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_only_when_changed_and_trusted_only_while_stamps_match() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("index.json");
+        let mut index = Index::load(&path);
+        index.save(&path).unwrap();
+        assert!(!path.exists(), "nothing changed, nothing written");
+        let stamp = Stamp {
+            size: 10,
+            mtime_ns: 5,
+        };
+        index.set_session(
+            "/t".into(),
+            SessionFacts {
+                stamp,
+                cwd: Some("/w".into()),
+            },
+        );
+        index.save(&path).unwrap();
+        let loaded = Index::load(&path);
+        assert_eq!(
+            loaded
+                .session(Path::new("/t"), stamp)
+                .unwrap()
+                .cwd
+                .as_deref(),
+            Some("/w")
+        );
+        assert!(
+            loaded
+                .session(
+                    Path::new("/t"),
+                    Stamp {
+                        size: 11,
+                        mtime_ns: 5
+                    }
+                )
+                .is_none()
+        );
+        std::fs::write(&path, "not json").unwrap();
+        assert_eq!(Index::load(&path), Index::default());
+    }
+}
