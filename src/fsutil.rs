@@ -22,6 +22,24 @@ pub fn create_private_dir_all(path: &Path) -> io::Result<()> {
 /// Writes `path` through a temp file in the same directory: write, fsync,
 /// rename, fsync the directory. The temp file is removed on any error.
 pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
+    write_via_temp(path, true, fill)
+}
+
+/// The same without the fsyncs, for copies of something that is durable
+/// elsewhere (staging, exports): a crash may lose the file, never leave
+/// half of it.
+pub fn write_replace(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    write_via_temp(path, false, fill)
+}
+
+fn write_via_temp(
+    path: &Path,
+    durable: bool,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -34,9 +52,13 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>)
     let mut tmp = builder.tempfile_in(dir)?;
     fill(tmp.as_file_mut())?;
     tmp.as_file_mut().flush()?;
-    tmp.as_file().sync_all()?;
+    if durable {
+        tmp.as_file().sync_all()?;
+    }
     tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir);
+    if durable {
+        sync_dir(dir);
+    }
     Ok(())
 }
 

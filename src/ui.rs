@@ -12,6 +12,40 @@ pub struct Ui {
     quiet: bool,
 }
 
+/// A progress bar on stderr, drawn only when stderr is a terminal and
+/// status is not silenced; otherwise it prints nothing at all.
+pub struct Bar {
+    bar: Option<indicatif::ProgressBar>,
+    what: &'static str,
+}
+
+impl ccsync::sync::Progress for Bar {
+    fn start(&self, total: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+            bar.set_message(self.what);
+            // Small jobs finish before a bar would help.
+            if total >= 20 {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+        }
+    }
+
+    fn step(&self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 impl Ui {
     pub fn new(quiet: bool) -> Self {
         Self { quiet }
@@ -22,6 +56,24 @@ impl Ui {
         if !self.quiet {
             eprintln!("{msg}");
         }
+    }
+
+    /// A progress bar for `what` ("pushing", "pulling").
+    pub fn bar(&self, what: &'static str) -> Bar {
+        use std::io::IsTerminal;
+        let bar = (!self.quiet && io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::hidden(),
+            );
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} sessions")
+            {
+                bar.set_style(style);
+            }
+            bar
+        });
+        Bar { bar, what }
     }
 
     /// Something was skipped or looks wrong; never silenced.

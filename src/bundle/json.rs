@@ -43,10 +43,7 @@ pub fn write_escaped(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
 
 fn escape_into(buf: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
-    while let Some(off) = bytes[start..]
-        .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-    {
+    while let Some(off) = find_special(&bytes[start..]) {
         let i = start + off;
         buf.extend_from_slice(&bytes[start..i]);
         buf.extend_from_slice(escape(bytes[i]).expect("needs escaping"));
@@ -55,25 +52,63 @@ fn escape_into(buf: &mut Vec<u8>, bytes: &[u8]) {
     buf.extend_from_slice(&bytes[start..]);
 }
 
-/// Reads exactly `len` bytes of UTF-8 text from `input` and writes them as
-/// an escaped JSON string body, handing each raw chunk to `seen`.
+/// Whether a byte is special inside a JSON string: `"`, `\\` or control.
+fn special(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// The first special byte, looked for eight bytes at a time: in a transcript
+/// runs between escapes are short, too short for SIMD search to pay off.
+fn find_special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        // The lowest flagged byte of each test is exact; higher ones may not
+        // be, so only the lowest is trusted and then checked.
+        let hits = (v.wrapping_sub(ONES * 0x20) & !v & HIGHS)
+            | zero_in(v ^ (ONES * u64::from(b'"')))
+            | zero_in(v ^ (ONES * u64::from(b'\\')));
+        if hits != 0 {
+            let first = at + (hits.trailing_zeros() / 8) as usize;
+            if let Some(i) = bytes[at..=first].iter().position(|&b| special(b)) {
+                return Some(at + i);
+            }
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| special(b))
+        .map(|i| at + i)
+}
+
+/// Reads exactly `len` bytes of UTF-8 text from `input` and hands each
+/// chunk to `emit`, raw and escaped as a JSON string body. Chunks end on
+/// character boundaries.
 pub fn stream_escaped(
     input: &mut impl Read,
     len: u64,
-    out: &mut impl Write,
-    mut seen: impl FnMut(&[u8]),
+    mut emit: impl FnMut(Vec<u8>, Vec<u8>) -> io::Result<()>,
 ) -> io::Result<Result<(), NotUtf8>> {
-    let mut buf = vec![0u8; CHUNK + 4];
-    let mut escaped = Vec::with_capacity(CHUNK + CHUNK / 4);
-    let mut carry = 0; // bytes of a character split across chunks
+    let mut carry: Vec<u8> = Vec::new(); // a character split across chunks
     let mut left = len;
-    while left > 0 || carry > 0 {
+    while left > 0 || !carry.is_empty() {
         let want = (CHUNK as u64).min(left) as usize;
+        let mut raw = Vec::with_capacity(carry.len() + want);
+        raw.append(&mut carry);
+        let before = raw.len();
+        raw.resize(before + want, 0);
         let n = if want > 0 {
-            input.read(&mut buf[carry..carry + want])?
+            input.read(&mut raw[before..])?
         } else {
             0
         };
+        raw.truncate(before + n);
         if n == 0 && left > 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -81,18 +116,15 @@ pub fn stream_escaped(
             ));
         }
         left -= n as u64;
-        let filled = carry + n;
-        let valid = match std::str::from_utf8(&buf[..filled]) {
-            Ok(_) => filled,
+        let valid = match std::str::from_utf8(&raw) {
+            Ok(_) => raw.len(),
             Err(e) if e.error_len().is_none() && left > 0 => e.valid_up_to(),
             Err(_) => return Ok(Err(NotUtf8)),
         };
-        seen(&buf[..valid]);
-        escaped.clear();
-        escape_into(&mut escaped, &buf[..valid]);
-        out.write_all(&escaped)?;
-        buf.copy_within(valid..filled, 0);
-        carry = filled - valid;
+        carry = raw.split_off(valid);
+        let mut escaped = Vec::with_capacity(raw.len() + raw.len() / 4);
+        escape_into(&mut escaped, &raw);
+        emit(raw, escaped)?;
         if n == 0 {
             break;
         }
@@ -193,27 +225,16 @@ impl<R: BufRead> ObjectReader<R> {
         }
     }
 
-    /// A string value, unescaped, written to `out` as it is read; each
-    /// written piece goes to `seen` too. The opening quote must be next.
-    /// Works on whole buffers: a transcript has an escape every few bytes.
+    /// A string value, unescaped and handed to `emit` in chunks as it is
+    /// read. The opening quote must be next. Chunks may split characters:
+    /// checking UTF-8 is the receiver's job ([`Utf8Check`]). Works on whole
+    /// buffers: a transcript has an escape every few bytes.
     pub fn stream_string(
         &mut self,
-        out: &mut impl Write,
-        mut seen: impl FnMut(&[u8]),
+        mut emit: impl FnMut(Vec<u8>) -> Result<(), Error>,
     ) -> Result<(), Error> {
         self.expect(b'"')?;
         let mut pending = Vec::with_capacity(CHUNK * 2);
-        let mut utf8 = Utf8Check::default();
-        let mut flush =
-            |pending: &mut Vec<u8>, utf8: &mut Utf8Check, last: bool| -> Result<(), Error> {
-                if !utf8.push(pending) || (last && !utf8.finish()) {
-                    return syntax("invalid UTF-8 in a string");
-                }
-                out.write_all(pending)?;
-                seen(pending);
-                pending.clear();
-                Ok(())
-            };
         loop {
             let buf = self.input.fill_buf()?;
             if buf.is_empty() {
@@ -222,15 +243,14 @@ impl<R: BufRead> ObjectReader<R> {
             let mut i = 0;
             let mut closed = false;
             while i < buf.len() {
-                let stop = memchr::memchr2(b'"', b'\\', &buf[i..]).map_or(buf.len(), |o| i + o);
-                let run = &buf[i..stop];
-                if run.iter().any(|&b| b < 0x20) {
-                    return syntax("control character found while parsing a string");
-                }
-                pending.extend_from_slice(run);
+                let stop = find_special(&buf[i..]).map_or(buf.len(), |o| i + o);
+                pending.extend_from_slice(&buf[i..stop]);
                 i = stop;
                 if i == buf.len() {
                     break;
+                }
+                if buf[i] < 0x20 {
+                    return syntax("control character found while parsing a string");
                 }
                 if buf[i] == b'"' {
                     i += 1;
@@ -251,7 +271,11 @@ impl<R: BufRead> ObjectReader<R> {
             let at_split = !closed && i < buf.len();
             self.bump(i)?;
             if closed {
-                return flush(&mut pending, &mut utf8, true);
+                return if pending.is_empty() {
+                    Ok(())
+                } else {
+                    emit(pending)
+                };
             }
             if at_split {
                 self.next()?; // the backslash
@@ -260,7 +284,10 @@ impl<R: BufRead> ObjectReader<R> {
                 pending.extend_from_slice(bytes);
             }
             if pending.len() >= CHUNK {
-                flush(&mut pending, &mut utf8, false)?;
+                emit(std::mem::replace(
+                    &mut pending,
+                    Vec::with_capacity(CHUNK * 2),
+                ))?;
             }
         }
     }
@@ -365,7 +392,10 @@ impl<R: BufRead> ObjectReader<R> {
     /// A key: a short string.
     pub fn key(&mut self) -> Result<String, Error> {
         let mut out = Vec::new();
-        self.stream_string(&mut out, |_| {})?;
+        self.stream_string(|chunk| {
+            out.extend_from_slice(&chunk);
+            Ok(())
+        })?;
         if out.len() > 256 {
             return syntax("a key is too long");
         }
@@ -433,12 +463,12 @@ fn inline_escape(bytes: &[u8]) -> Option<Result<(usize, char), &'static str>> {
 
 /// Incremental UTF-8 validation over pieces that may split characters.
 #[derive(Default)]
-struct Utf8Check {
+pub struct Utf8Check {
     pending: Vec<u8>,
 }
 
 impl Utf8Check {
-    fn push(&mut self, mut piece: &[u8]) -> bool {
+    pub fn push(&mut self, mut piece: &[u8]) -> bool {
         // Finish a character split at the end of the last piece.
         while !self.pending.is_empty() {
             let Some((&b, rest)) = piece.split_first() else {
@@ -462,7 +492,7 @@ impl Utf8Check {
         }
     }
 
-    fn finish(&self) -> bool {
+    pub fn finish(&self) -> bool {
         self.pending.is_empty()
     }
 }
@@ -484,20 +514,41 @@ mod tests {
     }
 
     #[test]
+    fn finding_special_bytes_agrees_with_a_plain_scan() {
+        let mut bytes: Vec<u8> = (0u8..=255).collect();
+        bytes.extend_from_slice("plain text ü 日本 \"q\" \\ end".as_bytes());
+        for start in 0..bytes.len() {
+            for len in 0..40.min(bytes.len() - start) {
+                let s = &bytes[start..start + len];
+                assert_eq!(find_special(s), s.iter().position(|&b| special(b)), "{s:?}");
+            }
+        }
+        let long = [b"x".repeat(1000), b"\x1f".to_vec()].concat();
+        assert_eq!(find_special(&long), Some(1000));
+        let tricky = [0x21u8, 0x80, 0xa2, 0xdc, 0x5d, 0x23, 0x1f, 0x20];
+        assert_eq!(find_special(&tricky), Some(6));
+    }
+
+    #[test]
     fn streamed_escaping_splits_characters_safely() {
         let text = "ä😀".repeat(40_000);
-        let mut out = Vec::new();
-        let mut seen = 0;
-        stream_escaped(&mut text.as_bytes(), text.len() as u64, &mut out, |c| {
-            seen += c.len()
+        let (mut raw, mut out) = (Vec::new(), Vec::new());
+        stream_escaped(&mut text.as_bytes(), text.len() as u64, |r, e| {
+            assert!(
+                std::str::from_utf8(&r).is_ok(),
+                "chunks end on character boundaries"
+            );
+            raw.extend(r);
+            out.extend(e);
+            Ok(())
         })
         .unwrap()
         .unwrap();
-        assert_eq!(seen, text.len());
+        assert_eq!(raw, text.as_bytes());
         assert_eq!(out, text.as_bytes());
         let bad = [b'a', 0xff, b'\n'];
         assert_eq!(
-            stream_escaped(&mut bad.as_slice(), 3, &mut Vec::new(), |_| {}).unwrap(),
+            stream_escaped(&mut bad.as_slice(), 3, |_, _| Ok(())).unwrap(),
             Err(NotUtf8)
         );
     }
@@ -515,7 +566,16 @@ mod tests {
         let input = std::io::BufReader::with_capacity(cap, json.as_bytes());
         let mut r = ObjectReader::new(input, 1 << 20);
         let mut out = Vec::new();
-        match r.stream_string(&mut out, |_| {}) {
+        let mut utf8 = Utf8Check::default();
+        let bad = || Error::Syntax(Syntax("invalid UTF-8".into()));
+        let streamed = r.stream_string(|chunk| {
+            if !utf8.push(&chunk) {
+                return Err(bad());
+            }
+            out.extend(chunk);
+            Ok(())
+        });
+        match streamed.and_then(|()| if utf8.finish() { Ok(()) } else { Err(bad()) }) {
             Ok(()) => Ok(out),
             Err(Error::Syntax(Syntax(m))) => Err(m),
             Err(_) => Err("other".into()),

@@ -189,7 +189,7 @@ pub fn write(
     meta: &Meta,
     transcript: &mut impl Read,
     len: u64,
-    out: &mut impl Write,
+    out: &mut (impl Write + Send),
 ) -> Result<Body, BundleError> {
     let head = V2Head {
         schema_version: CURRENT_VERSION,
@@ -210,9 +210,30 @@ pub fn write(
     head.pop(); // the closing brace: the transcript follows
     out.write_all(&head)?;
     out.write_all(b",\"jsonl\":\"")?;
-    let mut tally = Tally::new();
-    json::stream_escaped(transcript, len, out, |chunk| tally.add(chunk))?
-        .map_err(|_| BundleError::NotUtf8)?;
+    // Reading and escaping here, hashing and writing on a second thread.
+    let (streamed, written) = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, Vec<u8>)>(4);
+        let sink = &mut *out;
+        let worker = s.spawn(move || -> io::Result<Tally> {
+            let mut tally = Tally::new();
+            for (raw, escaped) in rx {
+                tally.add(&raw);
+                sink.write_all(&escaped)?;
+            }
+            Ok(tally)
+        });
+        let streamed = json::stream_escaped(transcript, len, |raw, escaped| {
+            tx.send((raw, escaped))
+                .map_err(|_| io::Error::other("the bundle writer stopped"))
+        });
+        drop(tx);
+        (
+            streamed,
+            worker.join().expect("the bundle writer does not panic"),
+        )
+    });
+    let tally = written?;
+    streamed?.map_err(|_| BundleError::NotUtf8)?;
     let body = tally.finish();
     write!(
         out,
@@ -225,46 +246,52 @@ pub fn write(
 /// Reads a bundle of any supported version, streaming its transcript into
 /// `transcript` and checking every field and the checksum. On error, what
 /// was written to `transcript` must be thrown away.
-pub fn read(input: impl Read, transcript: &mut impl Write) -> Result<(Meta, Body), BundleError> {
+pub fn read(
+    input: impl Read,
+    transcript: &mut (impl Write + Send),
+) -> Result<(Meta, Body), BundleError> {
     let mut input = BufReader::with_capacity(1 << 16, input);
     sniff(input.fill_buf()?)?;
     let mut reader = json::ObjectReader::new(input, MAX_BUNDLE_BYTES);
     let mut fields = serde_json::Map::new();
-    let mut tally = None;
-    let result = (|| -> Result<(), json::Error> {
-        reader.expect(b'{')?;
-        if reader.peek_token()? == Some(b'}') {
-            return reader.expect(b'}');
-        }
-        loop {
-            let key = reader.key()?;
-            reader.expect(b':')?;
-            if key == "jsonl" && tally.is_none() {
-                let mut t = Tally::new();
-                reader.stream_string(transcript, |piece| t.add(piece))?;
-                tally = Some(t);
-            } else {
-                let raw = reader.raw_value(1 << 16)?;
-                let value = serde_json::from_slice(&raw)
-                    .map_err(|e| json::Error::Syntax(json::Syntax(e.to_string())))?;
-                if key == "jsonl" || fields.insert(key.clone(), value).is_some() {
-                    return Err(json::Error::Syntax(json::Syntax(format!(
-                        "duplicate field `{key}`"
-                    ))));
+    // Parsing and unescaping here; checking UTF-8, hashing and writing the
+    // transcript on a second thread.
+    let (parsed, written) = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let sink = &mut *transcript;
+        let worker = s.spawn(move || -> io::Result<Option<Tally>> {
+            let mut tally = Tally::new();
+            let mut utf8 = json::Utf8Check::default();
+            let mut valid = true;
+            for chunk in rx {
+                valid = valid && utf8.push(&chunk);
+                if valid {
+                    tally.add(&chunk);
+                    sink.write_all(&chunk)?;
                 }
             }
-            match reader.peek_token()? {
-                Some(b',') => reader.expect(b',')?,
-                _ => return reader.expect(b'}'),
-            }
-        }
-    })();
-    match result.and_then(|()| reader.end()) {
-        Ok(()) => {}
-        Err(json::Error::Io(e)) => return Err(BundleError::Io(e)),
+            Ok((valid && utf8.finish()).then_some(tally))
+        });
+        let parsed = parse_object(&mut reader, &mut fields, |chunk| {
+            tx.send(chunk)
+                .map_err(|_| json::Error::Io(io::Error::other("the transcript writer stopped")))
+        });
+        drop(tx);
+        (
+            parsed,
+            worker.join().expect("the transcript writer does not panic"),
+        )
+    });
+    let has_jsonl = match parsed {
+        Ok(has) => has,
+        Err(json::Error::Io(e)) => return Err(BundleError::Io(written.err().unwrap_or(e))),
         Err(json::Error::TooLarge) => return Err(BundleError::TooLarge),
         Err(json::Error::Syntax(json::Syntax(m))) => return Err(BundleError::Syntax(m)),
-    }
+    };
+    let tally = match written? {
+        Some(tally) => has_jsonl.then_some(tally),
+        None => return Err(BundleError::Syntax("invalid UTF-8 in a string".into())),
+    };
     let version = fields
         .remove("_schemaVersion")
         .ok_or(BundleError::NoVersion)?;
@@ -294,6 +321,48 @@ pub fn read(input: impl Read, transcript: &mut impl Write) -> Result<(Meta, Body
             Ok((meta, body))
         }
         other => Err(BundleError::UnknownVersion(other.to_string())),
+    }
+}
+
+/// Reads the object's fields: `jsonl` is streamed to `emit`, the others
+/// (small) collected into `fields`. Returns whether `jsonl` was there.
+fn parse_object<R: BufRead>(
+    reader: &mut json::ObjectReader<R>,
+    fields: &mut serde_json::Map<String, serde_json::Value>,
+    mut emit: impl FnMut(Vec<u8>) -> Result<(), json::Error>,
+) -> Result<bool, json::Error> {
+    let duplicate =
+        |key: &str| json::Error::Syntax(json::Syntax(format!("duplicate field `{key}`")));
+    let mut has_jsonl = false;
+    reader.expect(b'{')?;
+    if reader.peek_token()? == Some(b'}') {
+        reader.expect(b'}')?;
+        return reader.end().map(|()| false);
+    }
+    loop {
+        let key = reader.key()?;
+        reader.expect(b':')?;
+        if key == "jsonl" {
+            if has_jsonl {
+                return Err(duplicate(&key));
+            }
+            reader.stream_string(&mut emit)?;
+            has_jsonl = true;
+        } else {
+            let raw = reader.raw_value(1 << 16)?;
+            let value = serde_json::from_slice(&raw)
+                .map_err(|e| json::Error::Syntax(json::Syntax(e.to_string())))?;
+            if fields.insert(key.clone(), value).is_some() {
+                return Err(duplicate(&key));
+            }
+        }
+        match reader.peek_token()? {
+            Some(b',') => reader.expect(b',')?,
+            _ => {
+                reader.expect(b'}')?;
+                return reader.end().map(|()| has_jsonl);
+            }
+        }
     }
 }
 
@@ -412,7 +481,7 @@ impl Bundle {
     }
 
     /// Writes the current version.
-    pub fn encode(&self, mut out: impl Write) -> Result<(), BundleError> {
+    pub fn encode(&self, mut out: impl Write + Send) -> Result<(), BundleError> {
         write(
             &self.meta(),
             &mut self.transcript.as_slice(),

@@ -30,7 +30,7 @@ pub fn run(env: &Env, args: &ExportArgs) -> Result<Outcome> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.ccsync", session.file.id)));
     let body = if target.as_os_str() == "-" {
-        let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
         let body = out.write(&mut stdout)?;
         stdout.flush()?;
         body

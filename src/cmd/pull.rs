@@ -8,9 +8,9 @@ use serde::Serialize;
 use ccsync::config::State;
 use ccsync::names::SessionId;
 use ccsync::project::Resolver;
-use ccsync::sync::now_ms;
 use ccsync::sync::plan::{Action, Verdict};
 use ccsync::sync::pull::{self, Checkout, Outcome as SessionOutcome, PullReport};
+use ccsync::sync::{Link, now_ms};
 
 use super::{Env, Local, Outcome, known_projects};
 use crate::cli::PullArgs;
@@ -232,15 +232,14 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
 
     let staging = env.config_dir.staging()?;
     let installer = env.installer(args.force)?;
-    let report = pull::pull(
-        transport.as_ref(),
-        &installer,
-        staging.path(),
-        &checkouts,
-        only.as_ref(),
-        &machine,
-        &mut index,
-    )?;
+    let mut link = Link {
+        transport: transport.as_ref(),
+        staging: staging.path(),
+        machine: &machine,
+        index: &mut index,
+        progress: &env.ui.bar("pulling"),
+    };
+    let report = pull::pull(&mut link, &installer, &checkouts, only.as_ref())?;
     if let Some(id) = &only
         && report.outcomes.is_empty()
         && report.failed.is_empty()

@@ -4,7 +4,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use ccsync::project::Resolver;
-use ccsync::sync::{now_ms, push};
+use ccsync::sync::{Link, now_ms, push};
 
 use super::{Env, Local, Outcome};
 use crate::cli::PushArgs;
@@ -60,15 +60,14 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
 
     let staging = env.config_dir.staging()?;
     let now = now_ms();
-    let report = push::push(
-        transport.as_ref(),
-        staging.path(),
-        &chosen,
-        &machine,
-        now,
-        args.force,
-        &mut index,
-    )?;
+    let mut link = Link {
+        transport: transport.as_ref(),
+        staging: staging.path(),
+        machine: &machine,
+        index: &mut index,
+        progress: &env.ui.bar("pushing"),
+    };
+    let report = push::push(&mut link, &chosen, now, args.force)?;
 
     env.save_index(&index);
     let mut state = env.config_dir.load_state()?;

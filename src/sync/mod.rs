@@ -53,6 +53,30 @@ pub enum SessionError {
     NotUtf8Path(PathBuf),
 }
 
+/// What a push or a pull works with.
+pub struct Link<'a> {
+    pub transport: &'a dyn crate::transport::Transport,
+    /// A private scratch directory for bundles on their way.
+    pub staging: &'a Path,
+    /// This machine.
+    pub machine: &'a crate::names::MachineName,
+    pub index: &'a mut crate::index::Index,
+    pub progress: &'a dyn Progress,
+}
+
+/// Told how a long push or pull goes; the command line draws it.
+pub trait Progress {
+    /// `total` steps are coming.
+    fn start(&self, _total: u64) {}
+    /// One more step is done.
+    fn step(&self) {}
+}
+
+/// Reports nothing.
+pub struct Quiet;
+
+impl Progress for Quiet {}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

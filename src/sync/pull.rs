@@ -9,7 +9,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::plan::{self, Action, Side, Verdict};
-use super::{Received, SessionError};
+use super::{Link, Received, SessionError};
 use crate::claude::ClaudeHome;
 use crate::claude::live::{InUse, Writers};
 use crate::claude::transcript;
@@ -17,7 +17,7 @@ use crate::fsutil;
 use crate::index::{Index, Pulled, Stamp};
 use crate::names::{MachineName, SessionId};
 use crate::project::ProjectKey;
-use crate::transport::{ObjectName, Transport, TransportError, layout};
+use crate::transport::{ObjectName, TransportError, layout};
 
 /// A project's checkout on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -372,14 +372,18 @@ fn file_len(path: &Path) -> Result<Option<u64>, SessionError> {
 /// A session whose objects and local files are as the last pull left them
 /// (by `index`) is neither fetched nor read.
 pub fn pull(
-    transport: &dyn Transport,
+    link: &mut Link,
     installer: &Installer,
-    staging: &Path,
     checkouts: &[Checkout],
     only: Option<&SessionId>,
-    me: &MachineName,
-    index: &mut Index,
 ) -> Result<PullReport, TransportError> {
+    let Link {
+        transport,
+        staging,
+        machine: me,
+        ref mut index,
+        progress,
+    } = *link;
     let roots: HashMap<String, &Checkout> = checkouts
         .iter()
         .map(|c| (layout::key_dir(&c.key), c))
@@ -437,7 +441,9 @@ pub fn pull(
         }
     }
 
+    progress.start(sessions.len() as u64);
     for ((dir, id), mut copies) in sessions {
+        progress.step();
         copies.sort_by(|a, b| {
             b.body
                 .len
@@ -617,13 +623,16 @@ mod tests {
             }];
             let me = MachineName::parse("me").unwrap();
             pull(
-                &self.transport,
+                &mut Link {
+                    transport: &self.transport,
+                    staging: &self.staging,
+                    machine: &me,
+                    index: &mut Index::default(),
+                    progress: &crate::sync::Quiet,
+                },
                 &installer,
-                &self.staging,
                 &checkouts,
                 None,
-                &me,
-                &mut Index::default(),
             )
             .unwrap()
         }
@@ -671,13 +680,16 @@ mod tests {
         let run = |index: &mut Index| {
             let installer = Installer::new(&f.claude, false, Duration::ZERO).unwrap();
             pull(
-                &f.transport,
+                &mut Link {
+                    transport: &f.transport,
+                    staging: &f.staging,
+                    machine: &me,
+                    index,
+                    progress: &crate::sync::Quiet,
+                },
                 &installer,
-                &f.staging,
                 &checkouts,
                 None,
-                &me,
-                index,
             )
             .unwrap()
         };
@@ -783,13 +795,16 @@ mod tests {
             root: f.root.clone(),
         }];
         let r = pull(
-            &f.transport,
+            &mut Link {
+                transport: &f.transport,
+                staging: &f.staging,
+                machine: &me,
+                index: &mut Index::default(),
+                progress: &crate::sync::Quiet,
+            },
             &installer,
-            &f.staging,
             &checkouts,
             None,
-            &me,
-            &mut Index::default(),
         )
         .unwrap();
         assert!(matches!(
@@ -801,13 +816,16 @@ mod tests {
         assert_eq!(f.local(SID), Some(lines(&["1"])));
         let forced = Installer::new(&f.claude, true, Duration::from_secs(600)).unwrap();
         let r = pull(
-            &f.transport,
+            &mut Link {
+                transport: &f.transport,
+                staging: &f.staging,
+                machine: &me,
+                index: &mut Index::default(),
+                progress: &crate::sync::Quiet,
+            },
             &forced,
-            &f.staging,
             &checkouts,
             None,
-            &me,
-            &mut Index::default(),
         )
         .unwrap();
         assert_eq!(r.outcomes[0].action, Action::FastForward { from: 0 });

@@ -5,12 +5,12 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Received, SessionError, receive};
+use super::{Link, Received, SessionError, receive};
 use crate::bundle::{self, Body, Meta};
 use crate::claude::sessions::LocalSession;
 use crate::claude::transcript;
 use crate::fsutil;
-use crate::index::{self, Index, Stamp};
+use crate::index::{self, Stamp};
 use crate::names::{MachineName, SessionId};
 use crate::project::{Placement, ProjectKey};
 use crate::transport::{ObjectName, Transport, TransportError};
@@ -67,7 +67,7 @@ pub fn prepare(
 
 impl Outgoing {
     /// Streams the bundle to `out`, reading the transcript once.
-    pub fn write(&self, out: &mut impl Write) -> Result<Body, SessionError> {
+    pub fn write(&self, out: &mut (impl Write + Send)) -> Result<Body, SessionError> {
         let read_err = |source| SessionError::Read {
             path: self.source.clone(),
             source,
@@ -82,11 +82,12 @@ impl Outgoing {
         })
     }
 
-    /// Writes the bundle to a private file, atomically.
+    /// Writes the bundle to a private file, atomically (not fsynced: it is
+    /// a staging copy or an export, and the transcript is still here).
     pub fn write_file(&self, dest: &Path) -> Result<Body, SessionError> {
         let mut body = None;
         let mut failure = None;
-        let written = fsutil::write_atomic(dest, |f| {
+        let written = fsutil::write_replace(dest, |f| {
             let mut out = BufWriter::with_capacity(1 << 16, f);
             match self.write(&mut out) {
                 Ok(b) => body = Some(b),
@@ -147,14 +148,18 @@ enum Before {
 /// here would otherwise take lines away from every other machine. The index
 /// spares reading sessions that did not change and fetching copies it knows.
 pub fn push(
-    transport: &dyn Transport,
-    staging: &Path,
+    link: &mut Link,
     sessions: &[(LocalSession, Placement)],
-    machine: &MachineName,
     now_ms: u64,
     force: bool,
-    index: &mut Index,
 ) -> Result<PushReport, TransportError> {
+    let Link {
+        transport,
+        staging,
+        machine,
+        ref mut index,
+        progress,
+    } = *link;
     let names: Vec<ObjectName> = sessions
         .iter()
         .map(|(s, p)| ObjectName::for_session(&p.key, &s.file.id, machine))
@@ -199,7 +204,9 @@ pub fn push(
     let mut report = PushReport::default();
     let mut batch = Vec::new();
     let mut pending = HashMap::new();
+    progress.start(sessions.len() as u64);
     for (((session, placement), object), before) in sessions.iter().zip(names).zip(before) {
+        progress.step();
         let id = session.file.id.clone();
         if matches!(before, Before::Unchanged) {
             report.unchanged.push(id);
@@ -384,6 +391,7 @@ mod tests {
     use super::*;
     use crate::bundle::Bundle;
     use crate::claude::sessions::SessionFile;
+    use crate::index::Index;
     use crate::names::RelPath;
     use crate::transport::memory::MemoryTransport;
 
@@ -411,13 +419,31 @@ mod tests {
         )
     }
 
+    fn run(
+        t: &MemoryTransport,
+        dir: &Path,
+        s: &[(LocalSession, Placement)],
+        m: &MachineName,
+        force: bool,
+        index: &mut Index,
+    ) -> PushReport {
+        let mut link = Link {
+            transport: t,
+            staging: dir,
+            machine: m,
+            index,
+            progress: &crate::sync::Quiet,
+        };
+        push(&mut link, s, 1, force).unwrap()
+    }
+
     #[test]
     fn pushes_then_skips_unchanged_then_refuses_to_rewind() {
         let tmp = tempfile::tempdir().unwrap();
         let t = MemoryTransport::new();
         let m = MachineName::parse("me").unwrap();
         let s = [session(tmp.path(), b"{\"a\":1}\n{\"b\":2}\n{\"partial")];
-        let r = push(&t, tmp.path(), &s, &m, 1, false, &mut Index::default()).unwrap();
+        let r = run(&t, tmp.path(), &s, &m, false, &mut Index::default());
         assert_eq!(r.pushed[0].lines, 2);
         assert_eq!(r.pushed[0].partial_tail, 9);
         let stored = t.get(&r.pushed[0].object).unwrap();
@@ -426,11 +452,11 @@ mod tests {
             b"{\"a\":1}\n{\"b\":2}\n"
         );
 
-        let r = push(&t, tmp.path(), &s, &m, 2, false, &mut Index::default()).unwrap();
+        let r = run(&t, tmp.path(), &s, &m, false, &mut Index::default());
         assert_eq!((r.pushed.len(), r.unchanged.len()), (0, 1));
 
         let s = [session(tmp.path(), b"{\"a\":1}\n")];
-        let r = push(&t, tmp.path(), &s, &m, 3, false, &mut Index::default()).unwrap();
+        let r = run(&t, tmp.path(), &s, &m, false, &mut Index::default());
         assert!(matches!(
             r.failed[0].1,
             SessionError::WouldRewind {
@@ -444,7 +470,7 @@ mod tests {
                 .unwrap(),
             stored
         );
-        let r = push(&t, tmp.path(), &s, &m, 4, true, &mut Index::default()).unwrap();
+        let r = run(&t, tmp.path(), &s, &m, true, &mut Index::default());
         assert_eq!(r.pushed.len(), 1);
     }
 
@@ -458,29 +484,25 @@ mod tests {
         let mut index = Index::default();
         let s = [session(tmp.path(), b"{\"a\":1}\n")];
         assert_eq!(
-            push(&t, tmp.path(), &s, &m, 1, false, &mut index)
-                .unwrap()
-                .pushed
-                .len(),
+            run(&t, tmp.path(), &s, &m, false, &mut index).pushed.len(),
             1
         );
         // Unreadable now: only the index can say it is unchanged.
         let hidden = tmp.path().join("hidden");
         std::fs::rename(&s[0].0.file.path, &hidden).unwrap();
-        let r = push(&t, tmp.path(), &s, &m, 2, false, &mut index).unwrap();
+        let r = run(&t, tmp.path(), &s, &m, false, &mut index);
         assert_eq!((r.unchanged.len(), r.failed.len()), (1, 0));
         std::fs::rename(&hidden, &s[0].0.file.path).unwrap();
 
         let grown = [session(tmp.path(), b"{\"a\":1}\n{\"b\":2}\n")];
         assert_eq!(
-            push(&t, tmp.path(), &grown, &m, 3, false, &mut index)
-                .unwrap()
+            run(&t, tmp.path(), &grown, &m, false, &mut index)
                 .pushed
                 .len(),
             1
         );
         let rewritten = [session(tmp.path(), b"{\"a\":9}\n{\"b\":2}\n{\"c\":3}\n")];
-        let r = push(&t, tmp.path(), &rewritten, &m, 4, false, &mut index).unwrap();
+        let r = run(&t, tmp.path(), &rewritten, &m, false, &mut index);
         assert!(matches!(r.failed[0].1, SessionError::WouldRewind { .. }));
     }
 
@@ -489,16 +511,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let t = MemoryTransport::new();
         let m = MachineName::parse("me").unwrap();
-        let r = push(
+        let r = run(
             &t,
             tmp.path(),
             &[session(tmp.path(), b"{\"half")],
             &m,
-            1,
             false,
             &mut Index::default(),
-        )
-        .unwrap();
+        );
         assert!(matches!(r.failed[0].1, SessionError::NoCompleteLine { .. }));
         assert!(t.names().is_empty());
     }

@@ -524,3 +524,55 @@ fn not_initialised_says_what_to_do() {
         .stderr(predicate::str::contains("ccsync init"));
     a.run(&w.root(), &["bogus"]).code(2);
 }
+
+#[test]
+fn progress_only_on_a_terminal() {
+    let (w, a, a_repo, _b, _) = two_machines();
+    for i in 0..30 {
+        let id = format!("{i:08x}-9999-4999-8999-999999999999");
+        a.write_session(&a_repo, &id, &transcript(&id, &a_repo, 2, "p"));
+    }
+    // A pipe: status lines only, no bar, no control characters.
+    let out = a.run(&a_repo, &["push", "--all"]).success();
+    let err = stderr(&out);
+    assert!(
+        !err.contains('\r') && !err.contains('\u{1b}') && !err.contains("pushing"),
+        "{err:?}"
+    );
+
+    // A terminal (a pseudo-terminal from `script`): a bar is drawn.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return skip_or_fail("progress on a terminal: `script` (util-linux) is not installed");
+    }
+    a.append(
+        &a_repo,
+        "00000000-9999-4999-8999-999999999999",
+        b"{\"type\":\"user\",\"x\":2}\n",
+    );
+    let mut cmd = a.std_cmd(&a_repo);
+    let inner = format!("{} push --all --force", env!("CARGO_BIN_EXE_ccsync"));
+    cmd.args(["-qec", &inner, "/dev/null"]);
+    let mut script = std::process::Command::new("script");
+    script
+        .args(cmd.get_args())
+        .current_dir(&a_repo)
+        .env_clear()
+        .env("TERM", "xterm");
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            script.env(k, v);
+        }
+    }
+    let out = script.output().unwrap();
+    let all = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("pushing"),
+        "no progress bar on a terminal: {all:?}"
+    );
+    let _ = w;
+}

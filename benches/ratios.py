@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""The figures issue 6 asks for, measured as ratios in one run on this machine.
+
+1. export + import of a 100 MB transcript against cp + sha256sum of it
+   (time ratio, and peak memory against the transcript's size);
+2. push and pull with nothing changed over 1,000 sessions (time, and
+   whether any transcript was opened, via strace when installed);
+3. push after appending 1 KB to one session out of 1,000 (what moved).
+
+Usage: python3 benches/ratios.py [--runs N] [--keep]
+Prints min / median / max over N runs (default 5).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SID = "5c0375b4-57a5-4f26-b12d-d022ee4e51b7"
+
+
+def run(cmd, env=None, cwd=None):
+    """Runs a command; returns (seconds, stdout)."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')}")
+    return elapsed, proc.stdout
+
+
+GNU_TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
+
+
+def run_rss(cmd, env=None, cwd=None):
+    """Like run, with the command's peak RSS in KiB. Dirty pages of earlier
+    runs are flushed first, so no run pays for another's writeback. Peak RSS
+    comes from GNU time: a forked Python child would count as its own."""
+    os.sync()
+    wrapped = [GNU_TIME, "-f", "%M", *cmd] if GNU_TIME else cmd
+    start = time.perf_counter()
+    proc = subprocess.Popen(wrapped, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    err = proc.stderr.read().decode(errors="replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{' '.join(cmd)} failed: {err}")
+    rss = int(err.strip().splitlines()[-1]) if GNU_TIME else usage.ru_maxrss
+    return elapsed, rss
+
+
+def spread(values, fmt="{:.3f}"):
+    return "min " + fmt.format(min(values)) + "  median " + fmt.format(statistics.median(values)) + "  max " + fmt.format(max(values))
+
+
+def encode(path):
+    return "".join(c if c.isascii() and c.isalnum() else "-" for c in path)
+
+
+def transcript_line(i, cwd, sid, text):
+    return json.dumps({
+        "parentUuid": None, "isSidechain": False, "type": "user" if i % 2 == 0 else "assistant",
+        "uuid": f"{i:08x}-0000-4000-8000-000000000000", "sessionId": sid, "cwd": cwd,
+        "timestamp": "2026-11-21T10:00:00.000Z", "message": {"role": "user", "content": text},
+    }, ensure_ascii=False) + "\n"
+
+
+def machine(base, name):
+    home = os.path.join(base, name)
+    env = {"PATH": os.environ["PATH"], "HOME": home, "CLAUDE_CONFIG_DIR": os.path.join(home, "claude"),
+           "CCSYNC_CONFIG_DIR": os.path.join(home, "cfg"), "CCSYNC_LIVE_WINDOW_MS": "0"}
+    os.makedirs(home, exist_ok=True)
+    return env
+
+
+def checkout(path, remote):
+    os.makedirs(path, exist_ok=True)
+    subprocess.run(["git", "init", "-q", path], check=True)
+    subprocess.run(["git", "-C", path, "remote", "add", "origin", remote], check=True)
+    return os.path.realpath(path)
+
+
+def transcripts_opened(binary, args, env, cwd):
+    """How many *.jsonl files under projects/ the command opened (strace)."""
+    if not shutil.which("strace"):
+        return None
+    with tempfile.NamedTemporaryFile("r") as log:
+        subprocess.run(["strace", "-f", "-e", "trace=open,openat", "-o", log.name, binary, *args],
+                       env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return sum(1 for line in log if "/projects/" in line and ".jsonl" in line and "ENOENT" not in line)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    args = parser.parse_args()
+
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    binary = os.path.join(ROOT, "target", "release", "ccsync")
+    base = tempfile.mkdtemp(prefix="ccsync-bench-")
+    print(f"working in {base}; {os.cpu_count()} cores")
+    try:
+        big(binary, base, args.runs)
+        many(binary, base, args.runs)
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def big(binary, base, runs):
+    a, b = machine(base, "a"), machine(base, "b")
+    repo = checkout(os.path.join(base, "a-repo"), "git@github.com:acme/widget.git")
+    b_repo = checkout(os.path.join(base, "b-repo"), "https://github.com/acme/widget")
+    project = os.path.join(a["CLAUDE_CONFIG_DIR"], "projects", encode(repo))
+    os.makedirs(project)
+    source = os.path.join(project, f"{SID}.jsonl")
+    size = 0
+    with open(source, "w", encoding="utf-8") as f:
+        i = 0
+        while size < 100 * 1000 * 1000:
+            text = 'lorem "quoted" ipsum\n\tü 日本 ' * (1 + (i * 7919) % 200)
+            line = transcript_line(i, repo, SID, text)
+            f.write(line)
+            size += len(line.encode())
+            i += 1
+    print(f"\n100 MB transcript: {size} bytes, {i} lines")
+    bundle = os.path.join(base, "big.ccsync")
+    copy = os.path.join(base, "copy.jsonl")
+    ratios, mem = [], []
+    floor_t, ours_t = [], []
+    for _ in range(runs):
+        t_cp, _ = run_rss(["cp", source, copy])
+        t_sha, _ = run_rss(["sha256sum", source])
+        t_exp, rss_exp = run_rss([binary, "-q", "export", SID, "-o", bundle], env=a, cwd=repo)
+        shutil.rmtree(b["CLAUDE_CONFIG_DIR"], ignore_errors=True)
+        t_imp, rss_imp = run_rss([binary, "-q", "import", bundle], env=b, cwd=b_repo)
+        floor_t.append(t_cp + t_sha)
+        ours_t.append(t_exp + t_imp)
+        ratios.append((t_exp + t_imp) / (t_cp + t_sha))
+        mem.append(max(rss_exp, rss_imp) * 1024 / size)
+    installed = os.path.join(b["CLAUDE_CONFIG_DIR"], "projects", encode(b_repo), f"{SID}.jsonl")
+    assert open(installed, "rb").read() == open(source, "rb").read(), "import is not byte-identical"
+    print(f"  cp + sha256sum      s   {spread(floor_t)}")
+    print(f"  export + import     s   {spread(ours_t)}")
+    print(f"  time ratio (<= 2)       {spread(ratios, '{:.2f}')}")
+    print(f"  peak memory / size (<= 1.5)  {spread(mem, '{:.4f}')}"
+          f"   ({'GNU time' if GNU_TIME else 'wait4, includes the forked Python'})")
+
+
+def many(binary, base, runs):
+    a, b = machine(base, "m-a"), machine(base, "m-b")
+    sync = os.path.join(base, "sync")
+    repo = checkout(os.path.join(base, "m-a-repo"), "git@github.com:acme/many.git")
+    b_repo = checkout(os.path.join(base, "m-b-repo"), "https://github.com/acme/many")
+    project = os.path.join(a["CLAUDE_CONFIG_DIR"], "projects", encode(repo))
+    os.makedirs(project)
+    ids = [f"{i:08x}-1111-4222-8333-444444444444" for i in range(1000)]
+    for n, sid in enumerate(ids):
+        with open(os.path.join(project, f"{sid}.jsonl"), "w", encoding="utf-8") as f:
+            for i in range(20):
+                f.write(transcript_line(i, repo, sid, f"session {n} line {i} " + "x" * 300))
+    run([binary, "-q", "init", sync, "--name", "a"], env=a, cwd=repo)
+    run([binary, "-q", "init", sync, "--name", "b"], env=b, cwd=b_repo)
+    t_first, _ = run([binary, "-q", "push", "--all"], env=a, cwd=repo)
+    t_pull_first, _ = run([binary, "-q", "pull"], env=b, cwd=b_repo)
+    print(f"\n1,000 sessions: first push {t_first * 1000:.0f} ms, first pull {t_pull_first * 1000:.0f} ms")
+
+    push_ms = [run([binary, "-q", "push", "--all"], env=a, cwd=repo)[0] * 1000 for _ in range(runs)]
+    pull_ms = [run([binary, "-q", "pull"], env=b, cwd=b_repo)[0] * 1000 for _ in range(runs)]
+    print(f"  no-op push --all  ms   {spread(push_ms, '{:.1f}')}   (target < 50)")
+    print(f"  no-op pull        ms   {spread(pull_ms, '{:.1f}')}   (target < 50)")
+    opened_push = transcripts_opened(binary, ["-q", "push", "--all"], a, repo)
+    opened_pull = transcripts_opened(binary, ["-q", "pull"], b, b_repo)
+    if opened_push is None:
+        print("  transcripts opened: strace is not installed, not checked")
+    else:
+        print(f"  transcripts opened by a no-op push: {opened_push}, by a no-op pull: {opened_pull}")
+
+    with open(os.path.join(project, f"{ids[500]}.jsonl"), "a", encoding="utf-8") as f:
+        f.write(transcript_line(99, repo, ids[500], "y" * 1000))
+    t_inc, out = run([binary, "-q", "push", "--all", "--json"], env=a, cwd=repo)
+    report = json.loads(out)
+    moved = [p["sessionId"] for p in report["pushed"]]
+    print(f"  after appending 1 KB to one session: push {t_inc * 1000:.1f} ms, moved {len(moved)} "
+          f"session(s) {moved}, {len(report['unchanged'])} unchanged")
+    t_pull_inc, out = run([binary, "-q", "pull", "--json"], env=b, cwd=b_repo)
+    updated = [s["sessionId"] for s in json.loads(out)["sessions"] if s["action"] != "unchanged"]
+    print(f"  and the next pull: {t_pull_inc * 1000:.1f} ms, updated {updated}")
+
+
+if __name__ == "__main__":
+    main()
