@@ -10,10 +10,10 @@ fuzz_target!(|data: &[u8]| {
         let bytes = bundle.to_bytes().expect("a decoded bundle encodes");
         let again = Bundle::decode(&bytes).expect("an encoded bundle decodes");
         assert_eq!(again.transcript, bundle.transcript);
-        assert_eq!(again.session_id, bundle.session_id);
+        assert_eq!(again.meta.session_id, bundle.meta.session_id);
         assert_eq!(
-            again.relative_cwd.unwrap_or_default(),
-            bundle.relative_cwd.unwrap_or_default()
+            again.meta.relative_cwd.unwrap_or_default(),
+            bundle.meta.relative_cwd.unwrap_or_default()
         );
     }
 });

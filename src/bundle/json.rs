@@ -172,6 +172,11 @@ impl<R: BufRead> ObjectReader<R> {
         }
     }
 
+    /// How many bytes are buffered now.
+    pub fn buffered(&mut self) -> usize {
+        self.input.fill_buf().map_or(0, |b| b.len())
+    }
+
     fn peek(&mut self) -> Result<Option<u8>, Error> {
         Ok(self.input.fill_buf()?.first().copied())
     }
@@ -278,10 +283,8 @@ impl<R: BufRead> ObjectReader<R> {
                 };
             }
             if at_split {
-                self.next()?; // the backslash
-                let mut ch = [0u8; 4];
-                let bytes = self.escape_sequence(&mut ch)?;
-                pending.extend_from_slice(bytes);
+                let mut tmp = [0u8; 4];
+                pending.extend_from_slice(self.split_escape()?.encode_utf8(&mut tmp).as_bytes());
             }
             if pending.len() >= CHUNK {
                 emit(std::mem::replace(
@@ -292,52 +295,17 @@ impl<R: BufRead> ObjectReader<R> {
         }
     }
 
-    fn hex4(&mut self) -> Result<u16, Error> {
-        let mut v = 0u16;
-        for _ in 0..4 {
-            let d = self.next()?;
-            let d = (d as char)
-                .to_digit(16)
-                .ok_or(())
-                .or_else(|_| syntax("invalid escape"))?;
-            v = v * 16 + d as u16;
-        }
-        Ok(v)
-    }
-
-    fn escape_sequence<'a>(&mut self, ch: &'a mut [u8; 4]) -> Result<&'a [u8], Error> {
-        let c = match self.next()? {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'u' => {
-                let hi = self.hex4()?;
-                let code = if (0xD800..0xDC00).contains(&hi) {
-                    if self.next()? != b'\\' || self.next()? != b'u' {
-                        return syntax("lone leading surrogate in hex escape");
-                    }
-                    let lo = self.hex4()?;
-                    if !(0xDC00..0xE000).contains(&lo) {
-                        return syntax("invalid surrogate pair in hex escape");
-                    }
-                    0x10000 + ((u32::from(hi) - 0xD800) << 10) + (u32::from(lo) - 0xDC00)
-                } else if (0xDC00..0xE000).contains(&hi) {
-                    return syntax("lone trailing surrogate in hex escape");
-                } else {
-                    u32::from(hi)
-                };
-                char::from_u32(code)
-                    .ok_or(())
-                    .or_else(|_| syntax("invalid escape"))?
+    /// An escape split across buffer refills (its backslash is next):
+    /// gathers its bytes, then decodes it like any other.
+    fn split_escape(&mut self) -> Result<char, Error> {
+        let mut bytes = vec![self.next()?, self.next()?];
+        loop {
+            match inline_escape(&bytes) {
+                Some(Ok((_, ch))) => return Ok(ch),
+                Some(Err(msg)) => return syntax(msg),
+                None => bytes.push(self.next()?),
             }
-            _ => return syntax("invalid escape"),
-        };
-        Ok(c.encode_utf8(ch).as_bytes())
+        }
     }
 
     /// The raw text of the next value, at most `limit` bytes, for serde.

@@ -601,17 +601,18 @@ mod tests {
     impl Fixture {
         fn offer(&self, machine: &str, transcript: Vec<u8>) {
             let b = Bundle {
-                version: 2,
-                session_id: SessionId::parse(SID).unwrap(),
-                project_key: self.key.clone(),
-                original_cwd: "/elsewhere/app".into(),
-                relative_cwd: Some(RelPath::default()),
-                machine: MachineName::parse(machine).unwrap(),
-                exported_at_ms: 0,
-                line_count: transcript::count_lines(&transcript),
+                meta: crate::bundle::Meta {
+                    version: 2,
+                    session_id: SessionId::parse(SID).unwrap(),
+                    project_key: self.key.clone(),
+                    original_cwd: "/elsewhere/app".into(),
+                    relative_cwd: Some(RelPath::default()),
+                    machine: MachineName::parse(machine).unwrap(),
+                    exported_at_ms: 0,
+                },
                 transcript,
             };
-            let name = ObjectName::for_session(&self.key, &b.session_id, &b.machine);
+            let name = ObjectName::for_session(&self.key, &b.meta.session_id, &b.meta.machine);
             self.transport.insert(name, b.to_bytes().unwrap());
         }
 
