@@ -617,25 +617,23 @@ mod tests {
         }
 
         fn pull(&self, force: bool) -> PullReport {
-            let installer = Installer::new(&self.claude, force, Duration::ZERO).unwrap();
+            self.pull_with(&Installer::new(&self.claude, force, Duration::ZERO).unwrap())
+        }
+
+        fn pull_with(&self, installer: &Installer) -> PullReport {
             let checkouts = [Checkout {
                 key: self.key.clone(),
                 root: self.root.clone(),
             }];
             let me = MachineName::parse("me").unwrap();
-            pull(
-                &mut Link {
-                    transport: &self.transport,
-                    staging: &self.staging,
-                    machine: &me,
-                    index: &mut Index::default(),
-                    progress: &crate::sync::Quiet,
-                },
-                &installer,
-                &checkouts,
-                None,
-            )
-            .unwrap()
+            let mut link = Link {
+                transport: &self.transport,
+                staging: &self.staging,
+                machine: &me,
+                index: &mut Index::default(),
+                progress: &crate::sync::Quiet,
+            };
+            pull(&mut link, installer, &checkouts, None).unwrap()
         }
 
         fn dir(&self) -> PathBuf {
@@ -790,24 +788,7 @@ mod tests {
         f.set_local(&lines(&["1"]));
         f.offer("a", lines(&["1", "2"]));
         let installer = Installer::new(&f.claude, false, Duration::from_secs(600)).unwrap();
-        let me = MachineName::parse("me").unwrap();
-        let checkouts = [Checkout {
-            key: f.key.clone(),
-            root: f.root.clone(),
-        }];
-        let r = pull(
-            &mut Link {
-                transport: &f.transport,
-                staging: &f.staging,
-                machine: &me,
-                index: &mut Index::default(),
-                progress: &crate::sync::Quiet,
-            },
-            &installer,
-            &checkouts,
-            None,
-        )
-        .unwrap();
+        let r = f.pull_with(&installer);
         assert!(matches!(
             r.outcomes[0].held,
             Some(InUse::RecentlyModified { .. })
@@ -816,19 +797,7 @@ mod tests {
         assert!(r.incomplete());
         assert_eq!(f.local(SID), Some(lines(&["1"])));
         let forced = Installer::new(&f.claude, true, Duration::from_secs(600)).unwrap();
-        let r = pull(
-            &mut Link {
-                transport: &f.transport,
-                staging: &f.staging,
-                machine: &me,
-                index: &mut Index::default(),
-                progress: &crate::sync::Quiet,
-            },
-            &forced,
-            &checkouts,
-            None,
-        )
-        .unwrap();
+        let r = f.pull_with(&forced);
         assert_eq!(r.outcomes[0].action, Action::FastForward { from: 0 });
     }
 

@@ -164,8 +164,9 @@ fn an_oversized_bundle_is_refused_unread() {
     assert!(!b.claude.exists());
 }
 
-#[test]
-fn a_bad_file_in_the_sync_dir_is_skipped_and_the_rest_arrive() {
+/// Machine A pushed one session; B has a checkout of the same project.
+/// Returns the world, B, B's checkout and the project's folder in the sync dir.
+fn one_session_pushed_by_a() -> (World, Machine, std::path::PathBuf, std::path::PathBuf) {
     let w = World::new();
     let a = w.machine("a");
     let b = w.machine("b");
@@ -176,6 +177,12 @@ fn a_bad_file_in_the_sync_dir_is_skipped_and_the_rest_arrive() {
     a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 2, "ok"));
     a.run(&a_repo, &["push"]).success();
     let dir = w.sync_dir().join("git=github.com_acme_widget");
+    (w, b, b_repo, dir)
+}
+
+#[test]
+fn a_bad_file_in_the_sync_dir_is_skipped_and_the_rest_arrive() {
+    let (_w, b, b_repo, dir) = one_session_pushed_by_a();
     std::fs::write(
         dir.join(format!("{SID2}-evil.ccsync")),
         b"{\"_schemaVersion\":2,",
@@ -198,16 +205,7 @@ fn a_bad_file_in_the_sync_dir_is_skipped_and_the_rest_arrive() {
 #[cfg(unix)]
 #[test]
 fn links_in_the_sync_dir_are_not_followed() {
-    let w = World::new();
-    let a = w.machine("a");
-    let b = w.machine("b");
-    let a_repo = w.checkout("a/w", Some("git@github.com:acme/widget.git"));
-    let b_repo = w.checkout("b/w", Some("git@github.com:acme/widget.git"));
-    a.init(&w);
-    b.init(&w);
-    a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 2, "ok"));
-    a.run(&a_repo, &["push"]).success();
-    let dir = w.sync_dir().join("git=github.com_acme_widget");
+    let (w, b, b_repo, dir) = one_session_pushed_by_a();
     let outside = w.root().join("outside.ccsync");
     std::fs::rename(dir.join(format!("{SID}-a.ccsync")), &outside).unwrap();
     std::os::unix::fs::symlink(&outside, dir.join(format!("{SID}-a.ccsync"))).unwrap();

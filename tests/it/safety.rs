@@ -204,6 +204,15 @@ fn push_never_rewinds_this_machines_copy_without_force() {
     assert_ne!(std::fs::read(&object).unwrap(), pushed);
 }
 
+/// B pulled the session, then A added a line and pushed it.
+fn b_is_one_line_behind(a: &Machine, a_repo: &Path, b: &Machine, b_repo: &Path) {
+    a.write_session(a_repo, SID, &transcript(SID, a_repo, 2, "behind"));
+    a.run(a_repo, &["push"]).success();
+    b.run(b_repo, &["pull"]).success();
+    a.append(a_repo, SID, &line(SID, a_repo, "more"));
+    a.run(a_repo, &["push"]).success();
+}
+
 /// A process that holds `path` open for appending, as Claude Code does.
 fn hold_open(path: &Path) -> Child {
     let mut child = std::process::Command::new("sh")
@@ -228,11 +237,7 @@ fn a_transcript_held_open_for_writing_is_not_replaced() {
         b,
         b_repo,
     } = setup();
-    a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 2, "live"));
-    a.run(&a_repo, &["push"]).success();
-    b.run(&b_repo, &["pull"]).success();
-    a.append(&a_repo, SID, &line(SID, &a_repo, "more"));
-    a.run(&a_repo, &["push"]).success();
+    b_is_one_line_behind(&a, &a_repo, &b, &b_repo);
 
     let dest = b.transcript(&b_repo, SID);
     let before = std::fs::read(&dest).unwrap();
@@ -266,11 +271,7 @@ fn a_transcript_modified_moments_ago_is_not_replaced() {
         b,
         b_repo,
     } = setup();
-    a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 2, "recent"));
-    a.run(&a_repo, &["push"]).success();
-    b.run(&b_repo, &["pull"]).success();
-    a.append(&a_repo, SID, &line(SID, &a_repo, "more"));
-    a.run(&a_repo, &["push"]).success();
+    b_is_one_line_behind(&a, &a_repo, &b, &b_repo);
     let dest = b.transcript(&b_repo, SID);
     let before = std::fs::read(&dest).unwrap();
     b.cmd(&b_repo)
