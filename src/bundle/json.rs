@@ -3,7 +3,7 @@
 //! Escaping is exactly serde_json's, so streamed and serde-written bundles
 //! are the same bytes.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Read};
 
 const CHUNK: usize = 1 << 16;
 
@@ -33,13 +33,6 @@ static CONTROL: [[u8; 6]; 32] = {
     }
     table
 };
-
-/// Writes the escaped body of a JSON string (no quotes) for `bytes`.
-pub fn write_escaped(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(bytes.len() + bytes.len() / 8 + 16);
-    escape_into(&mut buf, bytes);
-    out.write_all(&buf)
-}
 
 fn escape_into(buf: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
@@ -476,7 +469,7 @@ mod tests {
             .chain("日本😀\"\\/".chars())
             .collect();
         let mut out = Vec::new();
-        write_escaped(&mut out, all.as_bytes()).unwrap();
+        escape_into(&mut out, all.as_bytes());
         let serde = serde_json::to_string(&all).unwrap();
         assert_eq!(format!("\"{}\"", String::from_utf8(out).unwrap()), serde);
     }

@@ -2,7 +2,7 @@
 //! belongs to.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use std::collections::HashMap;
@@ -159,23 +159,4 @@ impl ClaudeHome {
         let any = self.dir_name_override() == Some(file.dir_name.as_str());
         transcript::owning_cwd(&file.path, &file.dir_name, any)
     }
-
-    /// Every copy of session `id` on this machine (normally at most one).
-    pub fn find_session(&self, id: &SessionId) -> io::Result<Vec<SessionFile>> {
-        let (files, _) = self.session_files()?;
-        Ok(files.into_iter().filter(|f| &f.id == id).collect())
-    }
-
-    /// Ties one session file to its working directory.
-    pub fn locate(&self, file: SessionFile) -> io::Result<Result<LocalSession, SessionFile>> {
-        Ok(match self.tie(&file)? {
-            Some(cwd) => Ok(LocalSession { file, cwd }),
-            None => Err(file),
-        })
-    }
-}
-
-/// The session's folder, as a path.
-pub fn project_dir_of(file: &SessionFile) -> &Path {
-    file.path.parent().expect("a transcript lives in a folder")
 }

@@ -16,11 +16,6 @@ pub fn complete_len(bytes: &[u8]) -> usize {
     bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
 }
 
-/// Number of complete lines.
-pub fn count_lines(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
-}
-
 /// What `list` shows of a transcript.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -169,7 +164,6 @@ mod tests {
         assert_eq!(complete_len(b"{\"a\":1}"), 0);
         assert_eq!(complete_len(b"{}\n{\"a"), 3);
         assert_eq!(complete_len(b"{}\n{}\n"), 6);
-        assert_eq!(count_lines(b"{}\n{}\n{"), 2);
     }
 
     #[test]
