@@ -189,18 +189,19 @@ impl<'a> Installer<'a> {
     }
 
     /// Moves `staged` to `dest` as the plan said, unless that would replace
-    /// a transcript Claude Code is writing.
+    /// a transcript Claude Code is writing. Returns what was done: the
+    /// plan's action, or `Keep` and why when the transcript is in use.
     fn apply(
         &self,
         action: Action,
         dest: &Path,
         staged: &Path,
-    ) -> Result<Option<InUse>, SessionError> {
+    ) -> Result<(Action, Option<InUse>), SessionError> {
         match action {
-            Action::Keep => return Ok(None),
+            Action::Keep => return Ok((action, None)),
             Action::FastForward { .. } => {
                 if let Some(held) = self.in_use(dest) {
-                    return Ok(Some(held));
+                    return Ok((Action::Keep, Some(held)));
                 }
             }
             Action::Install { .. } => {}
@@ -209,7 +210,7 @@ impl<'a> Installer<'a> {
             path: dest.to_path_buf(),
             source,
         })?;
-        Ok(None)
+        Ok((action, None))
     }
 
     /// Installs one session from the copies of it that arrived, under
@@ -257,9 +258,9 @@ impl<'a> Installer<'a> {
             Action::Install { from } | Action::FastForward { from } => Some(from),
             Action::Keep => None,
         };
-        let held = match chosen {
+        let (action, held) = match chosen {
             Some(from) => self.apply(plan.action, &dest, &copies[from].transcript)?,
-            None => None,
+            None => (Action::Keep, None),
         };
         let written = chosen.filter(|_| held.is_none());
         let mut forks = Vec::new();
@@ -281,11 +282,7 @@ impl<'a> Installer<'a> {
             key: first.project_key.clone(),
             cwd,
             transcript: dest,
-            action: if held.is_some() {
-                Action::Keep
-            } else {
-                plan.action
-            },
+            action,
             from: written.map(|i| copies[i].meta.machine.clone()),
             verdicts: copies
                 .iter()
@@ -338,16 +335,12 @@ impl<'a> Installer<'a> {
                 source,
             })?;
             if plan.verdicts[0] != Verdict::Diverged || generation + 1 == MAX_FORK_GENERATIONS {
-                let held = self.apply(plan.action, &dest, &branch)?;
+                let (action, held) = self.apply(plan.action, &dest, &branch)?;
                 return Ok(Fork {
                     machine: copy.meta.machine.clone(),
                     id,
                     transcript: dest,
-                    action: if held.is_some() {
-                        Action::Keep
-                    } else {
-                        plan.action
-                    },
+                    action,
                     held,
                 });
             }
