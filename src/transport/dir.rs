@@ -49,6 +49,29 @@ impl DirTransport {
     }
 }
 
+/// Removes temp files that a killed writer left in `dir`. Only old ones:
+/// in a shared folder another machine may be writing one right now.
+fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let stale = name.starts_with(fsutil::TEMP_PREFIX)
+            && name.ends_with(fsutil::TEMP_SUFFIX)
+            && entry
+                .path()
+                .symlink_metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < hour_ago);
+        if stale {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Real directories and files only: a link could lead outside the sync dir.
 fn plain_entries(dir: &Path) -> io::Result<Vec<(String, fs::Metadata)>> {
     let mut out = Vec::new();
@@ -120,6 +143,10 @@ impl Transport for DirTransport {
         objects: &[(ObjectName, PathBuf)],
     ) -> Result<Vec<RemoteObject>, TransportError> {
         self.existing_root()?;
+        let dirs: std::collections::BTreeSet<&str> = objects.iter().map(|(n, _)| n.dir()).collect();
+        for dir in dirs {
+            remove_stale_temps(&self.root.join(dir));
+        }
         let mut stored = Vec::with_capacity(objects.len());
         for (name, local) in objects {
             let dest = self.path_of(name);
@@ -144,5 +171,36 @@ impl Transport for DirTransport {
             .tempfile_in(root)
             .map(drop)
             .map_err(self.io("write to", root))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_temp_files_are_removed_and_fresh_ones_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("git=x_y");
+        fs::create_dir_all(&dir).unwrap();
+        let old = dir.join(".ccsync-old.tmp");
+        let fresh = dir.join(".ccsync-fresh.tmp");
+        fs::write(&old, b"half").unwrap();
+        fs::write(&fresh, b"half").unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        let staged = root.path().join("staged");
+        fs::write(&staged, b"bundle").unwrap();
+        let t = DirTransport::new(root.path().to_path_buf());
+        let name = ObjectName::parse("git=x_y", "a.ccsync").unwrap();
+        let stored = t.store(&[(name.clone(), staged)]).unwrap();
+        assert_eq!((stored[0].name.clone(), stored[0].size), (name, 6));
+        assert!(!old.exists());
+        assert!(fresh.exists());
     }
 }
