@@ -114,3 +114,100 @@ fn the_client_resumes_in_a_subdirectory_and_past_200_characters() {
     let long = format!("b/{}/widget", "nested-folder-name".repeat(12));
     check(&long, Some("crates/core"));
 }
+
+/// The interactive `/resume` picker, run in B's checkout under a
+/// pseudo-terminal, lists the pulled session (by its first prompt). The
+/// client's first-run dialogs are answered in its config beforehand.
+#[test]
+fn the_resume_picker_lists_a_pulled_session() {
+    let clients = clients();
+    if clients.is_empty() {
+        return;
+    }
+    if Command::new("script").arg("--version").output().is_err() {
+        return skip_or_fail("resume picker: `script` (util-linux) is not installed");
+    }
+    for (var, client) in clients {
+        let w = World::new();
+        let a = w.machine("laptop");
+        let b = w.machine("desktop");
+        let a_repo = w.checkout("a/widget", Some("git@github.com:acme/widget.git"));
+        let b_repo = w.checkout("b/the widget", Some("https://github.com/acme/widget"));
+        a.init(&w);
+        b.init(&w);
+        let bytes = transcript(SID, &a_repo, 4, "PICKME-distinctive");
+        a.write_session(&a_repo, SID, &bytes);
+        a.run(&a_repo, &["push"]).success();
+        b.run(&b_repo, &["pull"]).success();
+
+        let config = serde_json::json!({
+            "hasCompletedOnboarding": true,
+            "theme": "dark",
+            "projects": { b_repo.to_str().unwrap(): {
+                "hasTrustDialogAccepted": true,
+                "hasCompletedProjectOnboarding": true,
+            }},
+        });
+        std::fs::write(b.claude.join(".claude.json"), config.to_string()).unwrap();
+        let inner = format!("{} --resume", client.display());
+        let mut child = Command::new("timeout")
+            .args(["12", "script", "-qec", &inner, "/dev/null"])
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("TERM", "xterm")
+            .env("HOME", &b.home)
+            .env("CLAUDE_CONFIG_DIR", &b.claude)
+            .current_dir(&b_repo)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kept open: end of input would end the session before it draws.
+        let stdin = child.stdin.take();
+        let mut screen = Vec::new();
+        std::io::Read::read_to_end(child.stdout.as_mut().unwrap(), &mut screen).unwrap();
+        child.wait().unwrap();
+        drop(stdin);
+        // The picker positions words with cursor moves, not spaces.
+        let screen = visible_text(&String::from_utf8_lossy(&screen));
+        assert!(
+            screen.contains("PICKME-distinctiveprompt0"),
+            "{var} ({}) did not list the pulled session: {screen:?}",
+            client.display()
+        );
+    }
+}
+
+/// The characters a terminal would show, without escape sequences or white
+/// space.
+fn visible_text(raw: &str) -> String {
+    let mut out = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // CSI: parameters up to a final byte in @..~
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC: up to BEL or ST
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' || (c == '\u{1b}' && chars.peek() == Some(&'\\')) {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            c if c.is_whitespace() || c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
