@@ -150,8 +150,8 @@ fn the_resume_picker_lists_a_pulled_session() {
         });
         std::fs::write(b.claude.join(".claude.json"), config.to_string()).unwrap();
         let inner = format!("{} --resume", client.display());
-        let mut child = Command::new("timeout")
-            .args(["12", "script", "-qec", &inner, "/dev/null"])
+        let mut child = Command::new("script")
+            .args(["-qec", &inner, "/dev/null"])
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("TERM", "xterm")
@@ -165,16 +165,36 @@ fn the_resume_picker_lists_a_pulled_session() {
             .unwrap();
         // Kept open: end of input would end the session before it draws.
         let stdin = child.stdin.take();
-        let mut screen = Vec::new();
-        std::io::Read::read_to_end(child.stdout.as_mut().unwrap(), &mut screen).unwrap();
-        child.wait().unwrap();
-        drop(stdin);
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let sink = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
         // The picker positions words with cursor moves, not spaces.
-        let screen = visible_text(&String::from_utf8_lossy(&screen));
+        let listed = || {
+            visible_text(&String::from_utf8_lossy(&screen.lock().unwrap()))
+                .contains("PICKME-distinctiveprompt0")
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !listed() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let found = listed();
+        let _ = child.kill();
+        let _ = child.wait();
+        drop(stdin);
         assert!(
-            screen.contains("PICKME-distinctiveprompt0"),
-            "{var} ({}) did not list the pulled session: {screen:?}",
-            client.display()
+            found,
+            "{var} ({}) did not list the pulled session: {:?}",
+            client.display(),
+            visible_text(&String::from_utf8_lossy(&screen.lock().unwrap()))
         );
     }
 }
