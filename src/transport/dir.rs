@@ -73,14 +73,31 @@ fn remove_stale_temps(dir: &Path) {
 }
 
 /// Real directories and files only: a link could lead outside the sync dir.
+/// Hidden entries (temp files being written) are passed over, and so is an
+/// entry that vanishes while the folder is read: another machine may be
+/// renaming its temp file into place right now.
 fn plain_entries(dir: &Path) -> io::Result<Vec<(String, fs::Metadata)>> {
+    plain_entries_with(dir, |p| p.symlink_metadata())
+}
+
+fn plain_entries_with(
+    dir: &Path,
+    stat: impl Fn(&Path) -> io::Result<fs::Metadata>,
+) -> io::Result<Vec<(String, fs::Metadata)>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        let meta = entry.path().symlink_metadata()?;
+        if name.starts_with('.') {
+            continue;
+        }
+        let meta = match stat(&entry.path()) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         if !meta.file_type().is_symlink() {
             out.push((name, meta));
         }
@@ -177,6 +194,34 @@ impl Transport for DirTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Listing while another machine writes: an entry that vanishes between
+    /// reading the folder and looking at the entry is passed over; any other
+    /// error still fails the listing.
+    #[test]
+    fn entries_that_vanish_while_listing_are_passed_over() {
+        let root = tempfile::tempdir().unwrap();
+        for name in ["a.ccsync", "vanishing.ccsync", "c.ccsync", ".ccsync-x.tmp"] {
+            fs::write(root.path().join(name), b"x").unwrap();
+        }
+        let stat = |kind: io::ErrorKind| {
+            move |p: &Path| {
+                if p.ends_with("vanishing.ccsync") {
+                    Err(io::Error::from(kind))
+                } else {
+                    p.symlink_metadata()
+                }
+            }
+        };
+        let mut names: Vec<String> = plain_entries_with(root.path(), stat(io::ErrorKind::NotFound))
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a.ccsync", "c.ccsync"]);
+        assert!(plain_entries_with(root.path(), stat(io::ErrorKind::PermissionDenied)).is_err());
+    }
 
     #[test]
     fn stale_temp_files_are_removed_and_fresh_ones_kept() {

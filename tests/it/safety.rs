@@ -347,20 +347,28 @@ fn two_machines_pushing_at_once_do_not_damage_each_other() {
     }
     for _ in 0..5 {
         a.append(&a_repo, &ids[0], &line(&ids[0], &a_repo, "again"));
-        let mut pa = a
+        let pa = a
             .std_cmd(&a_repo)
             .args(["push", "--all"])
-            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut pb = b
+        let pb = b
             .std_cmd(&b_repo)
             .args(["push", "--all", "--force"])
-            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        assert!(pa.wait().unwrap().success());
-        assert!(pb.wait().unwrap().success());
+        for push in [pa, pb] {
+            let out = push.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
     let dir = w.sync_dir().join("git=github.com_acme_widget");
     for (m, repo, id) in ids
