@@ -118,9 +118,9 @@ pub fn run(env: &Env, args: &DoctorArgs) -> Result<Outcome> {
     }
 
     let mut resolver = Resolver::new();
-    let (projects, untied) = match Local::scan(env, &mut resolver, &mut env.load_index()) {
+    let state = env.config_dir.load_state().unwrap_or_default();
+    let (projects, untied) = match Local::scan(env, &mut resolver, &mut env.load_index(), &state) {
         Ok(local) => {
-            let state = env.config_dir.load_state().unwrap_or_default();
             let mut projects: BTreeMap<String, (String, bool)> = known_projects(&state, &local)
                 .into_iter()
                 .map(|(k, root)| (k.to_string(), (root.display().to_string(), true)))

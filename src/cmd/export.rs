@@ -15,7 +15,12 @@ use crate::ui;
 
 pub fn run(env: &Env, args: &ExportArgs) -> Result<Outcome> {
     let mut resolver = Resolver::new();
-    let local = Local::scan(env, &mut resolver, &mut env.load_index())?;
+    let local = Local::scan(
+        env,
+        &mut resolver,
+        &mut env.load_index(),
+        &env.config_dir.load_state().unwrap_or_default(),
+    )?;
     let here = resolver.place(&env.cwd.to_string_lossy());
     let (session, placement) = local.chosen(args.session.as_deref(), &here, env)?;
     // Export works without `init`: the machine is then named by its host.

@@ -45,7 +45,12 @@ pub fn run(env: &Env, args: &ListArgs) -> Result<Outcome> {
 }
 
 fn local(env: &Env, json: bool) -> Result<Outcome> {
-    let local = Local::scan(env, &mut Resolver::new(), &mut env.load_index())?;
+    let local = Local::scan(
+        env,
+        &mut Resolver::new(),
+        &mut env.load_index(),
+        &env.config_dir.load_state().unwrap_or_default(),
+    )?;
     let mut rows = Vec::new();
     for (s, placement) in &local.sessions {
         let summary = transcript::summarize(&s.file.path).unwrap_or_default();

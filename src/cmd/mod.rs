@@ -203,12 +203,14 @@ pub struct Local {
 }
 
 impl Local {
-    pub fn scan(env: &Env, resolver: &mut Resolver, index: &mut Index) -> Result<Self> {
-        let placed = env
-            .config_dir
-            .load_state()
-            .unwrap_or_default()
-            .placed_sessions();
+    /// `state` says where ccsync placed sessions it pulled.
+    pub fn scan(
+        env: &Env,
+        resolver: &mut Resolver,
+        index: &mut Index,
+        state: &State,
+    ) -> Result<Self> {
+        let placed = state.placed_sessions();
         let inventory = env
             .claude
             .inventory(&placed, index)

@@ -219,7 +219,7 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
 
     let mut checkouts = BTreeMap::new();
     if args.all || only.is_some() {
-        let local = Local::scan(env, &mut resolver, &mut index)?;
+        let local = Local::scan(env, &mut resolver, &mut index, &state)?;
         checkouts = known_projects(&state, &local);
     }
     if !args.all {

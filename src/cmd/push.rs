@@ -42,8 +42,9 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
     let (_, machine, transport) = env.open_transport()?;
     let _lock = env.lock()?;
     let mut index = env.load_index();
+    let mut state = env.config_dir.load_state()?;
     let mut resolver = Resolver::new();
-    let local = Local::scan(env, &mut resolver, &mut index)?;
+    let local = Local::scan(env, &mut resolver, &mut index, &state)?;
     let chosen = if args.all {
         if !local.skipped.is_empty() {
             env.ui.status(format_args!(
@@ -70,7 +71,6 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
     let report = push::push(&mut link, &chosen, now, args.force)?;
 
     env.save_index(&index);
-    let mut state = env.config_dir.load_state()?;
     for (_, placement) in chosen
         .iter()
         .filter(|(s, _)| report.pushed.iter().any(|p| p.id == s.file.id))
