@@ -40,7 +40,7 @@ fn codec(c: &mut Criterion) {
     let t = transcript(8 << 20);
     let meta = meta();
     let mut encoded = Vec::new();
-    bundle::write(&meta, &mut t.as_slice(), t.len() as u64, &mut encoded).unwrap();
+    bundle::write(&meta, &mut t.as_slice(), t.len() as u64, &[], &mut encoded).unwrap();
 
     let mut group = c.benchmark_group("codec");
     group.throughput(Throughput::Bytes(t.len() as u64));
@@ -49,7 +49,7 @@ fn codec(c: &mut Criterion) {
         let mut out = Vec::with_capacity(encoded.len());
         b.iter(|| {
             out.clear();
-            bundle::write(&meta, &mut t.as_slice(), t.len() as u64, &mut out).unwrap();
+            bundle::write(&meta, &mut t.as_slice(), t.len() as u64, &[], &mut out).unwrap();
             black_box(out.len())
         })
     });
@@ -57,7 +57,7 @@ fn codec(c: &mut Criterion) {
         let mut out = Vec::with_capacity(t.len());
         b.iter(|| {
             out.clear();
-            black_box(bundle::read(encoded.as_slice(), &mut out).unwrap());
+            black_box(bundle::read(encoded.as_slice(), &mut out, &mut Vec::new()).unwrap());
         })
     });
     group.finish();

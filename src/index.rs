@@ -53,6 +53,9 @@ pub struct Pushed {
     pub sha256: String,
     pub original_cwd: String,
     pub relative_cwd: String,
+    /// Side files pushed with it: path in the bundle, and local stamp.
+    #[serde(default)]
+    pub parts: Vec<(String, Stamp)>,
     /// The object as the transport reported it after storing.
     pub remote: Stamp,
 }

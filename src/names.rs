@@ -126,7 +126,7 @@ impl fmt::Display for MachineName {
 
 /// A working directory relative to its project root, `/`-separated, with no
 /// `.`, `..`, empty or absolute components. Empty means the root itself.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
 pub struct RelPath(String);
 
 impl RelPath {
@@ -180,6 +180,119 @@ impl RelPath {
             p.extend(self.0.split('/'));
         }
         p
+    }
+}
+
+/// Where a session's side file belongs, relative to the session: one of
+/// [`PartKind`]'s roots, then a plain relative path (`subagents/agent-a1.jsonl`,
+/// `file-history/3f2a@v2`, `tasks/list/1.json`). The session id is not part
+/// of it, so the same part can be installed under a fork's id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartPath {
+    kind: PartKind,
+    rest: RelPath,
+}
+
+/// The kinds of side file a session has (FACTS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PartKind {
+    /// `projects/<enc>/<sid>/subagents/…`
+    Subagents,
+    /// `projects/<enc>/<sid>/tool-results/…`
+    ToolResults,
+    /// `file-history/<sid>/…`
+    FileHistory,
+    /// `todos/<sid>-<name>` (a single file name starting `agent-`)
+    Todos,
+    /// `tasks/<sid>/…`
+    Tasks,
+}
+
+impl PartKind {
+    pub const ALL: [PartKind; 5] = [
+        PartKind::Subagents,
+        PartKind::ToolResults,
+        PartKind::FileHistory,
+        PartKind::Todos,
+        PartKind::Tasks,
+    ];
+
+    pub fn root(self) -> &'static str {
+        match self {
+            PartKind::Subagents => "subagents",
+            PartKind::ToolResults => "tool-results",
+            PartKind::FileHistory => "file-history",
+            PartKind::Todos => "todos",
+            PartKind::Tasks => "tasks",
+        }
+    }
+
+    /// Whether the client only ever appends to these files (transcripts),
+    /// rather than rewriting them whole.
+    pub fn appended(self, rest: &str) -> bool {
+        self == PartKind::Subagents && rest.ends_with(".jsonl")
+    }
+}
+
+impl PartPath {
+    pub const MAX_DEPTH: usize = 8;
+    pub const MAX_COMPONENT: usize = 255;
+
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        const WHAT: &str = "side file path";
+        let (root, rest) = s.split_once('/').unwrap_or((s, ""));
+        let kind = PartKind::ALL
+            .into_iter()
+            .find(|k| k.root() == root)
+            .ok_or_else(|| {
+                invalid(
+                    WHAT,
+                    s,
+                    "must start with subagents/, tool-results/, file-history/, todos/ or tasks/",
+                )
+            })?;
+        let rest = RelPath::parse(rest).map_err(|e| invalid(WHAT, s, e.reason))?;
+        let parts: Vec<&str> = rest.as_str().split('/').collect();
+        if rest.is_root() || parts.len() > Self::MAX_DEPTH {
+            return Err(invalid(WHAT, s, "must name a file at most 8 folders deep"));
+        }
+        if parts
+            .iter()
+            .any(|c| c.len() > Self::MAX_COMPONENT || c.chars().any(char::is_control))
+        {
+            return Err(invalid(
+                WHAT,
+                s,
+                "has a name over 255 bytes or a control character",
+            ));
+        }
+        if kind == PartKind::Todos && (parts.len() != 1 || !parts[0].starts_with("agent-")) {
+            return Err(invalid(WHAT, s, "must be todos/agent-<id>.json"));
+        }
+        Ok(Self { kind, rest })
+    }
+
+    pub fn new(kind: PartKind, rest: &RelPath) -> Result<Self, NameError> {
+        Self::parse(&format!("{}/{}", kind.root(), rest.as_str()))
+    }
+
+    pub fn kind(&self) -> PartKind {
+        self.kind
+    }
+
+    /// The path below the kind's root.
+    pub fn rest(&self) -> &RelPath {
+        &self.rest
+    }
+
+    pub fn appended(&self) -> bool {
+        self.kind.appended(self.rest.as_str())
+    }
+}
+
+impl fmt::Display for PartPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind.root(), self.rest.as_str())
     }
 }
 
@@ -255,5 +368,42 @@ mod tests {
                 .is_root()
         );
         assert!(RelPath::between(Path::new("/r"), Path::new("/other")).is_none());
+    }
+
+    #[test]
+    fn part_paths() {
+        for good in [
+            "subagents/agent-a1.jsonl",
+            "subagents/agent-a1.meta.json",
+            "tool-results/toolu_01.txt",
+            "file-history/3f2a9c@v2",
+            "todos/agent-5c0375b4.json",
+            "tasks/5/1.json",
+            "tasks/.lock",
+        ] {
+            let p = PartPath::parse(good).unwrap();
+            assert_eq!(p.to_string(), good);
+        }
+        assert!(PartPath::parse("subagents/a.jsonl").unwrap().appended());
+        assert!(!PartPath::parse("subagents/a.meta.json").unwrap().appended());
+        for bad in [
+            "",
+            "subagents",
+            "subagents/",
+            "subagents/../x",
+            "subagents//x",
+            "/subagents/x",
+            "projects/x",
+            "memory/x",
+            "todos/x.json",
+            "todos/agent-a/b.json",
+            "tasks/a\\b",
+            "tasks/a\nb",
+            "tasks/C:/x",
+            &format!("tasks/{}", "a/".repeat(8) + "f"),
+            &format!("tasks/{}", "n".repeat(256)),
+        ] {
+            assert!(PartPath::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

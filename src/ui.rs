@@ -152,6 +152,22 @@ pub fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// `", 3 side files"`, or nothing when there are none.
+pub fn side_files(n: usize) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(", {}", plural(n, "side file", "side files"))
+    }
+}
+
+/// Warns about side files that could not be taken along.
+pub fn report_skipped_parts(ui: &Ui, skipped: &[(std::path::PathBuf, String)]) {
+    for (path, why) in skipped {
+        ui.warn(format_args!("left behind {}: {why}", path.display()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

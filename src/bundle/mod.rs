@@ -5,24 +5,29 @@
 //! published by the tool that named it (FACTS.md). Version 2, written here,
 //! adds the transcript's SHA-256 and the working directory relative to the
 //! project root. The transcript is the last field but for its line count and
-//! checksum, so an encoder can stream it and hash as it goes.
+//! checksum, so an encoder can stream it and hash as it goes. Version 3 is
+//! version 2 plus the session's side files (`parts`, see [`parts`]); it is
+//! written only for sessions that have side files, so a peer that reads
+//! version 2 still reads every session without them.
 //!
 //! Outer layers (compression, encryption) wrap the whole file; this module
 //! recognises their magic bytes and says what the file is instead of failing
 //! on it as bad JSON.
 
 pub mod json;
+pub mod parts;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::names::{MachineName, NameError, RelPath, SessionId};
+use crate::names::{MachineName, NameError, PartPath, RelPath, SessionId};
+pub use parts::{OutPart, PartBody, PartData, PartSink};
 use crate::project::ProjectKey;
 
-pub const CURRENT_VERSION: u32 = 2;
-pub const SUPPORTED_VERSIONS: [u32; 2] = [1, 2];
+pub const CURRENT_VERSION: u32 = 3;
+pub const SUPPORTED_VERSIONS: [u32; 3] = [1, 2, 3];
 /// Bundles larger than this are refused before they are read.
 pub const MAX_BUNDLE_BYTES: u64 = 1 << 30;
 /// File name extension in the sync dir and for `export`.
@@ -35,6 +40,8 @@ pub struct Bundle {
     pub meta: Meta,
     /// The transcript, complete lines only, exactly as on disk.
     pub transcript: Vec<u8>,
+    /// Side files, in bundle order.
+    pub parts: Vec<(PartPath, Vec<u8>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +63,7 @@ pub enum BundleError {
     #[error("it has no `_schemaVersion` field, so it is not a .ccsync bundle")]
     NoVersion,
     #[error(
-        "it has schema version {0}, which this ccsync does not read (it reads versions 1 and 2); upgrade ccsync"
+        "it has schema version {0}, which this ccsync does not read (it reads versions 1 to 3); upgrade ccsync"
     )]
     UnknownVersion(String),
     #[error("its fields are not those of a version {version} bundle: {source}")]
@@ -116,7 +123,8 @@ struct V1 {
     line_count: f64,
 }
 
-/// Version 2 without its transcript, in the order the fields are written.
+/// Versions 2 and 3 without the transcript and parts, in the order the
+/// fields are written.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct V2Head {
@@ -174,17 +182,19 @@ impl Tally {
     }
 }
 
-/// Writes a current-version bundle, streaming exactly `len` bytes (complete
-/// lines, UTF-8) of the transcript from `transcript` and hashing them on the
-/// way: memory stays small whatever the transcript's size.
+/// Writes a bundle, streaming exactly `len` bytes (complete lines, UTF-8)
+/// of the transcript from `transcript`, and each part, hashing them on the
+/// way: memory stays small whatever their sizes. Version 2 when there are no
+/// parts, else version 3.
 pub fn write(
     meta: &Meta,
     transcript: &mut impl Read,
     len: u64,
+    parts: &[OutPart],
     out: &mut (impl Write + Send),
-) -> Result<Body, BundleError> {
+) -> Result<(Body, Vec<PartBody>), BundleError> {
     let head = V2Head {
-        schema_version: CURRENT_VERSION,
+        schema_version: if parts.is_empty() { 2 } else { 3 },
         session_id: meta.session_id.to_string(),
         project_key: meta.project_key.to_string(),
         original_cwd: meta.original_cwd.clone(),
@@ -201,6 +211,11 @@ pub fn write(
     let mut head = serde_json::to_vec(&head).map_err(BundleError::Json)?;
     head.pop(); // the closing brace: the transcript follows
     out.write_all(&head)?;
+    let mut part_bodies = Vec::new();
+    if !parts.is_empty() {
+        out.write_all(b",\"parts\":")?;
+        part_bodies = parts::write_all(parts, out)?;
+    }
     out.write_all(b",\"jsonl\":\"")?;
     // Reading and escaping here; hashing and writing on a second thread
     // when the transcript is big enough to pay for one.
@@ -221,16 +236,17 @@ pub fn write(
         "\",\"lineCount\":{},\"sha256\":\"{}\"}}",
         body.lines, body.sha256
     )?;
-    Ok(body)
+    Ok((body, part_bodies))
 }
 
 /// Reads a bundle of any supported version, streaming its transcript into
-/// `transcript` and checking every field and the checksum. On error, what
-/// was written to `transcript` must be thrown away.
+/// `transcript` and its parts into `parts`, and checking every field and
+/// checksum. On error, everything written to either must be thrown away.
 pub fn read(
     input: impl Read,
     transcript: &mut (impl Write + Send),
-) -> Result<(Meta, Body), BundleError> {
+    parts: &mut dyn PartSink,
+) -> Result<(Meta, Body, Vec<PartBody>), BundleError> {
     let mut input = BufReader::with_capacity(1 << 16, input);
     sniff(input.fill_buf()?)?;
     let mut reader = json::ObjectReader::new(input, MAX_BUNDLE_BYTES);
@@ -241,6 +257,8 @@ pub fn read(
     let mut tally = Tally::new();
     let mut utf8 = json::Utf8Check::default();
     let mut valid = true;
+    let mut part_bodies = None;
+    let mut part_error = None;
     let (parsed, written) = pipeline(
         big,
         |chunk: Vec<u8>| {
@@ -252,11 +270,33 @@ pub fn read(
             transcript.write_all(&chunk)
         },
         |emit| {
-            parse_object(&mut reader, &mut fields, |chunk| {
-                emit(chunk).map_err(json::Error::Io)
-            })
+            parse_object(
+                &mut reader,
+                &mut fields,
+                |chunk| emit(chunk).map_err(json::Error::Io),
+                |reader| {
+                    if part_bodies.is_some() {
+                        return Err(json::Error::Syntax(json::Syntax(
+                            "duplicate field `parts`".into(),
+                        )));
+                    }
+                    match parts::read_all(reader, parts) {
+                        Ok(bodies) => {
+                            part_bodies = Some(bodies);
+                            Ok(())
+                        }
+                        Err(e) => {
+                            part_error = Some(e);
+                            Err(json::Error::Syntax(json::Syntax("bad parts".into())))
+                        }
+                    }
+                },
+            )
         },
     );
+    if let Some(e) = part_error {
+        return Err(e);
+    }
     let has_jsonl = match parsed {
         Ok(has) => has,
         Err(json::Error::Io(e)) => return Err(BundleError::Io(written.err().unwrap_or(e))),
@@ -280,21 +320,35 @@ pub fn read(
             let mut tally = tally.ok_or_else(|| missing_jsonl(1))?;
             // Other writers may drop the final newline; without it the
             // client's next append would be glued to the last line.
+            if part_bodies.is_some() {
+                return Err(field("parts", "is not part of version 1"));
+            }
             if tally.last.is_some_and(|b| b != b'\n') {
                 transcript.write_all(b"\n")?;
                 tally.add(b"\n");
             }
-            Ok((decode_v1(fields)?, tally.finish()))
+            Ok((decode_v1(fields)?, tally.finish(), Vec::new()))
         }
-        serde_json::Value::Number(n) if n.as_u64() == Some(2) => {
-            let tally = tally.ok_or_else(|| missing_jsonl(2))?;
+        serde_json::Value::Number(n) if matches!(n.as_u64(), Some(2 | 3)) => {
+            let version = n.as_u64().unwrap_or(2) as u32;
+            let tally = tally.ok_or_else(|| missing_jsonl(version))?;
+            let part_bodies = match (version, part_bodies) {
+                (2, Some(_)) => return Err(field("parts", "is not part of version 2")),
+                (3, None) => {
+                    return Err(BundleError::Shape {
+                        version,
+                        source: serde::de::Error::missing_field("parts"),
+                    });
+                }
+                (_, bodies) => bodies.unwrap_or_default(),
+            };
             let last = tally.last;
             let body = tally.finish();
-            let meta = decode_v2(fields, &body)?;
+            let meta = decode_v2(version, fields, &body)?;
             if last.is_some_and(|b| b != b'\n') {
                 return Err(field("jsonl", "does not end with a complete line"));
             }
-            Ok((meta, body))
+            Ok((meta, body, part_bodies))
         }
         other => Err(BundleError::UnknownVersion(other.to_string())),
     }
@@ -327,12 +381,14 @@ fn pipeline<T: Send, R>(
     })
 }
 
-/// Reads the object's fields: `jsonl` is streamed to `emit`, the others
-/// (small) collected into `fields`. Returns whether `jsonl` was there.
+/// Reads the object's fields: `jsonl` is streamed to `emit`, `parts` handed
+/// to `on_parts`, the others (small) collected into `fields`. Returns
+/// whether `jsonl` was there.
 fn parse_object<R: BufRead>(
     reader: &mut json::ObjectReader<R>,
     fields: &mut serde_json::Map<String, serde_json::Value>,
     mut emit: impl FnMut(Vec<u8>) -> Result<(), json::Error>,
+    mut on_parts: impl FnMut(&mut json::ObjectReader<R>) -> Result<(), json::Error>,
 ) -> Result<bool, json::Error> {
     let duplicate =
         |key: &str| json::Error::Syntax(json::Syntax(format!("duplicate field `{key}`")));
@@ -351,6 +407,8 @@ fn parse_object<R: BufRead>(
             }
             reader.stream_string(&mut emit)?;
             has_jsonl = true;
+        } else if key == "parts" {
+            on_parts(reader)?;
         } else {
             let raw = reader.raw_value(1 << 16)?;
             let value = serde_json::from_slice(&raw)
@@ -438,11 +496,12 @@ fn decode_v1(fields: serde_json::Map<String, serde_json::Value>) -> Result<Meta,
 }
 
 fn decode_v2(
+    version: u32,
     mut fields: serde_json::Map<String, serde_json::Value>,
     body: &Body,
 ) -> Result<Meta, BundleError> {
-    fields.insert("_schemaVersion".into(), 2.into());
-    let v: V2Head = serde_json::from_value(fields.into()).map_err(shape(2))?;
+    fields.insert("_schemaVersion".into(), version.into());
+    let v: V2Head = serde_json::from_value(fields.into()).map_err(shape(version))?;
     check_cwd(&v.original_cwd)?;
     if body.sha256 != v.sha256 {
         return Err(BundleError::Checksum {
@@ -460,7 +519,7 @@ fn decode_v2(
         ));
     }
     Ok(Meta {
-        version: 2,
+        version,
         session_id: SessionId::parse(&v.session_id).map_err(name_field("sessionId"))?,
         project_key: ProjectKey::parse(&v.project_key).map_err(|e| field("projectKey", e))?,
         original_cwd: v.original_cwd,
@@ -471,10 +530,26 @@ fn decode_v2(
 }
 
 impl Bundle {
-    /// Writes the current version.
+    /// Writes version 3, or 2 when there are no parts.
     pub fn encode(&self, mut out: impl Write + Send) -> Result<(), BundleError> {
         let len = self.transcript.len() as u64;
-        write(&self.meta, &mut self.transcript.as_slice(), len, &mut out).map(drop)
+        let parts: Vec<OutPart> = self
+            .parts
+            .iter()
+            .map(|(path, bytes)| OutPart {
+                path: path.clone(),
+                len: bytes.len() as u64,
+                data: PartData::Bytes(bytes.clone()),
+            })
+            .collect();
+        write(
+            &self.meta,
+            &mut self.transcript.as_slice(),
+            len,
+            &parts,
+            &mut out,
+        )
+        .map(drop)
     }
 
     pub fn to_bytes(&self) -> Result<Vec<u8>, BundleError> {
@@ -489,8 +564,13 @@ impl Bundle {
             return Err(BundleError::TooLarge);
         }
         let mut transcript = Vec::new();
-        let (meta, _) = read(bytes, &mut transcript)?;
-        Ok(Bundle { meta, transcript })
+        let mut parts = Vec::new();
+        let (meta, _, _) = read(bytes, &mut transcript, &mut parts)?;
+        Ok(Bundle {
+            meta,
+            transcript,
+            parts,
+        })
     }
 }
 
@@ -501,7 +581,7 @@ mod tests {
     fn sample() -> Bundle {
         Bundle {
             meta: Meta {
-                version: CURRENT_VERSION,
+                version: 2,
                 session_id: SessionId::parse("5c0375b4-57a5-4f26-b12d-d022ee4e51b7").unwrap(),
                 project_key: ProjectKey::parse("git:github.com/acme/widget").unwrap(),
                 original_cwd: r"C:\Users\a\widget\sub".into(),
@@ -510,7 +590,90 @@ mod tests {
                 exported_at_ms: 1_715_380_000_000,
             },
             transcript: b"{\"parentUuid\":null,\"b\":\"\xc3\xa4\\u0000\"}\n{}\n".to_vec(),
+            parts: Vec::new(),
         }
+    }
+
+    fn with_parts() -> Bundle {
+        let mut b = sample();
+        b.meta.version = 3;
+        let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+        b.parts = vec![
+            (
+                PartPath::parse("subagents/agent-a1.jsonl").unwrap(),
+                b"{\"isSidechain\":true,\"t\":\"\xc3\xa4\"}\n".to_vec(),
+            ),
+            (PartPath::parse("file-history/abc@v1").unwrap(), binary),
+            (PartPath::parse("tool-results/empty.txt").unwrap(), Vec::new()),
+            (
+                PartPath::parse("tasks/list/1.json").unwrap(),
+                "{\"subject\":\"日本\"}".repeat(20_000).into_bytes(),
+            ),
+        ];
+        b
+    }
+
+    #[test]
+    fn version_3_carries_parts_text_and_binary() {
+        let b = with_parts();
+        let bytes = b.to_bytes().unwrap();
+        assert!(bytes.starts_with(b"{\"_schemaVersion\":3,"));
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains("\"path\":\"file-history/abc@v1\",\"encoding\":\"base64\""));
+        assert!(text.contains("\"path\":\"tasks/list/1.json\",\"encoding\":\"utf8\""));
+        assert_eq!(Bundle::decode(&bytes).unwrap(), b);
+        // Field order inside a part may vary, but data streams: path and
+        // encoding first.
+        let swapped = text.replacen(
+            "{\"path\":\"subagents/agent-a1.jsonl\",\"encoding\":\"utf8\",",
+            "{\"encoding\":\"utf8\",\"path\":\"subagents/agent-a1.jsonl\",",
+            1,
+        );
+        assert_eq!(Bundle::decode(swapped.as_bytes()).unwrap(), b);
+    }
+
+    #[test]
+    fn bad_parts_are_refused() {
+        let good = String::from_utf8(with_parts().to_bytes().unwrap()).unwrap();
+        let cases: Vec<(String, &str)> = vec![
+            (good.replace("subagents/agent-a1.jsonl", "../../../etc/x"), "side file path"),
+            (good.replace("subagents/agent-a1.jsonl", "/etc/passwd"), "side file path"),
+            (good.replace("subagents/agent-a1.jsonl", "subagents/../../x"), "side file path"),
+            (good.replace("subagents/agent-a1.jsonl", "memory/MEMORY.md"), "side file path"),
+            (good.replace("tool-results/empty.txt", "file-history/abc@v1"), "twice"),
+            (good.replace("\"size\":0", "\"size\":1"), "says 1 bytes"),
+            (good.replace("\"encoding\":\"base64\"", "\"encoding\":\"hex\""), "encoding"),
+            (good.replace("\"encoding\":\"base64\"", "\"encoding\":\"utf8\""), "SHA-256"),
+            (good.replace("AAECAwQF", "AA*CAwQF"), "base64"),
+            (good.replace(",\"size\":0", ",\"extra\":1,\"size\":0"), "unknown field `extra`"),
+            (
+                good.replacen(
+                    "{\"path\":\"subagents/agent-a1.jsonl\",\"encoding\":\"utf8\",",
+                    "{\"path\":\"subagents/agent-a1.jsonl\",",
+                    1,
+                )
+                .replacen("\\n\",\"size\"", "\\n\",\"encoding\":\"utf8\",\"size\"", 1),
+                "must come before `data`",
+            ),
+            (good.replace("\"_schemaVersion\":3", "\"_schemaVersion\":2"), "not part of version 2"),
+            (good.replace("\"_schemaVersion\":3", "\"_schemaVersion\":1"), "not part of version 1"),
+            (good.replacen("\"parts\":[", "\"partz\":[", 1), "too long"),
+            (good.replacen("\"parts\":[", "\"partz\":[],\"parts\":[", 1), "unknown field `partz`"),
+            (good.replacen("\"jsonl\"", "\"parts\":[],\"jsonl\"", 1), "duplicate field `parts`"),
+        ];
+        for (bytes, want) in cases {
+            let err = Bundle::decode(bytes.as_bytes()).expect_err(want).to_string();
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+        }
+        let without = good.replacen("\"jsonl\"", "\"x\":0,\"jsonl\"", 1);
+        assert!(Bundle::decode(without.as_bytes()).is_err());
+        let mut v3_without_parts = sample();
+        v3_without_parts.meta.version = 3;
+        let text = String::from_utf8(v3_without_parts.to_bytes().unwrap()).unwrap();
+        let err = Bundle::decode(text.replace("\"_schemaVersion\":2", "\"_schemaVersion\":3").as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `parts`"), "{err}");
     }
 
     #[test]
@@ -537,7 +700,7 @@ mod tests {
             (b"[1,2]".to_vec(), "not a JSON object"),
             (b"\"x\"".to_vec(), "not a JSON object"),
             (b"{}".to_vec(), "no `_schemaVersion`"),
-            (b"{\"_schemaVersion\":3}".to_vec(), "version 3"),
+            (b"{\"_schemaVersion\":4}".to_vec(), "version 4"),
             (b"{\"_schemaVersion\":\"1\"}".to_vec(), "version \"1\""),
             (b"\x1f\x8b\x08\x00".to_vec(), "gzip"),
             (
@@ -630,7 +793,7 @@ mod tests {
         let err = b.encode(Full(100_000)).unwrap_err();
         assert!(err.to_string().contains("disk full"), "{err}");
         let bytes = b.to_bytes().unwrap();
-        let err = read(bytes.as_slice(), &mut Full(100_000)).unwrap_err();
+        let err = read(bytes.as_slice(), &mut Full(100_000), &mut Vec::new()).unwrap_err();
         assert!(err.to_string().contains("disk full"), "{err}");
     }
 
@@ -662,15 +825,24 @@ mod properties {
             "\\PC{1,60}",
             prop::collection::vec("[a-z0-9 ._-]{1,8}", 0..3),
             any::<u64>(),
+            prop::collection::btree_map(
+                "(subagents|tool-results|file-history|tasks)/[a-z0-9@._-]{1,12}",
+                prop::collection::vec(any::<u8>(), 0..200),
+                0..4,
+            ),
         )
-            .prop_map(|(lines, machine, cwd, rel, at)| {
+            .prop_map(|(lines, machine, cwd, rel, at, parts)| {
+                let parts: Vec<(PartPath, Vec<u8>)> = parts
+                    .into_iter()
+                    .filter_map(|(p, bytes)| Some((PartPath::parse(&p).ok()?, bytes)))
+                    .collect();
                 let transcript: Vec<u8> = lines
                     .iter()
                     .flat_map(|l| format!("{l}\n").into_bytes())
                     .collect();
                 Bundle {
                     meta: Meta {
-                        version: CURRENT_VERSION,
+                        version: if parts.is_empty() { 2 } else { 3 },
                         session_id: SessionId::new_random(),
                         project_key: ProjectKey::parse("git:example.org/x/y").unwrap(),
                         original_cwd: cwd,
@@ -679,6 +851,7 @@ mod properties {
                         exported_at_ms: at,
                     },
                     transcript,
+                    parts,
                 }
             })
             .prop_filter("valid cwd", |b| !b.meta.original_cwd.contains('\0'))

@@ -3,6 +3,7 @@
 
 pub mod dirname;
 pub mod live;
+pub mod parts;
 pub mod sessions;
 pub mod transcript;
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
+use ccsync::claude::parts::PartFinder;
 use ccsync::names::MachineName;
 use ccsync::project::Resolver;
 use ccsync::sync::{now_ms, push};
@@ -29,7 +30,11 @@ pub fn run(env: &Env, args: &ExportArgs) -> Result<Outcome> {
         None => MachineName::from_hostname(&gethostname::gethostname().to_string_lossy())
             .unwrap_or_else(|| MachineName::parse("unknown").expect("valid name")),
     };
-    let out = push::prepare(session, placement, &machine, now_ms())?;
+    let parts = PartFinder::new(&env.claude).find(
+        session.file.path.parent().unwrap_or(std::path::Path::new(".")),
+        &session.file.id,
+    );
+    let out = push::prepare(session, parts, placement, &machine, now_ms())?;
     let target = args
         .output
         .clone()
@@ -49,11 +54,13 @@ pub fn run(env: &Env, args: &ExportArgs) -> Result<Outcome> {
             ui::size(out.partial_tail)
         ));
     }
+    ui::report_skipped_parts(&env.ui, &out.skipped_parts);
     env.ui.status(format_args!(
-        "exported {} ({}, {}) to {}",
+        "exported {} ({}, {}{}) to {}",
         session.file.id,
         ui::size(body.len),
         ui::plural(body.lines as usize, "line", "lines"),
+        ui::side_files(out.parts.len()),
         if target.as_os_str() == "-" {
             "stdout".to_owned()
         } else {

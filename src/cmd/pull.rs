@@ -8,8 +8,8 @@ use serde::Serialize;
 use ccsync::config::State;
 use ccsync::names::SessionId;
 use ccsync::project::Resolver;
-use ccsync::sync::plan::{Action, Verdict};
-use ccsync::sync::pull::{self, Checkout, Outcome as SessionOutcome, PullReport};
+use ccsync::sync::plan::{Action, PartAction, Verdict};
+use ccsync::sync::pull::{self, Checkout, Outcome as SessionOutcome, PartsOutcome, PullReport};
 use ccsync::sync::{Link, now_ms};
 
 use super::{Env, Local, Outcome, known_projects};
@@ -32,6 +32,47 @@ pub struct OutcomeJson {
     /// Why the transcript was not replaced although the plan said to.
     held: Option<String>,
     forks: Vec<ForkJson>,
+    side_files: SideFilesJson,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SideFilesJson {
+    /// Added, extended or brought to a newer state.
+    written: usize,
+    /// Left as they are here although the incoming ones differ.
+    kept: Vec<KeptJson>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeptJson {
+    path: String,
+    /// `local-ahead` or `differs`.
+    reason: &'static str,
+}
+
+impl SideFilesJson {
+    fn new(p: &PartsOutcome) -> Self {
+        Self {
+            written: p.written,
+            kept: p
+                .kept
+                .iter()
+                .map(|(path, why)| KeptJson {
+                    path: path.display().to_string(),
+                    reason: kept_reason(*why),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn kept_reason(action: PartAction) -> &'static str {
+    match action {
+        PartAction::LocalAhead => "local-ahead",
+        _ => "differs",
+    }
 }
 
 #[derive(Serialize)]
@@ -43,6 +84,7 @@ struct ForkJson {
     transcript: String,
     action: &'static str,
     held: Option<String>,
+    side_files: SideFilesJson,
 }
 
 fn action_name(action: Action) -> &'static str {
@@ -111,8 +153,10 @@ impl OutcomeJson {
                     transcript: f.transcript.display().to_string(),
                     action: action_name(f.action),
                     held: f.held.as_ref().map(ToString::to_string),
+                    side_files: SideFilesJson::new(&f.parts),
                 })
                 .collect(),
+            side_files: SideFilesJson::new(&o.parts),
         }
     }
 }
@@ -138,6 +182,7 @@ pub fn describe(env: &Env, o: &SessionOutcome) {
         )),
         Action::Keep => {}
     }
+    describe_parts(env, &o.parts);
     if o.from.is_some() {
         if !o.cwd.is_dir() {
             env.ui.warn(format_args!(
@@ -182,6 +227,28 @@ pub fn describe(env: &Env, o: &SessionOutcome) {
                 m = fork.machine,
             )),
         }
+        if fork.held.is_none() {
+            describe_parts(env, &fork.parts);
+        }
+    }
+}
+
+fn describe_parts(env: &Env, parts: &PartsOutcome) {
+    if parts.written > 0 {
+        env.ui.status(format_args!(
+            "  {} written",
+            ui::plural(parts.written, "side file", "side files")
+        ));
+    }
+    for (path, why) in &parts.kept {
+        env.ui.status(format_args!(
+            "  kept {} as it is here: {}",
+            path.display(),
+            match why {
+                PartAction::LocalAhead => "this machine's is longer",
+                _ => "it differs from the incoming one, and this machine's session is not behind",
+            }
+        ));
     }
 }
 

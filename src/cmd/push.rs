@@ -3,6 +3,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use ccsync::claude::parts::PartFinder;
 use ccsync::project::Resolver;
 use ccsync::sync::{Link, now_ms, push};
 
@@ -19,6 +20,8 @@ struct PushedJson {
     bytes: u64,
     lines: u64,
     partial_tail_bytes: u64,
+    side_files: usize,
+    side_files_left_behind: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -68,7 +71,8 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
         index: &mut index,
         progress: &env.ui.bar("pushing"),
     };
-    let report = push::push(&mut link, &chosen, now, args.force)?;
+    let finder = PartFinder::new(&env.claude);
+    let report = push::push(&mut link, &finder, &chosen, now, args.force)?;
 
     env.save_index(&index);
     for (_, placement) in chosen
@@ -83,12 +87,14 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
 
     for p in &report.pushed {
         env.ui.status(format_args!(
-            "pushed {} ({}, {}) for {}",
+            "pushed {} ({}, {}{}) for {}",
             p.id,
             ui::size(p.bytes),
             ui::plural(p.lines as usize, "line", "lines"),
+            ui::side_files(p.parts),
             p.key
         ));
+        ui::report_skipped_parts(&env.ui, &p.skipped_parts);
         if p.partial_tail > 0 {
             env.ui.status(format_args!(
                 "  left behind the last {} of {}: a line Claude Code is still writing; push again once it is done",
@@ -124,6 +130,12 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
                     bytes: p.bytes,
                     lines: p.lines,
                     partial_tail_bytes: p.partial_tail,
+                    side_files: p.parts,
+                    side_files_left_behind: p
+                        .skipped_parts
+                        .iter()
+                        .map(|(path, _)| path.display().to_string())
+                        .collect(),
                 })
                 .collect(),
             unchanged: report.unchanged.iter().map(ToString::to_string).collect(),

@@ -10,9 +10,9 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::bundle::{self, Body, BundleError, Meta};
+use crate::bundle::{self, Body, BundleError, Meta, PartSink};
 use crate::fsutil;
-use crate::names::SessionId;
+use crate::names::{PartPath, SessionId};
 
 /// Why one session could not be moved. Batches report these and go on.
 #[derive(Debug, thiserror::Error)]
@@ -83,16 +83,66 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A bundle that arrived, its transcript unpacked into a private file.
+/// A bundle that arrived, its transcript and side files unpacked into
+/// private files.
 #[derive(Debug, Clone)]
 pub struct Received {
     pub meta: Meta,
     pub body: Body,
     pub transcript: PathBuf,
+    pub parts: Vec<ReceivedPart>,
+}
+
+/// A side file that arrived.
+#[derive(Debug, Clone)]
+pub struct ReceivedPart {
+    pub path: PartPath,
+    pub file: PathBuf,
+    pub len: u64,
+    pub sha256: String,
+}
+
+/// Writes each part to a private file of its own in `dir` (fsynced).
+struct StagedParts {
+    dir: PathBuf,
+    files: Vec<(PartPath, PathBuf)>,
+    current: Option<BufWriter<File>>,
+}
+
+impl PartSink for StagedParts {
+    fn begin(&mut self, path: &PartPath) -> io::Result<()> {
+        if self.files.is_empty() {
+            fsutil::create_private_dir_all(&self.dir)?;
+        }
+        let file = self.dir.join(self.files.len().to_string());
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        self.current = Some(BufWriter::with_capacity(1 << 16, options.open(&file)?));
+        self.files.push((path.clone(), file));
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.current
+            .as_mut()
+            .ok_or_else(|| io::Error::other("part data before its start"))?
+            .write_all(bytes)
+    }
+
+    fn end(&mut self) -> io::Result<()> {
+        let out = self
+            .current
+            .take()
+            .ok_or_else(|| io::Error::other("part end before its start"))?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    }
 }
 
 /// Decodes the bundle at `bundle_path`, streaming its transcript into a new
-/// private file at `into` (fsynced). Nothing is left at `into` on error.
+/// private file at `into` (fsynced) and its side files into a folder beside
+/// it. Nothing is left at `into` on error.
 pub fn receive(bundle_path: &Path, into: &Path) -> Result<Received, BundleError> {
     let input = File::open(bundle_path)?;
     if input.metadata()?.len() > bundle::MAX_BUNDLE_BYTES {
@@ -106,18 +156,42 @@ pub fn receive(bundle_path: &Path, into: &Path) -> Result<Received, BundleError>
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
     let mut tmp = builder.tempfile_in(dir)?;
-    let (meta, body) = {
+    let mut staged = StagedParts {
+        dir: into.with_extension("parts"),
+        files: Vec::new(),
+        current: None,
+    };
+    let decoded = (|| {
         let mut out = BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
-        let decoded = bundle::read(input, &mut out)?;
+        let decoded = bundle::read(input, &mut out, &mut staged)?;
         out.flush()?;
-        decoded
+        Ok(decoded)
+    })();
+    let (meta, body, part_bodies) = match decoded {
+        Ok(d) => d,
+        Err(e) => {
+            staged.current = None;
+            let _ = std::fs::remove_dir_all(&staged.dir);
+            return Err(e);
+        }
     };
     tmp.as_file().sync_all()?;
     tmp.persist(into).map_err(|e| BundleError::Io(e.error))?;
+    let parts = part_bodies
+        .into_iter()
+        .zip(staged.files)
+        .map(|(b, (path, file))| ReceivedPart {
+            path,
+            file,
+            len: b.len,
+            sha256: b.sha256,
+        })
+        .collect();
     Ok(Received {
         meta,
         body,
         transcript: into.to_path_buf(),
+        parts,
     })
 }
 

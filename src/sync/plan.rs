@@ -106,6 +106,45 @@ pub fn decide_with(
     Plan { action, verdicts }
 }
 
+/// What becomes of one side file that arrived with a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartAction {
+    /// Absent here, shorter here and extended by the incoming one, or
+    /// superseded: write the incoming file.
+    Write,
+    /// The same here.
+    Same,
+    /// Kept: this machine's file is longer and starts with the incoming one.
+    LocalAhead,
+    /// Kept: the two differ, and nothing says which is newer.
+    Differs,
+}
+
+/// Decides for one side file from its lengths and `same_prefix(n)`, whether
+/// the first `n` bytes of both agree. `supersedes` says the incoming file is
+/// the newer state of a file rewritten whole: the session's transcript here
+/// is a strict prefix of the incoming one, so nothing was done here since.
+/// Files the client only appends to (subagent transcripts) never supersede:
+/// like transcripts, they are only ever extended.
+pub fn decide_part(
+    local_len: Option<u64>,
+    incoming_len: u64,
+    same_prefix: impl FnOnce(u64) -> bool,
+    supersedes: bool,
+) -> PartAction {
+    let Some(local_len) = local_len else {
+        return PartAction::Write;
+    };
+    let agree = same_prefix(local_len.min(incoming_len));
+    match (agree, local_len.cmp(&incoming_len)) {
+        (true, std::cmp::Ordering::Equal) => PartAction::Same,
+        (true, std::cmp::Ordering::Less) => PartAction::Write,
+        _ if supersedes => PartAction::Write,
+        (true, std::cmp::Ordering::Greater) => PartAction::LocalAhead,
+        (false, _) => PartAction::Differs,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +288,27 @@ mod properties {
             }
             prop_assert_eq!(plan.verdicts.len(), copies.len());
         }
+    }
+
+    #[test]
+    fn side_files_are_added_or_extended_and_superseded_only_when_newer() {
+        let part = |local: Option<&str>, incoming: &str, supersedes: bool| {
+            decide_part(
+                local.map(|l| l.len() as u64),
+                incoming.len() as u64,
+                |n| local.unwrap()[..n as usize] == incoming[..n as usize],
+                supersedes,
+            )
+        };
+        for supersedes in [false, true] {
+            assert_eq!(part(None, "a", supersedes), PartAction::Write);
+            assert_eq!(part(Some("ab"), "ab", supersedes), PartAction::Same);
+            assert_eq!(part(Some("ab"), "abc", supersedes), PartAction::Write);
+            assert_eq!(part(Some(""), "abc", supersedes), PartAction::Write);
+        }
+        assert_eq!(part(Some("abc"), "ab", false), PartAction::LocalAhead);
+        assert_eq!(part(Some("xbc"), "abc", false), PartAction::Differs);
+        assert_eq!(part(Some("abc"), "ab", true), PartAction::Write);
+        assert_eq!(part(Some("xbc"), "abc", true), PartAction::Write);
     }
 }

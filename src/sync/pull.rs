@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::plan::{self, Action, Side, Verdict};
+use super::plan::{self, Action, PartAction, Side, Verdict};
 use super::{Link, Received, SessionError};
 use crate::claude::ClaudeHome;
 use crate::claude::live::{InUse, Writers};
@@ -47,6 +47,18 @@ pub struct Outcome {
     /// Size and lines of the transcript after the pull.
     pub bytes: u64,
     pub lines: u64,
+    pub parts: PartsOutcome,
+}
+
+/// What became of a session's side files.
+#[derive(Debug, Clone, Default)]
+pub struct PartsOutcome {
+    /// How many were written: added, extended, or superseded by a newer state.
+    pub written: usize,
+    /// Kept as they are here although the incoming ones differ, and why.
+    pub kept: Vec<(PathBuf, PartAction)>,
+    /// Where every side file that arrived is on this machine.
+    pub files: Vec<PathBuf>,
 }
 
 /// Another machine's branch of a session that was continued on both,
@@ -58,6 +70,7 @@ pub struct Fork {
     pub transcript: PathBuf,
     pub action: Action,
     pub held: Option<InUse>,
+    pub parts: PartsOutcome,
 }
 
 #[derive(Debug, Default)]
@@ -258,9 +271,38 @@ impl<'a> Installer<'a> {
             Action::Install { from } | Action::FastForward { from } => Some(from),
             Action::Keep => None,
         };
-        let (action, held) = match chosen {
-            Some(from) => self.apply(plan.action, &dest, &copies[from].transcript)?,
-            None => (Action::Keep, None),
+        // The side files of every copy that is not a fork, the chosen one
+        // first: it alone may supersede what is here. They go in before the
+        // transcript that refers to them, and not at all while Claude Code
+        // writes the session.
+        let mut order: Vec<usize> = chosen.into_iter().collect();
+        order.extend(
+            (0..copies.len()).filter(|&i| Some(i) != chosen && plan.verdicts[i] != Verdict::Diverged),
+        );
+        let mut parts = PartsOutcome::default();
+        let pending = chosen.is_some()
+            || order
+                .iter()
+                .map(|&i| self.parts_pending(&copies[i], &dir, id))
+                .collect::<Result<Vec<bool>, _>>()?
+                .contains(&true);
+        let live = if pending && local_len.is_some() {
+            self.in_use(&dest)
+        } else {
+            None
+        };
+        let (action, held) = match live {
+            Some(live) => (Action::Keep, Some(live)),
+            None => {
+                for &i in &order {
+                    let supersedes = Some(i) == chosen;
+                    self.install_parts(&copies[i], &dir, id, supersedes, &mut parts)?;
+                }
+                match chosen {
+                    Some(from) => self.apply(plan.action, &dest, &copies[from].transcript)?,
+                    None => (Action::Keep, None),
+                }
+            }
         };
         let written = chosen.filter(|_| held.is_none());
         let mut forks = Vec::new();
@@ -293,7 +335,57 @@ impl<'a> Installer<'a> {
             forks,
             bytes,
             lines,
+            parts,
         })
+    }
+
+    /// Whether any side file of `copy` would be written for session `id`.
+    fn parts_pending(
+        &self,
+        copy: &Received,
+        dir: &Path,
+        id: &SessionId,
+    ) -> Result<bool, SessionError> {
+        for part in &copy.parts {
+            let dest = self.claude.part_file(dir, id, &part.path);
+            if decide_part(&dest, part, false)? == PartAction::Write {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Installs the side files of `copy` for session `id`, whose transcript
+    /// is in `dir`, each atomically.
+    fn install_parts(
+        &self,
+        copy: &Received,
+        dir: &Path,
+        id: &SessionId,
+        supersedes: bool,
+        out: &mut PartsOutcome,
+    ) -> Result<(), SessionError> {
+        for part in &copy.parts {
+            let dest = self.claude.part_file(dir, id, &part.path);
+            let seen = out.files.contains(&dest);
+            match decide_part(&dest, part, supersedes && !part.path.appended())? {
+                PartAction::Write => {
+                    super::place(&part.file, &dest).map_err(|source| SessionError::Write {
+                        path: dest.clone(),
+                        source,
+                    })?;
+                    out.written += 1;
+                }
+                PartAction::Same => {}
+                // What an earlier copy wrote in this pull is not news.
+                kept if !seen => out.kept.push((dest.clone(), kept)),
+                _ => {}
+            }
+            if !seen {
+                out.files.push(dest);
+            }
+        }
+        Ok(())
     }
 
     /// Keeps `copy`, a branch that diverged from the local transcript, as a
@@ -335,6 +427,27 @@ impl<'a> Installer<'a> {
                 source,
             })?;
             if plan.verdicts[0] != Verdict::Diverged || generation + 1 == MAX_FORK_GENERATIONS {
+                // The fork's side files are the copy's, under the fork's id.
+                let mut parts = PartsOutcome::default();
+                let held = match (plan.action, local_len) {
+                    (Action::Keep, Some(_)) if self.parts_pending(copy, dir, &id)? => {
+                        self.in_use(&dest)
+                    }
+                    (Action::FastForward { .. }, _) => self.in_use(&dest),
+                    _ => None,
+                };
+                if held.is_some() {
+                    return Ok(Fork {
+                        machine: copy.meta.machine.clone(),
+                        id,
+                        transcript: dest,
+                        action: Action::Keep,
+                        held,
+                        parts,
+                    });
+                }
+                let supersedes = plan.action != Action::Keep;
+                self.install_parts(copy, dir, &id, supersedes, &mut parts)?;
                 let (action, held) = self.apply(plan.action, &dest, &branch)?;
                 return Ok(Fork {
                     machine: copy.meta.machine.clone(),
@@ -342,6 +455,7 @@ impl<'a> Installer<'a> {
                     transcript: dest,
                     action,
                     held,
+                    parts,
                 });
             }
             generation += 1;
@@ -349,8 +463,40 @@ impl<'a> Installer<'a> {
     }
 }
 
+/// What to do with side file `part`, given what is at `dest`.
+fn decide_part(
+    dest: &Path,
+    part: &super::ReceivedPart,
+    supersedes: bool,
+) -> Result<PartAction, SessionError> {
+    let local = file_len(dest)?;
+    let mut failure = None;
+    let action = plan::decide_part(
+        local,
+        part.len,
+        |n| {
+            transcript::same_prefix(dest, &part.file, n).unwrap_or_else(|e| {
+                failure = Some(e);
+                false
+            })
+        },
+        supersedes,
+    );
+    match failure {
+        Some(source) => Err(SessionError::Read {
+            path: dest.to_path_buf(),
+            source,
+        }),
+        None => Ok(action),
+    }
+}
+
 fn file_len(path: &Path) -> Result<Option<u64>, SessionError> {
     match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(SessionError::Write {
+            path: path.to_path_buf(),
+            source: io::Error::other("a folder is where this file belongs; move it away"),
+        }),
         Ok(m) => Ok(Some(m.len())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(SessionError::Read {
@@ -472,6 +618,8 @@ fn remember(o: &Outcome, objects: &[(ObjectName, Stamp)]) -> Pulled {
             .iter()
             .map(|f| (f.transcript.clone(), Stamp::of(&f.transcript))),
     );
+    let parts = o.parts.files.iter().chain(o.forks.iter().flat_map(|f| &f.parts.files));
+    files.extend(parts.map(|p| (p.clone(), Stamp::of(p))));
     Pulled {
         objects: objects.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
         files,
@@ -532,6 +680,7 @@ fn unchanged_since_last_pull(
                 transcript: path.clone(),
                 action: Action::Keep,
                 held: None,
+                parts: PartsOutcome::default(),
             })
         })
         .collect::<Option<Vec<_>>>()?;
@@ -547,6 +696,7 @@ fn unchanged_since_last_pull(
         forks,
         bytes: last.bytes,
         lines: last.lines,
+        parts: PartsOutcome::default(),
     })
 }
 
@@ -593,6 +743,15 @@ mod tests {
 
     impl Fixture {
         fn offer(&self, machine: &str, transcript: Vec<u8>) {
+            self.offer_with(machine, transcript, Vec::new());
+        }
+
+        fn offer_with(
+            &self,
+            machine: &str,
+            transcript: Vec<u8>,
+            parts: Vec<(crate::names::PartPath, Vec<u8>)>,
+        ) {
             let b = Bundle {
                 meta: crate::bundle::Meta {
                     version: 2,
@@ -604,6 +763,7 @@ mod tests {
                     exported_at_ms: 0,
                 },
                 transcript,
+                parts,
             };
             let name = ObjectName::for_session(&self.key, &b.meta.session_id, &b.meta.machine);
             self.transport.insert(name, b.to_bytes().unwrap());

@@ -6,7 +6,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::{Link, Received, SessionError, receive};
-use crate::bundle::{self, Body, Meta};
+use crate::bundle::{self, Body, Meta, OutPart, PartData};
+use crate::claude::parts::{PartFinder, Parts};
 use crate::claude::sessions::LocalSession;
 use crate::claude::transcript;
 use crate::fsutil;
@@ -24,11 +25,19 @@ pub struct Outgoing {
     pub len: u64,
     /// Bytes of a line Claude Code was still writing, left behind.
     pub partial_tail: u64,
+    /// The side files that travel with it.
+    pub parts: Vec<OutPart>,
+    /// Their paths and stamps, for the index.
+    pub part_stamps: Vec<(String, Stamp)>,
+    /// Side files left behind, and why.
+    pub skipped_parts: Vec<(PathBuf, String)>,
 }
 
-/// Finds how much of a session's transcript is complete, without reading it.
+/// Finds how much of a session's transcript and side files is complete,
+/// reading only the ends of transcripts.
 pub fn prepare(
     session: &LocalSession,
+    parts: Parts,
     placement: &Placement,
     machine: &MachineName,
     now_ms: u64,
@@ -49,6 +58,29 @@ pub fn prepare(
             source: bundle::BundleError::TooLarge,
         });
     }
+    let part_stamps = parts.stamps();
+    let mut skipped_parts = parts.skipped;
+    let mut out_parts = Vec::with_capacity(parts.found.len());
+    for part in parts.found {
+        // A subagent transcript travels up to its last complete line, like
+        // the session's own; other side files are written whole.
+        let len = if part.path.appended() {
+            match File::open(&part.file).and_then(|mut f| transcript::complete_len_of(&mut f)) {
+                Ok((len, _)) => len,
+                Err(e) => {
+                    skipped_parts.push((part.file, e.to_string()));
+                    continue;
+                }
+            }
+        } else {
+            part.stamp.size
+        };
+        out_parts.push(OutPart {
+            path: part.path,
+            len,
+            data: PartData::File(part.file),
+        });
+    }
     Ok(Outgoing {
         meta: Meta {
             version: bundle::CURRENT_VERSION,
@@ -62,6 +94,9 @@ pub fn prepare(
         source: path.clone(),
         len,
         partial_tail: total - len,
+        parts: out_parts,
+        part_stamps,
+        skipped_parts,
     })
 }
 
@@ -73,13 +108,15 @@ impl Outgoing {
             source,
         };
         let mut file = File::open(&self.source).map_err(read_err)?;
-        bundle::write(&self.meta, &mut file, self.len, out).map_err(|e| match e {
-            bundle::BundleError::Io(source) => read_err(source),
-            source => SessionError::Bundle {
-                path: self.source.clone(),
-                source,
-            },
-        })
+        bundle::write(&self.meta, &mut file, self.len, &self.parts, out)
+            .map(|(body, _)| body)
+            .map_err(|e| match e {
+                bundle::BundleError::Io(source) => read_err(source),
+                source => SessionError::Bundle {
+                    path: self.source.clone(),
+                    source,
+                },
+            })
     }
 
     /// Writes the bundle to a private file, atomically (not fsynced: it is
@@ -117,6 +154,9 @@ pub struct Pushed {
     pub bytes: u64,
     pub lines: u64,
     pub partial_tail: u64,
+    /// Side files carried, and those left behind with why.
+    pub parts: usize,
+    pub skipped_parts: Vec<(PathBuf, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -149,6 +189,7 @@ enum Before {
 /// spares reading sessions that did not change and fetching copies it knows.
 pub fn push(
     link: &mut Link,
+    finder: &PartFinder,
     sessions: &[(LocalSession, Placement)],
     now_ms: u64,
     force: bool,
@@ -169,10 +210,18 @@ pub fn push(
         .into_iter()
         .map(|o| (o.name, Stamp::new(o.size, o.modified)))
         .collect();
+    let mut parts: Vec<Option<Parts>> = sessions
+        .iter()
+        .map(|(s, _)| {
+            let dir = s.file.path.parent().unwrap_or(Path::new("."));
+            Some(finder.find(dir, &s.file.id))
+        })
+        .collect();
     let before: Vec<Before> = sessions
         .iter()
         .zip(&names)
-        .map(|((session, placement), object)| {
+        .zip(&parts)
+        .map(|(((session, placement), object), parts)| {
             let Some(remote) = listing.get(object) else {
                 return Before::Absent;
             };
@@ -182,7 +231,8 @@ pub fn push(
                         && p.source_stamp
                             == Stamp::new(session.file.size, Some(session.file.modified))
                         && p.original_cwd == session.cwd
-                        && p.relative_cwd == placement.relative.as_str();
+                        && p.relative_cwd == placement.relative.as_str()
+                        && parts.as_ref().is_some_and(|x| p.parts == x.stamps());
                     if same_source {
                         Before::Unchanged
                     } else {
@@ -205,14 +255,17 @@ pub fn push(
     let mut batch = Vec::new();
     let mut pending = HashMap::new();
     progress.start(sessions.len() as u64);
-    for (((session, placement), object), before) in sessions.iter().zip(names).zip(before) {
+    for ((((session, placement), object), before), parts) in
+        sessions.iter().zip(names).zip(before).zip(&mut parts)
+    {
         progress.step();
         let id = session.file.id.clone();
         if matches!(before, Before::Unchanged) {
             report.unchanged.push(id);
             continue;
         }
-        let out = match prepare(session, placement, machine, now_ms) {
+        let parts = parts.take().unwrap_or_default();
+        let out = match prepare(session, parts, placement, machine, now_ms) {
             Ok(out) => out,
             Err(e) => {
                 report.failed.push((id, e));
@@ -276,6 +329,8 @@ pub fn push(
             bytes: body.len,
             lines: body.lines,
             partial_tail: out.partial_tail,
+            parts: out.parts.len(),
+            skipped_parts: out.skipped_parts.clone(),
         });
         pending.insert(object.clone(), (out, source_stamp, body));
         batch.push((object, file));
@@ -311,6 +366,7 @@ fn record(
             .as_ref()
             .map_or("", |r| r.as_str())
             .to_owned(),
+        parts: out.part_stamps.clone(),
         remote,
     }
 }
@@ -324,7 +380,8 @@ enum Earlier {
 /// How what is here relates to what this machine pushed before.
 fn compare(out: &Outgoing, before: &Received) -> Result<Earlier, SessionError> {
     let same_place = before.meta.original_cwd == out.meta.original_cwd
-        && before.meta.relative_cwd == out.meta.relative_cwd;
+        && before.meta.relative_cwd == out.meta.relative_cwd
+        && same_parts(out, before)?;
     let prefix = out.len >= before.body.len
         && transcript::same_prefix(&out.source, &before.transcript, before.body.len).map_err(
             |source| SessionError::Read {
@@ -335,10 +392,36 @@ fn compare(out: &Outgoing, before: &Received) -> Result<Earlier, SessionError> {
     Ok(relation(prefix, out.len == before.body.len && same_place))
 }
 
+/// Whether the earlier copy carries exactly the side files that would go now.
+fn same_parts(out: &Outgoing, before: &Received) -> Result<bool, SessionError> {
+    if out.parts.len() != before.parts.len() {
+        return Ok(false);
+    }
+    for (mine, theirs) in out.parts.iter().zip(&before.parts) {
+        if mine.path != theirs.path || mine.len != theirs.len {
+            return Ok(false);
+        }
+        let PartData::File(file) = &mine.data else {
+            return Ok(false);
+        };
+        let sha256 = transcript::sha256_of_prefix(file, mine.len).map_err(|source| {
+            SessionError::Read {
+                path: file.clone(),
+                source,
+            }
+        })?;
+        if sha256 != theirs.sha256 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// The same, from what the index recorded: the hash of the pushed prefix.
 fn compare_indexed(out: &Outgoing, pushed: &index::Pushed) -> Result<Earlier, SessionError> {
     let same_place = pushed.original_cwd == out.meta.original_cwd
-        && out.meta.relative_cwd.as_ref().map_or("", |r| r.as_str()) == pushed.relative_cwd;
+        && out.meta.relative_cwd.as_ref().map_or("", |r| r.as_str()) == pushed.relative_cwd
+        && pushed.parts == out.part_stamps;
     let prefix = out.len >= pushed.len
         && transcript::sha256_of_prefix(&out.source, pushed.len).map_err(|source| {
             SessionError::Read {
@@ -434,7 +517,9 @@ mod tests {
             index,
             progress: &crate::sync::Quiet,
         };
-        push(&mut link, s, 1, force).unwrap()
+        let home = crate::claude::ClaudeHome::resolve(Some(dir.join("claude").into()), None, None)
+            .unwrap();
+        push(&mut link, &PartFinder::new(&home), s, 1, force).unwrap()
     }
 
     #[test]
