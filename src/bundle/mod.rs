@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::names::{MachineName, NameError, PartPath, RelPath, SessionId};
-pub use parts::{OutPart, PartBody, PartData, PartSink};
 use crate::project::ProjectKey;
+pub use parts::{OutPart, PartBody, PartData, PartSink};
 
 pub const CURRENT_VERSION: u32 = 3;
 pub const SUPPORTED_VERSIONS: [u32; 3] = [1, 2, 3];
@@ -604,7 +604,10 @@ mod tests {
                 b"{\"isSidechain\":true,\"t\":\"\xc3\xa4\"}\n".to_vec(),
             ),
             (PartPath::parse("file-history/abc@v1").unwrap(), binary),
-            (PartPath::parse("tool-results/empty.txt").unwrap(), Vec::new()),
+            (
+                PartPath::parse("tool-results/empty.txt").unwrap(),
+                Vec::new(),
+            ),
             (
                 PartPath::parse("tasks/list/1.json").unwrap(),
                 "{\"subject\":\"日本\"}".repeat(20_000).into_bytes(),
@@ -636,33 +639,75 @@ mod tests {
     fn bad_parts_are_refused() {
         let good = String::from_utf8(with_parts().to_bytes().unwrap()).unwrap();
         let cases: Vec<(String, &str)> = vec![
-            (good.replace("subagents/agent-a1.jsonl", "../../../etc/x"), "side file path"),
-            (good.replace("subagents/agent-a1.jsonl", "/etc/passwd"), "side file path"),
-            (good.replace("subagents/agent-a1.jsonl", "subagents/../../x"), "side file path"),
-            (good.replace("subagents/agent-a1.jsonl", "memory/MEMORY.md"), "side file path"),
-            (good.replace("tool-results/empty.txt", "file-history/abc@v1"), "twice"),
+            (
+                good.replace("subagents/agent-a1.jsonl", "../../../etc/x"),
+                "side file path",
+            ),
+            (
+                good.replace("subagents/agent-a1.jsonl", "/etc/passwd"),
+                "side file path",
+            ),
+            (
+                good.replace("subagents/agent-a1.jsonl", "subagents/../../x"),
+                "side file path",
+            ),
+            (
+                good.replace("subagents/agent-a1.jsonl", "memory/MEMORY.md"),
+                "side file path",
+            ),
+            (
+                good.replace("tool-results/empty.txt", "file-history/abc@v1"),
+                "twice",
+            ),
             (good.replace("\"size\":0", "\"size\":1"), "says 1 bytes"),
-            (good.replace("\"encoding\":\"base64\"", "\"encoding\":\"hex\""), "encoding"),
-            (good.replace("\"encoding\":\"base64\"", "\"encoding\":\"utf8\""), "SHA-256"),
+            (
+                good.replace("\"encoding\":\"base64\"", "\"encoding\":\"hex\""),
+                "encoding",
+            ),
+            (
+                good.replace("\"encoding\":\"base64\"", "\"encoding\":\"utf8\""),
+                "SHA-256",
+            ),
             (good.replace("AAECAwQF", "AA*CAwQF"), "base64"),
-            (good.replace(",\"size\":0", ",\"extra\":1,\"size\":0"), "unknown field `extra`"),
+            (
+                good.replace(",\"size\":0", ",\"extra\":1,\"size\":0"),
+                "unknown field `extra`",
+            ),
             (
                 good.replacen(
                     "{\"path\":\"subagents/agent-a1.jsonl\",\"encoding\":\"utf8\",",
                     "{\"path\":\"subagents/agent-a1.jsonl\",",
                     1,
                 )
-                .replacen("\\n\",\"size\"", "\\n\",\"encoding\":\"utf8\",\"size\"", 1),
+                .replacen(
+                    "\\n\",\"size\"",
+                    "\\n\",\"encoding\":\"utf8\",\"size\"",
+                    1,
+                ),
                 "must come before `data`",
             ),
-            (good.replace("\"_schemaVersion\":3", "\"_schemaVersion\":2"), "not part of version 2"),
-            (good.replace("\"_schemaVersion\":3", "\"_schemaVersion\":1"), "not part of version 1"),
+            (
+                good.replace("\"_schemaVersion\":3", "\"_schemaVersion\":2"),
+                "not part of version 2",
+            ),
+            (
+                good.replace("\"_schemaVersion\":3", "\"_schemaVersion\":1"),
+                "not part of version 1",
+            ),
             (good.replacen("\"parts\":[", "\"partz\":[", 1), "too long"),
-            (good.replacen("\"parts\":[", "\"partz\":[],\"parts\":[", 1), "unknown field `partz`"),
-            (good.replacen("\"jsonl\"", "\"parts\":[],\"jsonl\"", 1), "duplicate field `parts`"),
+            (
+                good.replacen("\"parts\":[", "\"partz\":[],\"parts\":[", 1),
+                "unknown field `partz`",
+            ),
+            (
+                good.replacen("\"jsonl\"", "\"parts\":[],\"jsonl\"", 1),
+                "duplicate field `parts`",
+            ),
         ];
         for (bytes, want) in cases {
-            let err = Bundle::decode(bytes.as_bytes()).expect_err(want).to_string();
+            let err = Bundle::decode(bytes.as_bytes())
+                .expect_err(want)
+                .to_string();
             assert!(err.contains(want), "{want:?} not in {err:?}");
         }
         let without = good.replacen("\"jsonl\"", "\"x\":0,\"jsonl\"", 1);
@@ -670,9 +715,12 @@ mod tests {
         let mut v3_without_parts = sample();
         v3_without_parts.meta.version = 3;
         let text = String::from_utf8(v3_without_parts.to_bytes().unwrap()).unwrap();
-        let err = Bundle::decode(text.replace("\"_schemaVersion\":2", "\"_schemaVersion\":3").as_bytes())
-            .unwrap_err()
-            .to_string();
+        let err = Bundle::decode(
+            text.replace("\"_schemaVersion\":2", "\"_schemaVersion\":3")
+                .as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("missing field `parts`"), "{err}");
     }
 

@@ -63,7 +63,10 @@ impl<'a> PartFinder<'a> {
             if kind == PartKind::Todos {
                 let todos = self.todos.get_or_init(|| todo_index(self.home));
                 for (rest, stamp) in todos.get(id.as_str()).into_iter().flatten() {
-                    let file = self.home.part_root(project_dir, id, kind).join(format!("{id}-{rest}"));
+                    let file = self
+                        .home
+                        .part_root(project_dir, id, kind)
+                        .join(format!("{id}-{rest}"));
                     match PartPath::parse(&format!("todos/{rest}")) {
                         Ok(path) => parts.found.push(LocalPart {
                             path,
@@ -220,7 +223,8 @@ mod tests {
             std::fs::write(f, b"x").unwrap();
         }
         #[cfg(unix)]
-        std::os::unix::fs::symlink("/etc/passwd", dir.join(format!("{id}/tool-results/l"))).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join(format!("{id}/tool-results/l")))
+            .unwrap();
 
         let parts = PartFinder::new(&home).find(&dir, &id);
         assert!(parts.skipped.is_empty(), "{:?}", parts.skipped);

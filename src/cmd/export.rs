@@ -31,7 +31,11 @@ pub fn run(env: &Env, args: &ExportArgs) -> Result<Outcome> {
             .unwrap_or_else(|| MachineName::parse("unknown").expect("valid name")),
     };
     let parts = PartFinder::new(&env.claude).find(
-        session.file.path.parent().unwrap_or(std::path::Path::new(".")),
+        session
+            .file
+            .path
+            .parent()
+            .unwrap_or(std::path::Path::new(".")),
         &session.file.id,
     );
     let out = push::prepare(session, parts, placement, &machine, now_ms())?;

@@ -112,6 +112,8 @@ struct StagedParts {
 impl PartSink for StagedParts {
     fn begin(&mut self, path: &PartPath) -> io::Result<()> {
         if self.files.is_empty() {
+            // Staging is ccsync's own: anything here is from an earlier run.
+            let _ = std::fs::remove_dir_all(&self.dir);
             fsutil::create_private_dir_all(&self.dir)?;
         }
         let file = self.dir.join(self.files.len().to_string());

@@ -277,7 +277,8 @@ impl<'a> Installer<'a> {
         // writes the session.
         let mut order: Vec<usize> = chosen.into_iter().collect();
         order.extend(
-            (0..copies.len()).filter(|&i| Some(i) != chosen && plan.verdicts[i] != Verdict::Diverged),
+            (0..copies.len())
+                .filter(|&i| Some(i) != chosen && plan.verdicts[i] != Verdict::Diverged),
         );
         let mut parts = PartsOutcome::default();
         let pending = chosen.is_some()
@@ -618,7 +619,11 @@ fn remember(o: &Outcome, objects: &[(ObjectName, Stamp)]) -> Pulled {
             .iter()
             .map(|f| (f.transcript.clone(), Stamp::of(&f.transcript))),
     );
-    let parts = o.parts.files.iter().chain(o.forks.iter().flat_map(|f| &f.parts.files));
+    let parts = o
+        .parts
+        .files
+        .iter()
+        .chain(o.forks.iter().flat_map(|f| &f.parts.files));
     files.extend(parts.map(|p| (p.clone(), Stamp::of(p))));
     Pulled {
         objects: objects.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
@@ -802,6 +807,125 @@ mod tests {
         fn set_local(&self, bytes: &[u8]) {
             fsutil::write_atomic_bytes(&self.dir().join(format!("{SID}.jsonl")), bytes).unwrap();
         }
+    }
+
+    #[test]
+    fn side_files_are_added_extended_kept_and_superseded() {
+        use crate::names::PartPath;
+        let f = fixture();
+        let id = SessionId::parse(SID).unwrap();
+        let p = |s: &str| PartPath::parse(s).unwrap();
+        let at = |s: &str| f.claude.part_file(&f.dir(), &id, &p(s));
+        f.offer_with(
+            "a",
+            lines(&["1"]),
+            vec![
+                (p("subagents/agent-x.jsonl"), b"{\"a\":1}\n".to_vec()),
+                (p("tasks/1.json"), b"{\"status\":\"open\"}".to_vec()),
+                (p("file-history/h@v1"), vec![0, 255, 10, 13]),
+            ],
+        );
+        let r = f.pull(false);
+        assert_eq!(r.outcomes[0].parts.written, 3);
+        assert_eq!(
+            std::fs::read(at("file-history/h@v1")).unwrap(),
+            [0, 255, 10, 13]
+        );
+        assert_eq!(
+            at("subagents/agent-x.jsonl"),
+            f.dir().join(SID).join("subagents/agent-x.jsonl")
+        );
+
+        // This machine works on: its task list changes, its subagent grows.
+        f.set_local(&lines(&["1", "mine"]));
+        std::fs::write(at("tasks/1.json"), b"{\"status\":\"done here\"}").unwrap();
+        std::fs::write(at("subagents/agent-x.jsonl"), b"{\"a\":1}\n{\"b\":2}\n").unwrap();
+        // The other machine's copy is not newer: nothing it has is taken
+        // over what is here, but a new file is added.
+        f.offer_with(
+            "a",
+            lines(&["1"]),
+            vec![
+                (p("subagents/agent-x.jsonl"), b"{\"a\":1}\n".to_vec()),
+                (p("tasks/1.json"), b"{\"status\":\"open\"}".to_vec()),
+                (p("tool-results/t.txt"), b"out".to_vec()),
+            ],
+        );
+        let r = f.pull(false);
+        let o = &r.outcomes[0];
+        assert_eq!(o.action, Action::Keep);
+        assert_eq!(o.parts.written, 1);
+        assert_eq!(
+            o.parts.kept,
+            [
+                (at("subagents/agent-x.jsonl"), PartAction::LocalAhead),
+                (at("tasks/1.json"), PartAction::Differs)
+            ]
+        );
+        assert_eq!(
+            std::fs::read(at("tasks/1.json")).unwrap(),
+            b"{\"status\":\"done here\"}"
+        );
+
+        // The other machine continued from here: its task list is newer, and
+        // its subagent transcript extends this one; a diverged subagent
+        // transcript is still never replaced.
+        std::fs::write(at("subagents/agent-y.jsonl"), b"{\"mine\":1}\n").unwrap();
+        f.offer_with(
+            "a",
+            lines(&["1", "mine", "2"]),
+            vec![
+                (
+                    p("subagents/agent-x.jsonl"),
+                    b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n".to_vec(),
+                ),
+                (p("subagents/agent-y.jsonl"), b"{\"theirs\":1}\n".to_vec()),
+                (p("tasks/1.json"), b"{\"status\":\"closed\"}".to_vec()),
+            ],
+        );
+        let r = f.pull(false);
+        let o = &r.outcomes[0];
+        assert_eq!(o.action, Action::FastForward { from: 0 });
+        assert_eq!(o.parts.written, 2);
+        assert_eq!(
+            o.parts.kept,
+            [(at("subagents/agent-y.jsonl"), PartAction::Differs)]
+        );
+        assert_eq!(
+            std::fs::read(at("tasks/1.json")).unwrap(),
+            b"{\"status\":\"closed\"}"
+        );
+        assert_eq!(
+            std::fs::read(at("subagents/agent-y.jsonl")).unwrap(),
+            b"{\"mine\":1}\n"
+        );
+        assert_eq!(
+            std::fs::read(at("tool-results/t.txt")).unwrap(),
+            b"out",
+            "never deleted"
+        );
+    }
+
+    /// A session Claude Code is writing gets no side files either.
+    #[test]
+    fn a_live_session_gets_no_side_files() {
+        use crate::names::PartPath;
+        let f = fixture();
+        f.set_local(&lines(&["1"]));
+        f.offer_with(
+            "a",
+            lines(&["1"]),
+            vec![(
+                PartPath::parse("tool-results/t.txt").unwrap(),
+                b"x".to_vec(),
+            )],
+        );
+        let installer = Installer::new(&f.claude, false, Duration::from_secs(3600)).unwrap();
+        let r = f.pull_with(&installer);
+        assert!(r.outcomes[0].held.is_some());
+        assert_eq!(r.outcomes[0].parts.written, 0);
+        assert!(!f.dir().join(SID).exists());
+        assert!(r.incomplete());
     }
 
     #[test]

@@ -404,12 +404,11 @@ fn same_parts(out: &Outgoing, before: &Received) -> Result<bool, SessionError> {
         let PartData::File(file) = &mine.data else {
             return Ok(false);
         };
-        let sha256 = transcript::sha256_of_prefix(file, mine.len).map_err(|source| {
-            SessionError::Read {
+        let sha256 =
+            transcript::sha256_of_prefix(file, mine.len).map_err(|source| SessionError::Read {
                 path: file.clone(),
                 source,
-            }
-        })?;
+            })?;
         if sha256 != theirs.sha256 {
             return Ok(false);
         }

@@ -48,6 +48,75 @@ fn golden_v2_imports_forever() {
     );
 }
 
+/// The side files in v3.ccsync: where each goes under the config dir (for
+/// session GOLDEN_SID whose transcript is in folder `enc`), and its SHA-256.
+fn golden_parts(enc: &str) -> Vec<(String, &'static str)> {
+    let s = GOLDEN_SID;
+    vec![
+        (
+            format!("projects/{enc}/{s}/subagents/agent-a3f9c21.jsonl"),
+            "0dbb86c32afb8dbc0b598f6b3c6bbaec268428282e940f4a8394360e50d4cb15",
+        ),
+        (
+            format!("projects/{enc}/{s}/subagents/agent-a3f9c21.meta.json"),
+            "4a3df617c56bab0f98e5e8426d35dec92db8b8cf7913ec62d0c61a369e00e26b",
+        ),
+        (
+            format!("projects/{enc}/{s}/tool-results/toolu_01ABC.txt"),
+            "c25f8d41b8a6f5c7f71f3fe2600fe5dbc29ad54f0fd475882cca0cdf19b3b562",
+        ),
+        (
+            format!("file-history/{s}/5d41402abc4b2a76@v1"),
+            "9c4b92c4139cce26586b3b0a053b46759098bec1f27c96b3bfc7d11f3008088c",
+        ),
+        (
+            format!("todos/{s}-agent-{s}.json"),
+            "70c62f99340512e7be74e0dc7ba30f1b77374f12553c6cee3b341a5b9e4ff2c8",
+        ),
+        (
+            format!("tasks/{s}/1.json"),
+            "6818a7ee3732546a725700a43d154f02ab1300f8d1192381cff46a10405a138a",
+        ),
+    ]
+}
+
+/// Written by an independent encoder (Python's json module) from the
+/// format's description: side files as text and as base64.
+#[test]
+fn golden_v3_imports_forever_with_its_side_files() {
+    let w = World::new();
+    let b = w.machine("b");
+    let repo = w.checkout("b/widget", Some("git@github.com:acme/widget.git"));
+    let out = b
+        .run(
+            &repo,
+            &["import", &format!("{FIXTURES}/v3.ccsync"), "--json"],
+        )
+        .success();
+    assert_eq!(stdout_json(&out)["sideFiles"]["written"], 6);
+    let installed = std::fs::read(b.transcript(&repo.join("sub"), GOLDEN_SID)).unwrap();
+    assert_eq!(installed, golden_transcript());
+    let enc = encode(repo.join("sub").to_str().unwrap());
+    for (path, sha256) in golden_parts(&enc) {
+        let bytes = std::fs::read(b.claude.join(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(format!("{:x}", Sha256::digest(&bytes)), sha256, "{path}");
+    }
+    // Importing again writes nothing.
+    let before = snapshot(&b.claude);
+    let out = b
+        .run(
+            &repo,
+            &["import", &format!("{FIXTURES}/v3.ccsync"), "--json"],
+        )
+        .success();
+    assert_eq!(stdout_json(&out)["sideFiles"]["written"], 0);
+    assert_eq!(snapshot(&b.claude), before);
+}
+
+fn v3_text() -> String {
+    std::fs::read_to_string(format!("{FIXTURES}/v3.ccsync")).unwrap()
+}
+
 fn v2_text() -> String {
     std::fs::read_to_string(format!("{FIXTURES}/v2.ccsync")).unwrap()
 }
@@ -103,6 +172,41 @@ fn hostile_bundles() -> Vec<(&'static str, Vec<u8>)> {
     obj.as_object_mut().unwrap().remove("jsonl");
     let mut cases = cases;
     cases.push(("missing field", serde_json::to_vec(&obj).unwrap()));
+    // Side files: edited as text, so that field order stays as written.
+    let v3 = v3_text();
+    let part = "subagents/agent-a3f9c21.meta.json";
+    let edits: [(&'static str, &str, String); 9] = [
+        (
+            "part escapes",
+            part,
+            "../../../../.ssh/authorized_keys".into(),
+        ),
+        ("part absolute", part, "/etc/cron.d/x".into()),
+        ("part escapes its root", part, "subagents/../../../x".into()),
+        ("part outside the session", part, "memory/MEMORY.md".into()),
+        ("part credentials", part, ".credentials.json".into()),
+        ("part twice", part, "tasks/1.json".into()),
+        ("part backslash", part, "subagents\\\\..\\\\x".into()),
+        (
+            "part sha mismatch",
+            "4a3df617c56bab0f98e5e8426d35dec92db8b8cf7913ec62d0c61a369e00e26b",
+            "0".repeat(64),
+        ),
+        ("part wrong size", "\"size\":52", "\"size\":51".into()),
+    ];
+    for (name, from, to) in edits {
+        assert!(v3.contains(from), "{name}");
+        cases.push((name, v3.replacen(from, &to, 1).into_bytes()));
+    }
+    cases.push((
+        "part in a v2 bundle",
+        v3.replacen("\"_schemaVersion\":3", "\"_schemaVersion\":2", 1)
+            .into_bytes(),
+    ));
+    cases.push((
+        "part truncated",
+        v3.as_bytes()[..v3.find("tool-results").unwrap() + 100].to_vec(),
+    ));
     cases
 }
 
@@ -134,7 +238,9 @@ fn bundle_error_messages_say_what_is_wrong() {
     let cases = [
         ("empty", "is empty"),
         ("truncated", "may be truncated"),
-        ("unknown version", "reads versions 1 and 2"),
+        ("unknown version", "reads versions 1 to 3"),
+        ("part escapes", "side file path"),
+        ("part sha mismatch", "SHA-256"),
         ("gzip", "gzip-compressed"),
         ("sha mismatch", "SHA-256"),
         ("traversal id", "sessionId"),

@@ -7,6 +7,7 @@ mod env;
 mod errors;
 mod real_client;
 mod safety;
+mod side_files;
 mod ssh;
 mod sshd;
 mod sync;
