@@ -5,7 +5,11 @@
    (time ratio, and peak memory against the transcript's size);
 2. push and pull with nothing changed over 1,000 sessions (time, and
    whether any transcript was opened, via strace when installed);
-3. push after appending 1 KB to one session out of 1,000 (what moved).
+3. push after appending 1 KB to one session out of 1,000 (what moved);
+4. a session with 150 MB of side files (a 100 MB binary file-history
+   backup, a 50 MB subagent transcript, 2,000 small backups): bundle size
+   against the files' size, peak memory, export + import against cp -r +
+   sha256sum (issue 5: memory and bundle size stay bounded).
 
 Usage: python3 benches/ratios.py [--runs N] [--keep]
 Prints min / median / max over N runs (default 5).
@@ -109,6 +113,7 @@ def main():
     try:
         big(binary, base, args.runs)
         many(binary, base, args.runs)
+        sides(binary, base, args.runs)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
@@ -166,6 +171,11 @@ def many(binary, base, runs):
         with open(os.path.join(project, f"{sid}.jsonl"), "w", encoding="utf-8") as f:
             for i in range(20):
                 f.write(transcript_line(i, repo, sid, f"session {n} line {i} " + "x" * 300))
+        # Every session has a checkpoint backup, so the no-op runs check side files too.
+        history = os.path.join(a["CLAUDE_CONFIG_DIR"], "file-history", sid)
+        os.makedirs(history)
+        with open(os.path.join(history, "5d41402abc4b2a76@v1"), "wb") as f:
+            f.write(b"backup %d\n" % n)
     run([binary, "-q", "init", sync, "--name", "a"], env=a, cwd=repo)
     run([binary, "-q", "init", sync, "--name", "b"], env=b, cwd=b_repo)
     t_first, _ = run([binary, "-q", "push", "--all"], env=a, cwd=repo)
@@ -193,6 +203,58 @@ def many(binary, base, runs):
     t_pull_inc, out = run([binary, "-q", "pull", "--json"], env=b, cwd=b_repo)
     updated = [s["sessionId"] for s in json.loads(out)["sessions"] if s["action"] != "unchanged"]
     print(f"  and the next pull: {t_pull_inc * 1000:.1f} ms, updated {updated}")
+
+
+
+def sides(binary, base, runs):
+    a, b = machine(base, "s-a"), machine(base, "s-b")
+    repo = checkout(os.path.join(base, "s-a-repo"), "git@github.com:acme/sides.git")
+    b_repo = checkout(os.path.join(base, "s-b-repo"), "https://github.com/acme/sides")
+    claude = a["CLAUDE_CONFIG_DIR"]
+    project = os.path.join(claude, "projects", encode(repo))
+    os.makedirs(os.path.join(project, SID, "subagents"))
+    with open(os.path.join(project, f"{SID}.jsonl"), "w", encoding="utf-8") as f:
+        for i in range(100):
+            f.write(transcript_line(i, repo, SID, f"line {i}"))
+    history = os.path.join(claude, "file-history", SID)
+    os.makedirs(history)
+    with open(os.path.join(history, "big@v1"), "wb") as f:
+        for _ in range(100):
+            f.write(os.urandom(1000 * 1000))
+    for i in range(2000):
+        with open(os.path.join(history, f"{i:016x}@v1"), "wb") as f:
+            f.write(os.urandom(4096))
+    with open(os.path.join(project, SID, "subagents", "agent-a1.jsonl"), "w", encoding="utf-8") as f:
+        written, i = 0, 0
+        while written < 50 * 1000 * 1000:
+            line = transcript_line(i, repo, SID, 'sub "agent" ü ' * 100)
+            f.write(line)
+            written += len(line.encode())
+            i += 1
+    total = sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(claude) for n in names)
+    print(f"\nside files: {total} bytes in {2002} files (100 MB binary, 50 MB subagent, 2,000 x 4 KiB)")
+    bundle = os.path.join(base, "sides.ccsync")
+    ratios, mem, floor_t, ours_t = [], [], [], []
+    for _ in range(runs):
+        copy = os.path.join(base, "sides-copy")
+        shutil.rmtree(copy, ignore_errors=True)
+        t_cp, _ = run_rss(["cp", "-r", claude, copy])
+        t_sha, _ = run_rss(["sh", "-c", f"find {claude} -type f -exec sha256sum {{}} + > /dev/null"])
+        t_exp, rss_exp = run_rss([binary, "-q", "export", SID, "-o", bundle], env=a, cwd=repo)
+        shutil.rmtree(b["CLAUDE_CONFIG_DIR"], ignore_errors=True)
+        t_imp, rss_imp = run_rss([binary, "-q", "import", bundle], env=b, cwd=b_repo)
+        floor_t.append(t_cp + t_sha)
+        ours_t.append(t_exp + t_imp)
+        ratios.append((t_exp + t_imp) / (t_cp + t_sha))
+        mem.append(max(rss_exp, rss_imp) * 1024)
+    b_history = os.path.join(b["CLAUDE_CONFIG_DIR"], "file-history", SID)
+    assert open(os.path.join(b_history, "big@v1"), "rb").read() == open(os.path.join(history, "big@v1"), "rb").read()
+    assert len(os.listdir(b_history)) == 2001
+    print(f"  bundle size / side files  {os.path.getsize(bundle) / total:.3f}   (base64 for binary, JSON text for the rest)")
+    print(f"  cp -r + sha256sum   s   {spread(floor_t)}")
+    print(f"  export + import     s   {spread(ours_t)}")
+    print(f"  time ratio              {spread(ratios, '{:.2f}')}")
+    print(f"  peak memory MB          {spread([m / 1e6 for m in mem], '{:.1f}')}   ({total / 1e6:.0f} MB of side files)")
 
 
 if __name__ == "__main__":

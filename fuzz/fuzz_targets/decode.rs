@@ -10,6 +10,7 @@ fuzz_target!(|data: &[u8]| {
         let bytes = bundle.to_bytes().expect("a decoded bundle encodes");
         let again = Bundle::decode(&bytes).expect("an encoded bundle decodes");
         assert_eq!(again.transcript, bundle.transcript);
+        assert_eq!(again.parts, bundle.parts);
         assert_eq!(again.meta.session_id, bundle.meta.session_id);
         assert_eq!(
             again.meta.relative_cwd.unwrap_or_default(),

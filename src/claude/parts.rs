@@ -59,7 +59,12 @@ impl<'a> PartFinder<'a> {
     /// Links are not followed; only regular files count.
     pub fn find(&self, project_dir: &Path, id: &SessionId) -> Parts {
         let mut parts = Parts::default();
+        // Most sessions have no folder of their own: one look spares two.
+        let own_folder = project_dir.join(id.as_str()).is_dir();
         for kind in PartKind::ALL {
+            if matches!(kind, PartKind::Subagents | PartKind::ToolResults) && !own_folder {
+                continue;
+            }
             if kind == PartKind::Todos {
                 let todos = self.todos.get_or_init(|| todo_index(self.home));
                 for (rest, stamp) in todos.get(id.as_str()).into_iter().flatten() {

@@ -198,22 +198,38 @@ pub fn receive(bundle_path: &Path, into: &Path) -> Result<Received, BundleError>
 }
 
 /// Moves a private file into its place atomically: a rename, or, across
-/// file systems, a copy to a temp file beside `dest` and a rename.
+/// file systems, a copy to a temp file beside `dest` and a rename. The
+/// folder is synced, so the new name survives a crash.
 pub fn place(staged: &Path, dest: &Path) -> io::Result<()> {
-    if let Some(dir) = dest.parent() {
-        fsutil::create_private_dir_all(dir)?;
-    }
-    match std::fs::rename(staged, dest) {
-        Ok(()) => {
-            if let Some(dir) = dest.parent().and_then(|d| File::open(d).ok()) {
-                let _ = dir.sync_all();
+    place_unsynced(staged, dest)?;
+    sync_dir(dest.parent().unwrap_or(Path::new(".")));
+    Ok(())
+}
+
+/// The same without syncing the folder: for many files into few folders,
+/// whose folders the caller syncs once each with [`sync_dir`].
+pub fn place_unsynced(staged: &Path, dest: &Path) -> io::Result<()> {
+    let renamed = match std::fs::rename(staged, dest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && staged.exists() => {
+            if let Some(dir) = dest.parent() {
+                fsutil::create_private_dir_all(dir)?;
             }
-            Ok(())
+            std::fs::rename(staged, dest)
         }
+        other => other,
+    };
+    match renamed {
         Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
             let mut src = File::open(staged)?;
             fsutil::write_atomic(dest, |f| io::copy(&mut src, f).map(drop))
         }
-        Err(e) => Err(e),
+        other => other,
+    }
+}
+
+/// Makes the names in `dir` durable; failures only cost durability.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
     }
 }

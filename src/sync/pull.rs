@@ -366,15 +366,19 @@ impl<'a> Installer<'a> {
         supersedes: bool,
         out: &mut PartsOutcome,
     ) -> Result<(), SessionError> {
+        let mut dirs = std::collections::BTreeSet::new();
         for part in &copy.parts {
             let dest = self.claude.part_file(dir, id, &part.path);
             let seen = out.files.contains(&dest);
             match decide_part(&dest, part, supersedes && !part.path.appended())? {
                 PartAction::Write => {
-                    super::place(&part.file, &dest).map_err(|source| SessionError::Write {
-                        path: dest.clone(),
-                        source,
+                    super::place_unsynced(&part.file, &dest).map_err(|source| {
+                        SessionError::Write {
+                            path: dest.clone(),
+                            source,
+                        }
                     })?;
+                    dirs.extend(dest.parent().map(Path::to_path_buf));
                     out.written += 1;
                 }
                 PartAction::Same => {}
@@ -385,6 +389,9 @@ impl<'a> Installer<'a> {
             if !seen {
                 out.files.push(dest);
             }
+        }
+        for dir in dirs {
+            super::sync_dir(&dir);
         }
         Ok(())
     }
@@ -904,6 +911,32 @@ mod tests {
             b"out",
             "never deleted"
         );
+    }
+
+    /// A fork keeps the other machine's side files under its own id; the
+    /// local session's are not touched.
+    #[test]
+    fn a_fork_gets_the_side_files_of_its_branch() {
+        use crate::names::PartPath;
+        let f = fixture();
+        let id = SessionId::parse(SID).unwrap();
+        let p = PartPath::parse("tasks/1.json").unwrap();
+        f.set_local(&lines(&["1", "mine"]));
+        let mine = f.claude.part_file(&f.dir(), &id, &p);
+        std::fs::create_dir_all(mine.parent().unwrap()).unwrap();
+        std::fs::write(&mine, b"mine").unwrap();
+        f.offer_with(
+            "a",
+            lines(&["1", "theirs"]),
+            vec![(p.clone(), b"theirs".to_vec())],
+        );
+        let r = f.pull(false);
+        let o = &r.outcomes[0];
+        assert_eq!(o.forks.len(), 1);
+        assert_eq!(o.forks[0].parts.written, 1);
+        assert_eq!(std::fs::read(&mine).unwrap(), b"mine");
+        let theirs = f.claude.part_file(&f.dir(), &o.forks[0].id, &p);
+        assert_eq!(std::fs::read(theirs).unwrap(), b"theirs");
     }
 
     /// A session Claude Code is writing gets no side files either.

@@ -59,7 +59,13 @@ fn check(checkout_rel: &str, sub: Option<&str>) {
         a.init(&w);
         b.init(&w);
         let bytes = transcript(SID, &a_cwd, 4, "real");
-        a.write_session(&a_cwd, SID, &bytes);
+        let a_transcript = a.write_session(&a_cwd, SID, &bytes);
+        // With side files, which the client finds beside the transcript.
+        let subagent = a_transcript
+            .with_extension("")
+            .join("subagents/agent-a1.jsonl");
+        std::fs::create_dir_all(subagent.parent().unwrap()).unwrap();
+        std::fs::write(&subagent, transcript(SID, &a_cwd, 2, "sub")).unwrap();
         a.run(&a_repo, &["push"]).success();
         b.run(&b_repo, &["pull"]).success();
 
@@ -71,6 +77,15 @@ fn check(checkout_rel: &str, sub: Option<&str>) {
                 .project_dir_for(b_cwd.to_str().unwrap())
                 .unwrap()
                 .join(format!("{SID}.jsonl"));
+        assert_eq!(
+            std::fs::read(
+                installed
+                    .with_extension("")
+                    .join("subagents/agent-a1.jsonl")
+            )
+            .unwrap(),
+            transcript(SID, &a_cwd, 2, "sub")
+        );
         let after = std::fs::read(&installed).unwrap();
         assert!(
             after.starts_with(&bytes)
@@ -81,9 +96,13 @@ fn check(checkout_rel: &str, sub: Option<&str>) {
             String::from_utf8_lossy(&out.stderr)
         );
         // One copy only.
+        let sessions = |p: &PathBuf| {
+            p.extension().is_some_and(|e| e == "jsonl")
+                && p.parent().and_then(Path::parent) == Some(&b.claude.join("projects"))
+        };
         let transcripts: Vec<PathBuf> = walk(&b.claude.join("projects"))
             .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .filter(sessions)
             .collect();
         assert_eq!(transcripts, vec![installed.clone()]);
         // The folder is the one the client itself makes for this directory:
@@ -92,7 +111,7 @@ fn check(checkout_rel: &str, sub: Option<&str>) {
         claude(&client, &b, &b_cwd, &["-p", "new session"]);
         let new: Vec<PathBuf> = walk(&b.claude.join("projects"))
             .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "jsonl") && *p != installed)
+            .filter(|p| sessions(p) && *p != installed)
             .collect();
         assert_eq!(new.len(), 1, "{var} started no new session: {new:?}");
         assert_eq!(
