@@ -538,7 +538,7 @@ impl Bundle {
             .iter()
             .map(|(path, bytes)| OutPart {
                 path: path.clone(),
-                len: bytes.len() as u64,
+                len: None,
                 data: PartData::Bytes(bytes.clone()),
             })
             .collect();

@@ -6,7 +6,7 @@
 //! Text travels as a JSON string (`"utf8"`), anything else as base64.
 
 use std::collections::HashSet;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Read, Seek, Write};
 use std::path::PathBuf;
 
 use base64::Engine as _;
@@ -19,11 +19,14 @@ use crate::names::PartPath;
 /// At most this many parts in one bundle.
 pub const MAX_PARTS: usize = crate::claude::parts::MAX_PARTS;
 
-/// A side file to pack: its first `len` bytes.
+/// A side file to pack.
 #[derive(Debug, Clone)]
 pub struct OutPart {
     pub path: PartPath,
-    pub len: u64,
+    /// Its first `len` bytes (an appended file's complete lines), or, when
+    /// `None`, the whole file as it is when opened: a file rewritten whole
+    /// must not travel as a mix of two versions.
+    pub len: Option<u64>,
     pub data: PartData,
 }
 
@@ -33,13 +36,33 @@ pub enum PartData {
     Bytes(Vec<u8>),
 }
 
+trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek> ReadSeek for T {}
+
 impl PartData {
-    fn open(&self) -> io::Result<Box<dyn Read + '_>> {
+    /// The data and its length now.
+    fn open(&self) -> io::Result<(Box<dyn ReadSeek + '_>, u64)> {
         Ok(match self {
-            PartData::File(path) => Box::new(std::fs::File::open(path)?),
-            PartData::Bytes(bytes) => Box::new(bytes.as_slice()),
+            PartData::File(path) => {
+                let file = std::fs::File::open(path).map_err(|e| name(path, e))?;
+                let len = file.metadata()?.len();
+                (Box::new(file), len)
+            }
+            PartData::Bytes(bytes) => (Box::new(io::Cursor::new(bytes)), bytes.len() as u64),
         })
     }
+
+    fn describe(&self, e: io::Error) -> io::Error {
+        match self {
+            PartData::File(path) => name(path, e),
+            PartData::Bytes(_) => e,
+        }
+    }
+}
+
+/// The error, naming the file it is about.
+fn name(path: &std::path::Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 /// What was learned of a part while it streamed past.
@@ -96,7 +119,12 @@ pub(super) fn write_all(
 }
 
 fn write_one(part: &OutPart, out: &mut impl Write) -> Result<PartBody, BundleError> {
-    let text = is_utf8(&mut part.data.open()?.take(part.len))?;
+    let (mut input, now) = part.data.open()?;
+    let len = part.len.unwrap_or(now);
+    let text = is_utf8(&mut (&mut input).take(len)).map_err(|e| part.data.describe(e))?;
+    input
+        .seek(io::SeekFrom::Start(0))
+        .map_err(|e| part.data.describe(e))?;
     out.write_all(b"{\"path\":")?;
     serde_json::to_writer(&mut *out, &part.path.to_string()).map_err(BundleError::Json)?;
     write!(
@@ -105,18 +133,17 @@ fn write_one(part: &OutPart, out: &mut impl Write) -> Result<PartBody, BundleErr
         if text { "utf8" } else { "base64" }
     )?;
     let mut tally = Tally::new();
-    let mut input = part.data.open()?;
     if text {
-        json::stream_escaped(&mut input, part.len, |raw, escaped| {
+        json::stream_escaped(&mut input, len, |raw, escaped| {
             tally.add(&raw);
             out.write_all(&escaped)
         })?
         .map_err(|_| field("parts", format!("{} changed while being read", part.path)))?;
     } else {
         let mut buf = vec![0u8; B64_CHUNK / 4 * 3];
-        let mut input = input.take(part.len);
+        let mut input = input.take(len);
         loop {
-            let n = read_full(&mut input, &mut buf)?;
+            let n = read_full(&mut input, &mut buf).map_err(|e| part.data.describe(e))?;
             if n == 0 {
                 break;
             }
@@ -124,7 +151,7 @@ fn write_one(part: &OutPart, out: &mut impl Write) -> Result<PartBody, BundleErr
             out.write_all(BASE64.encode(&buf[..n]).as_bytes())?;
         }
     }
-    if tally.len != part.len {
+    if tally.len != len {
         return Err(BundleError::Io(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!("{} shrank while being read", part.path),

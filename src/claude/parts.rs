@@ -3,7 +3,8 @@
 //! for a session, and where one belongs on this machine.
 
 use std::cell::OnceCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -40,11 +41,20 @@ impl Parts {
     }
 }
 
-/// Finds side files, reading the shared `todos/` folder once however many
-/// sessions are asked about.
+/// Finds side files, reading the shared `todos/`, `file-history/` and
+/// `tasks/` folders once however many sessions are asked about.
 pub struct PartFinder<'a> {
     home: &'a ClaudeHome,
     todos: OnceCell<HashMap<String, Vec<(String, Stamp)>>>,
+    /// Names in `file-history/` and `tasks/`: the sessions that have one.
+    history: OnceCell<HashSet<OsString>>,
+    tasks: OnceCell<HashSet<OsString>>,
+}
+
+fn names_in(dir: &Path) -> HashSet<OsString> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default()
 }
 
 impl<'a> PartFinder<'a> {
@@ -52,6 +62,22 @@ impl<'a> PartFinder<'a> {
         Self {
             home,
             todos: OnceCell::new(),
+            history: OnceCell::new(),
+            tasks: OnceCell::new(),
+        }
+    }
+
+    /// Whether session `id` may have files of `kind` (a cheap first look).
+    fn may_have(&self, project_dir: &Path, id: &SessionId, kind: PartKind) -> bool {
+        let listed = |cell: &OnceCell<HashSet<OsString>>, root: &str| {
+            cell.get_or_init(|| names_in(&self.home.root().join(root)))
+                .contains(std::ffi::OsStr::new(id.as_str()))
+        };
+        match kind {
+            PartKind::Subagents | PartKind::ToolResults => project_dir.join(id.as_str()).is_dir(),
+            PartKind::FileHistory => listed(&self.history, "file-history"),
+            PartKind::Tasks => listed(&self.tasks, "tasks"),
+            PartKind::Todos => true,
         }
     }
 
@@ -59,10 +85,15 @@ impl<'a> PartFinder<'a> {
     /// Links are not followed; only regular files count.
     pub fn find(&self, project_dir: &Path, id: &SessionId) -> Parts {
         let mut parts = Parts::default();
-        // Most sessions have no folder of their own: one look spares two.
-        let own_folder = project_dir.join(id.as_str()).is_dir();
+        // Most sessions have few kinds of side file: looking first spares
+        // opening folders that are not there.
+        let own_folder = self.may_have(project_dir, id, PartKind::Subagents);
         for kind in PartKind::ALL {
-            if matches!(kind, PartKind::Subagents | PartKind::ToolResults) && !own_folder {
+            let may = match kind {
+                PartKind::Subagents | PartKind::ToolResults => own_folder,
+                _ => self.may_have(project_dir, id, kind),
+            };
+            if !may {
                 continue;
             }
             if kind == PartKind::Todos {

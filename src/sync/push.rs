@@ -66,14 +66,14 @@ pub fn prepare(
         // the session's own; other side files are written whole.
         let len = if part.path.appended() {
             match File::open(&part.file).and_then(|mut f| transcript::complete_len_of(&mut f)) {
-                Ok((len, _)) => len,
+                Ok((len, _)) => Some(len),
                 Err(e) => {
                     skipped_parts.push((part.file, e.to_string()));
                     continue;
                 }
             }
         } else {
-            part.stamp.size
+            None
         };
         out_parts.push(OutPart {
             path: part.path,
@@ -398,17 +398,21 @@ fn same_parts(out: &Outgoing, before: &Received) -> Result<bool, SessionError> {
         return Ok(false);
     }
     for (mine, theirs) in out.parts.iter().zip(&before.parts) {
-        if mine.path != theirs.path || mine.len != theirs.len {
-            return Ok(false);
-        }
         let PartData::File(file) = &mine.data else {
             return Ok(false);
         };
-        let sha256 =
-            transcript::sha256_of_prefix(file, mine.len).map_err(|source| SessionError::Read {
-                path: file.clone(),
-                source,
-            })?;
+        let read_err = |source| SessionError::Read {
+            path: file.clone(),
+            source,
+        };
+        let len = match mine.len {
+            Some(len) => len,
+            None => std::fs::metadata(file).map_err(read_err)?.len(),
+        };
+        if mine.path != theirs.path || len != theirs.len {
+            return Ok(false);
+        }
+        let sha256 = transcript::sha256_of_prefix(file, len).map_err(read_err)?;
         if sha256 != theirs.sha256 {
             return Ok(false);
         }
