@@ -227,6 +227,39 @@ pub fn place_unsynced(staged: &Path, dest: &Path) -> io::Result<()> {
     }
 }
 
+/// Extends `dest`, whose first `from` bytes are those of `staged`, with the
+/// rest of `staged`, by appending: a process that has `dest` open keeps
+/// writing to the same file, after the new lines. Each write holds whole
+/// lines and goes through `O_APPEND`, so no other appender's line can land
+/// inside one. If `dest` is no longer `from` bytes long, nothing is written.
+pub fn append_rest(staged: &Path, dest: &Path, from: u64) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut out = std::fs::OpenOptions::new().append(true).open(dest)?;
+    let now = out.metadata()?.len();
+    if now != from {
+        return Err(io::Error::other(format!(
+            "it changed while being pulled ({from} bytes, now {now}); pull again"
+        )));
+    }
+    let mut src = File::open(staged)?;
+    src.seek(SeekFrom::Start(from))?;
+    let mut pending: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        if let Some(end) = memchr::memrchr(b'\n', &pending) {
+            out.write_all(&pending[..=end])?;
+            pending.drain(..=end);
+        }
+    }
+    out.write_all(&pending)?;
+    out.sync_all()
+}
+
 /// Makes the names in `dir` durable; failures only cost durability.
 pub fn sync_dir(dir: &Path) {
     if let Ok(dir) = File::open(dir) {

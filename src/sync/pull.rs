@@ -201,28 +201,32 @@ impl<'a> Installer<'a> {
             .flatten()
     }
 
-    /// Moves `staged` to `dest` as the plan said, unless that would replace
-    /// a transcript Claude Code is writing. Returns what was done: the
-    /// plan's action, or `Keep` and why when the transcript is in use.
+    /// Writes `staged` to `dest` as the plan said, unless Claude Code is
+    /// writing `dest`: a new transcript is moved into place, one that is
+    /// `local_len` bytes of a prefix is extended by appending the rest, so
+    /// that a file Claude Code writes is only ever appended to. Returns what
+    /// was done: the plan's action, or `Keep` and why when it is in use.
     fn apply(
         &self,
         action: Action,
         dest: &Path,
         staged: &Path,
+        local_len: Option<u64>,
     ) -> Result<(Action, Option<InUse>), SessionError> {
-        match action {
-            Action::Keep => return Ok((action, None)),
-            Action::FastForward { .. } => {
+        let write_err = |source| SessionError::Write {
+            path: dest.to_path_buf(),
+            source,
+        };
+        match (action, local_len) {
+            (Action::Keep, _) => {}
+            (Action::FastForward { .. }, Some(len)) => {
                 if let Some(held) = self.in_use(dest) {
                     return Ok((Action::Keep, Some(held)));
                 }
+                super::append_rest(staged, dest, len).map_err(write_err)?;
             }
-            Action::Install { .. } => {}
+            _ => super::place(staged, dest).map_err(write_err)?,
         }
-        super::place(staged, dest).map_err(|source| SessionError::Write {
-            path: dest.to_path_buf(),
-            source,
-        })?;
         Ok((action, None))
     }
 
@@ -300,7 +304,9 @@ impl<'a> Installer<'a> {
                     self.install_parts(&copies[i], &dir, id, supersedes, &mut parts)?;
                 }
                 match chosen {
-                    Some(from) => self.apply(plan.action, &dest, &copies[from].transcript)?,
+                    Some(from) => {
+                        self.apply(plan.action, &dest, &copies[from].transcript, local_len)?
+                    }
                     None => (Action::Keep, None),
                 }
             }
@@ -372,13 +378,21 @@ impl<'a> Installer<'a> {
             let seen = out.files.contains(&dest);
             match decide_part(&dest, part, supersedes && !part.path.appended())? {
                 PartAction::Write => {
-                    super::place_unsynced(&part.file, &dest).map_err(|source| {
-                        SessionError::Write {
-                            path: dest.clone(),
-                            source,
+                    let write_err = |source| SessionError::Write {
+                        path: dest.clone(),
+                        source,
+                    };
+                    // A subagent transcript the client appends to is
+                    // extended in place, like the session's own.
+                    match file_len(&dest)? {
+                        Some(len) if part.path.appended() && len < part.len => {
+                            super::append_rest(&part.file, &dest, len).map_err(write_err)?;
                         }
-                    })?;
-                    dirs.extend(dest.parent().map(Path::to_path_buf));
+                        _ => {
+                            super::place_unsynced(&part.file, &dest).map_err(write_err)?;
+                            dirs.extend(dest.parent().map(Path::to_path_buf));
+                        }
+                    }
                     out.written += 1;
                 }
                 PartAction::Same => {}
@@ -456,7 +470,7 @@ impl<'a> Installer<'a> {
                 }
                 let supersedes = plan.action != Action::Keep;
                 self.install_parts(copy, dir, &id, supersedes, &mut parts)?;
-                let (action, held) = self.apply(plan.action, &dest, &branch)?;
+                let (action, held) = self.apply(plan.action, &dest, &branch, local_len)?;
                 return Ok(Fork {
                     machine: copy.meta.machine.clone(),
                     id,
