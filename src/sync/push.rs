@@ -81,6 +81,37 @@ pub fn prepare(
             data: PartData::File(part.file),
         });
     }
+    // A bundle over the limit would be refused by every reader: the
+    // largest side files stay behind instead, named (base64 is 4/3 of the
+    // bytes; a transcript's escaping rarely adds a quarter).
+    let estimate = |p: &OutPart| match &p.data {
+        PartData::File(f) => p.len.or_else(|| std::fs::metadata(f).ok().map(|m| m.len())),
+        PartData::Bytes(b) => Some(b.len() as u64),
+    };
+    let mut planned = len + len / 4 + 4096;
+    let mut sized: Vec<(u64, OutPart)> = out_parts
+        .into_iter()
+        .map(|p| (estimate(&p).unwrap_or(0) / 3 * 4 + 512, p))
+        .collect();
+    sized.sort_by_key(|(size, _)| *size);
+    let mut out_parts = Vec::with_capacity(sized.len());
+    for (size, part) in sized {
+        planned += size;
+        if planned > bundle::MAX_BUNDLE_BYTES {
+            if let PartData::File(file) = part.data {
+                skipped_parts.push((
+                    file,
+                    format!(
+                        "the bundle would pass the {} MiB limit",
+                        bundle::MAX_BUNDLE_BYTES >> 20
+                    ),
+                ));
+            }
+            continue;
+        }
+        out_parts.push(part);
+    }
+    out_parts.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Outgoing {
         meta: Meta {
             version: bundle::CURRENT_VERSION,
@@ -592,6 +623,40 @@ mod tests {
         let rewritten = [session(tmp.path(), b"{\"a\":9}\n{\"b\":2}\n{\"c\":3}\n")];
         let r = run(&t, tmp.path(), &rewritten, &m, false, &mut index);
         assert!(matches!(r.failed[0].1, SessionError::WouldRewind { .. }));
+    }
+
+    /// Side files that would take the bundle past the limit stay behind,
+    /// largest first, and are named; the session still travels.
+    #[test]
+    fn side_files_past_the_bundle_limit_stay_behind() {
+        use crate::claude::parts::LocalPart;
+        use crate::names::PartPath;
+        let tmp = tempfile::tempdir().unwrap();
+        let (s, placement) = session(tmp.path(), b"{\"a\":1}\n");
+        let small = tmp.path().join("small");
+        std::fs::write(&small, b"x").unwrap();
+        let huge = tmp.path().join("huge");
+        let f = File::create(&huge).unwrap();
+        f.set_len(bundle::MAX_BUNDLE_BYTES).unwrap(); // sparse
+        let part = |path: &str, file: &Path| LocalPart {
+            path: PartPath::parse(path).unwrap(),
+            file: file.to_path_buf(),
+            stamp: Stamp::of(file).unwrap(),
+        };
+        let parts = Parts {
+            found: vec![
+                part("file-history/huge@v1", &huge),
+                part("file-history/small@v1", &small),
+            ],
+            skipped: Vec::new(),
+        };
+        let m = MachineName::parse("me").unwrap();
+        let out = prepare(&s, parts, &placement, &m, 1).unwrap();
+        assert_eq!(out.parts.len(), 1);
+        assert_eq!(out.parts[0].path.to_string(), "file-history/small@v1");
+        assert_eq!(out.skipped_parts.len(), 1);
+        assert_eq!(out.skipped_parts[0].0, huge);
+        assert!(out.skipped_parts[0].1.contains("limit"));
     }
 
     #[test]
