@@ -11,6 +11,24 @@ use std::path::Path;
 pub const TEMP_PREFIX: &str = ".ccsync-";
 pub const TEMP_SUFFIX: &str = ".tmp";
 
+/// Whether a file name is one of ccsync's temp files.
+pub fn is_temp_name(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
+}
+
+/// Reads until `buf` is full or the input ends; returns how much was read.
+pub fn read_full(r: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
 pub fn create_private_dir_all(path: &Path) -> io::Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);

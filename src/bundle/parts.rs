@@ -143,7 +143,8 @@ fn write_one(part: &OutPart, out: &mut impl Write) -> Result<PartBody, BundleErr
         let mut buf = vec![0u8; B64_CHUNK / 4 * 3];
         let mut input = input.take(len);
         loop {
-            let n = read_full(&mut input, &mut buf).map_err(|e| part.data.describe(e))?;
+            let n = crate::fsutil::read_full(&mut input, &mut buf)
+                .map_err(|e| part.data.describe(e))?;
             if n == 0 {
                 break;
             }
@@ -182,17 +183,6 @@ fn is_utf8(input: &mut impl Read) -> io::Result<bool> {
             return Ok(false);
         }
     }
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 /// Reads the `parts` array, streaming each part's bytes to `sink` and

@@ -121,10 +121,7 @@ impl ClaudeHome {
                 continue;
             };
             for file in files.flatten() {
-                let name = file.file_name();
-                let name = name.to_string_lossy();
-                if name.starts_with(crate::fsutil::TEMP_PREFIX)
-                    && name.ends_with(crate::fsutil::TEMP_SUFFIX)
+                if crate::fsutil::is_temp_name(&file.file_name())
                     && std::fs::remove_file(file.path()).is_ok()
                 {
                     removed += 1;

@@ -145,7 +145,7 @@ fn walk(root: &Path, dir: &Path, kind: PartKind, depth: usize, parts: &mut Parts
         let Ok(file_type) = entry.file_type() else {
             continue;
         };
-        if is_our_temp(&entry.file_name()) {
+        if crate::fsutil::is_temp_name(&entry.file_name()) {
             continue;
         }
         if file_type.is_dir() {
@@ -174,11 +174,6 @@ fn walk(root: &Path, dir: &Path, kind: PartKind, depth: usize, parts: &mut Parts
             (_, Err(e)) => parts.skipped.push((path, e.to_string())),
         }
     }
-}
-
-fn is_our_temp(name: &std::ffi::OsStr) -> bool {
-    let name = name.to_string_lossy();
-    name.starts_with(crate::fsutil::TEMP_PREFIX) && name.ends_with(crate::fsutil::TEMP_SUFFIX)
 }
 
 /// `todos/<sid>-agent-….json`, by session id.

@@ -377,8 +377,8 @@ pub fn same_prefix(a: &Path, b: &Path, len: u64) -> io::Result<bool> {
     let (mut a, mut b) = (File::open(a)?.take(len), File::open(b)?.take(len));
     let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
     loop {
-        let n = read_full(&mut a, &mut x)?;
-        let m = read_full(&mut b, &mut y)?;
+        let n = crate::fsutil::read_full(&mut a, &mut x)?;
+        let m = crate::fsutil::read_full(&mut b, &mut y)?;
         if n != m || x[..n] != y[..m] {
             return Ok(false);
         }
@@ -386,17 +386,6 @@ pub fn same_prefix(a: &Path, b: &Path, len: u64) -> io::Result<bool> {
             return Ok(true);
         }
     }
-}
-
-fn read_full(r: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 /// Newlines in the first `len` bytes of a file.

@@ -57,10 +57,7 @@ fn remove_stale_temps(dir: &Path) {
     };
     let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let stale = name.starts_with(fsutil::TEMP_PREFIX)
-            && name.ends_with(fsutil::TEMP_SUFFIX)
+        let stale = fsutil::is_temp_name(&entry.file_name())
             && entry
                 .path()
                 .symlink_metadata()
