@@ -285,16 +285,16 @@ impl<'a> Installer<'a> {
                 .filter(|&i| Some(i) != chosen && plan.verdicts[i] != Verdict::Diverged),
         );
         let mut parts = PartsOutcome::default();
-        let pending = chosen.is_some()
-            || order
-                .iter()
-                .map(|&i| self.parts_pending(&copies[i], &dir, id))
-                .collect::<Result<Vec<bool>, _>>()?
-                .contains(&true);
-        let live = if pending && local_len.is_some() {
-            self.in_use(&dest)
-        } else {
-            None
+        // In use, and something to write: the transcript or a side file.
+        let live = local_len.and_then(|_| self.in_use(&dest));
+        let live = match live {
+            Some(l)
+                if chosen.is_some()
+                    || self.parts_pending(order.iter().map(|&i| &copies[i]), &dir, id)? =>
+            {
+                Some(l)
+            }
+            _ => None,
         };
         let (action, held) = match live {
             Some(live) => (Action::Keep, Some(live)),
@@ -346,16 +346,16 @@ impl<'a> Installer<'a> {
         })
     }
 
-    /// Whether any side file of `copy` would be written for session `id`.
-    fn parts_pending(
+    /// Whether any side file of `copies` would be written for session `id`.
+    fn parts_pending<'c>(
         &self,
-        copy: &Received,
+        copies: impl IntoIterator<Item = &'c Received>,
         dir: &Path,
         id: &SessionId,
     ) -> Result<bool, SessionError> {
-        for part in &copy.parts {
+        for part in copies.into_iter().flat_map(|c| &c.parts) {
             let dest = self.claude.part_file(dir, id, &part.path);
-            if decide_part(&dest, part, false)? == PartAction::Write {
+            if decide_part(&dest, part, false)?.0 == PartAction::Write {
                 return Ok(true);
             }
         }
@@ -376,7 +376,9 @@ impl<'a> Installer<'a> {
         for part in &copy.parts {
             let dest = self.claude.part_file(dir, id, &part.path);
             let seen = out.files.contains(&dest);
-            match decide_part(&dest, part, supersedes && !part.path.appended())? {
+            let (action, local_len) =
+                decide_part(&dest, part, supersedes && !part.path.appended())?;
+            match action {
                 PartAction::Write => {
                     let write_err = |source| SessionError::Write {
                         path: dest.clone(),
@@ -384,7 +386,7 @@ impl<'a> Installer<'a> {
                     };
                     // A subagent transcript the client appends to is
                     // extended in place, like the session's own.
-                    match file_len(&dest)? {
+                    match local_len {
                         Some(len) if part.path.appended() && len < part.len => {
                             super::append_rest(&part.file, &dest, len).map_err(write_err)?;
                         }
@@ -451,11 +453,14 @@ impl<'a> Installer<'a> {
             if plan.verdicts[0] != Verdict::Diverged || generation + 1 == MAX_FORK_GENERATIONS {
                 // The fork's side files are the copy's, under the fork's id.
                 let mut parts = PartsOutcome::default();
-                let held = match (plan.action, local_len) {
-                    (Action::Keep, Some(_)) if self.parts_pending(copy, dir, &id)? => {
-                        self.in_use(&dest)
+                let live = local_len.and_then(|_| self.in_use(&dest));
+                let held = match live {
+                    Some(l)
+                        if matches!(plan.action, Action::FastForward { .. })
+                            || self.parts_pending([copy], dir, &id)? =>
+                    {
+                        Some(l)
                     }
-                    (Action::FastForward { .. }, _) => self.in_use(&dest),
                     _ => None,
                 };
                 if held.is_some() {
@@ -485,12 +490,13 @@ impl<'a> Installer<'a> {
     }
 }
 
-/// What to do with side file `part`, given what is at `dest`.
+/// What to do with side file `part`, given what is at `dest`, and the
+/// length of what is there.
 fn decide_part(
     dest: &Path,
     part: &super::ReceivedPart,
     supersedes: bool,
-) -> Result<PartAction, SessionError> {
+) -> Result<(PartAction, Option<u64>), SessionError> {
     let local = file_len(dest)?;
     let mut failure = None;
     let action = plan::decide_part(
@@ -509,7 +515,7 @@ fn decide_part(
             path: dest.to_path_buf(),
             source,
         }),
-        None => Ok(action),
+        None => Ok((action, local)),
     }
 }
 

@@ -60,7 +60,9 @@ pub fn prepare(
     }
     let part_stamps = parts.stamps();
     let mut skipped_parts = parts.skipped;
-    let mut out_parts = Vec::with_capacity(parts.found.len());
+    // Each side file with the room it takes in the bundle, at most (base64
+    // is 4/3 of the bytes).
+    let mut sized = Vec::with_capacity(parts.found.len());
     for part in parts.found {
         // A subagent transcript travels up to its last complete line, like
         // the session's own; other side files are written whole.
@@ -75,41 +77,32 @@ pub fn prepare(
         } else {
             None
         };
-        out_parts.push(OutPart {
-            path: part.path,
-            len,
-            data: PartData::File(part.file),
-        });
+        let room = len.unwrap_or(part.stamp.size) / 3 * 4 + 512;
+        sized.push((room, part.path, len, part.file));
     }
     // A bundle over the limit would be refused by every reader: the
-    // largest side files stay behind instead, named (base64 is 4/3 of the
-    // bytes; a transcript's escaping rarely adds a quarter).
-    let estimate = |p: &OutPart| match &p.data {
-        PartData::File(f) => p.len.or_else(|| std::fs::metadata(f).ok().map(|m| m.len())),
-        PartData::Bytes(b) => Some(b.len() as u64),
-    };
+    // largest side files stay behind instead, named (a transcript's
+    // escaping rarely adds a quarter).
+    sized.sort_by_key(|(room, ..)| *room);
     let mut planned = len + len / 4 + 4096;
-    let mut sized: Vec<(u64, OutPart)> = out_parts
-        .into_iter()
-        .map(|p| (estimate(&p).unwrap_or(0) / 3 * 4 + 512, p))
-        .collect();
-    sized.sort_by_key(|(size, _)| *size);
     let mut out_parts = Vec::with_capacity(sized.len());
-    for (size, part) in sized {
-        planned += size;
+    for (room, path, len, file) in sized {
+        planned += room;
         if planned > bundle::MAX_BUNDLE_BYTES {
-            if let PartData::File(file) = part.data {
-                skipped_parts.push((
-                    file,
-                    format!(
-                        "the bundle would pass the {} MiB limit",
-                        bundle::MAX_BUNDLE_BYTES >> 20
-                    ),
-                ));
-            }
+            skipped_parts.push((
+                file,
+                format!(
+                    "the bundle would pass the {} MiB limit",
+                    bundle::MAX_BUNDLE_BYTES >> 20
+                ),
+            ));
             continue;
         }
-        out_parts.push(part);
+        out_parts.push(OutPart {
+            path,
+            len,
+            data: PartData::File(file),
+        });
     }
     out_parts.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Outgoing {
