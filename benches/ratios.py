@@ -59,6 +59,24 @@ def run_rss(cmd, env=None, cwd=None):
     return elapsed, rss
 
 
+def export_import_rounds(binary, runs, floor, prepare, a, b, repo, b_repo, bundle):
+    """Times `floor` (commands to compare with) against ccsync export on A
+    plus import on B, `runs` times. `prepare` runs before each round.
+    Returns (floor seconds, ours seconds, ratios, peak RSS in bytes)."""
+    floor_t, ours_t, ratios, rss = [], [], [], []
+    for _ in range(runs):
+        prepare()
+        t_floor = sum(run_rss(cmd)[0] for cmd in floor)
+        t_exp, rss_exp = run_rss([binary, "-q", "export", SID, "-o", bundle], env=a, cwd=repo)
+        shutil.rmtree(b["CLAUDE_CONFIG_DIR"], ignore_errors=True)
+        t_imp, rss_imp = run_rss([binary, "-q", "import", bundle], env=b, cwd=b_repo)
+        floor_t.append(t_floor)
+        ours_t.append(t_exp + t_imp)
+        ratios.append((t_exp + t_imp) / t_floor)
+        rss.append(max(rss_exp, rss_imp) * 1024)
+    return floor_t, ours_t, ratios, rss
+
+
 def spread(values, fmt="{:.3f}"):
     return "min " + fmt.format(min(values)) + "  median " + fmt.format(statistics.median(values)) + "  max " + fmt.format(max(values))
 
@@ -138,18 +156,10 @@ def big(binary, base, runs):
     print(f"\n100 MB transcript: {size} bytes, {i} lines")
     bundle = os.path.join(base, "big.ccsync")
     copy = os.path.join(base, "copy.jsonl")
-    ratios, mem = [], []
-    floor_t, ours_t = [], []
-    for _ in range(runs):
-        t_cp, _ = run_rss(["cp", source, copy])
-        t_sha, _ = run_rss(["sha256sum", source])
-        t_exp, rss_exp = run_rss([binary, "-q", "export", SID, "-o", bundle], env=a, cwd=repo)
-        shutil.rmtree(b["CLAUDE_CONFIG_DIR"], ignore_errors=True)
-        t_imp, rss_imp = run_rss([binary, "-q", "import", bundle], env=b, cwd=b_repo)
-        floor_t.append(t_cp + t_sha)
-        ours_t.append(t_exp + t_imp)
-        ratios.append((t_exp + t_imp) / (t_cp + t_sha))
-        mem.append(max(rss_exp, rss_imp) * 1024 / size)
+    floor_t, ours_t, ratios, rss = export_import_rounds(
+        binary, runs, [["cp", source, copy], ["sha256sum", source]], lambda: None,
+        a, b, repo, b_repo, bundle)
+    mem = [r / size for r in rss]
     installed = os.path.join(b["CLAUDE_CONFIG_DIR"], "projects", encode(b_repo), f"{SID}.jsonl")
     assert open(installed, "rb").read() == open(source, "rb").read(), "import is not byte-identical"
     print(f"  cp + sha256sum      s   {spread(floor_t)}")
@@ -234,19 +244,12 @@ def sides(binary, base, runs):
     total = sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(claude) for n in names)
     print(f"\nside files: {total} bytes in {2002} files (100 MB binary, 50 MB subagent, 2,000 x 4 KiB)")
     bundle = os.path.join(base, "sides.ccsync")
-    ratios, mem, floor_t, ours_t = [], [], [], []
-    for _ in range(runs):
-        copy = os.path.join(base, "sides-copy")
-        shutil.rmtree(copy, ignore_errors=True)
-        t_cp, _ = run_rss(["cp", "-r", claude, copy])
-        t_sha, _ = run_rss(["sh", "-c", f"find {claude} -type f -exec sha256sum {{}} + > /dev/null"])
-        t_exp, rss_exp = run_rss([binary, "-q", "export", SID, "-o", bundle], env=a, cwd=repo)
-        shutil.rmtree(b["CLAUDE_CONFIG_DIR"], ignore_errors=True)
-        t_imp, rss_imp = run_rss([binary, "-q", "import", bundle], env=b, cwd=b_repo)
-        floor_t.append(t_cp + t_sha)
-        ours_t.append(t_exp + t_imp)
-        ratios.append((t_exp + t_imp) / (t_cp + t_sha))
-        mem.append(max(rss_exp, rss_imp) * 1024)
+    copy = os.path.join(base, "sides-copy")
+    floor = [["cp", "-r", claude, copy],
+             ["sh", "-c", f"find {claude} -type f -exec sha256sum {{}} + > /dev/null"]]
+    floor_t, ours_t, ratios, mem = export_import_rounds(
+        binary, runs, floor, lambda: shutil.rmtree(copy, ignore_errors=True),
+        a, b, repo, b_repo, bundle)
     b_history = os.path.join(b["CLAUDE_CONFIG_DIR"], "file-history", SID)
     assert open(os.path.join(b_history, "big@v1"), "rb").read() == open(os.path.join(history, "big@v1"), "rb").read()
     assert len(os.listdir(b_history)) == 2001
