@@ -12,5 +12,6 @@ pub mod fsutil;
 pub mod index;
 pub mod names;
 pub mod project;
+pub mod secrets;
 pub mod sync;
 pub mod transport;

@@ -264,23 +264,18 @@ fn check_transport(env: &Env, config: &Config, checks: &mut Checks) {
     let Ok(machine) = config.machine_name() else {
         return;
     };
-    check_machine_name(env, config, &machine, transport.as_ref(), checks);
+    check_machine_name(config, &machine, transport.as_ref(), checks);
 }
 
 /// A pull skips this machine's own files, so a name shared with another
 /// machine makes that machine's sessions silently never arrive.
 fn check_machine_name(
-    env: &Env,
     config: &Config,
     machine: &MachineName,
     transport: &dyn Transport,
     checks: &mut Checks,
 ) {
-    let staging = match env.config_dir.staging() {
-        Ok(s) => s,
-        Err(e) => return checks.push("machine", Status::Fail, e.to_string()),
-    };
-    match super::init::read_claim(transport, machine, staging.path()) {
+    match super::init::read_claim(transport, machine) {
         Ok(Some(claim)) if claim.machine_id == config.machine_id => {
             checks.push("machine", Status::Ok, format!("name {machine} is claimed by this machine"))
         }
@@ -302,6 +297,7 @@ fn check_machine_name(
     if let Ok(objects) = transport.list() {
         let lower = machine.as_str().to_ascii_lowercase();
         let mut twins: Vec<String> = objects
+            .objects
             .iter()
             .filter_map(|o| o.name.claimed_machine())
             .filter(|m| m != machine && m.as_str().to_ascii_lowercase() == lower)

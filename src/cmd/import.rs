@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 
 use ccsync::project::Resolver;
 use ccsync::sync::plan::Verdict;
-use ccsync::sync::{now_ms, receive};
+use ccsync::sync::{now_ms, receive_file};
 
 use super::{Env, Outcome};
 use crate::cli::ImportArgs;
@@ -14,7 +14,7 @@ pub fn run(env: &Env, args: &ImportArgs) -> Result<Outcome> {
     let file = &args.file;
     std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
     let staging = env.config_dir.staging()?;
-    let received = receive(file, &staging.path().join("import.jsonl.tmp")).with_context(|| {
+    let received = receive_file(file, &staging.path().join("import.jsonl.tmp")).with_context(|| {
         format!(
             "{} is not a bundle ccsync can import; nothing was changed",
             file.display()

@@ -22,19 +22,15 @@ pub struct Claim {
 }
 
 /// The claim on `machine` in the transport, if any machine made one.
-pub fn read_claim(
-    transport: &dyn Transport,
-    machine: &MachineName,
-    staging: &std::path::Path,
-) -> Result<Option<Claim>> {
+pub fn read_claim(transport: &dyn Transport, machine: &MachineName) -> Result<Option<Claim>> {
     let name = ObjectName::machine_claim(machine);
-    if !transport.list()?.iter().any(|o| o.name == name) {
+    if !transport.list()?.objects.iter().any(|o| o.name == name) {
         return Ok(None);
     }
-    let file = transport
-        .fetch(std::slice::from_ref(&name), staging)?
-        .remove(0);
-    let claim = serde_json::from_slice(&std::fs::read(&file)?)
+    let bytes = ccsync::transport::fetch_small(transport, std::slice::from_ref(&name), 64 << 10)?
+        .remove(0)
+        .map_err(|reason| anyhow::anyhow!("cannot read {name} in {}: {reason}", transport.location()))?;
+    let claim = serde_json::from_slice(&bytes)
         .with_context(|| format!("{name} in {} is not a machine claim", transport.location()))?;
     Ok(Some(claim))
 }
@@ -58,7 +54,10 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         }
         ssh @ Location::Ssh(_) => ssh,
     };
-    let opener = env.opener()?;
+    let opener = ccsync::transport::Opener {
+        owner: Some(machine.clone()),
+        ..env.opener()?
+    };
     if let Location::Ssh(target) = &location {
         SshTransport::new(
             target.clone(),
@@ -78,7 +77,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
 
     let staging = env.config_dir.staging()?;
-    if let Some(claim) = read_claim(transport.as_ref(), &machine, staging.path())?
+    if let Some(claim) = read_claim(transport.as_ref(), &machine)?
         && claim.machine_id != machine_id
         && !args.force
     {
@@ -94,7 +93,16 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
     };
     let file = staging.path().join("claim.json");
     fsutil::write_atomic_bytes(&file, &serde_json::to_vec_pretty(&claim)?)?;
-    transport.store(&[(ObjectName::machine_claim(&machine), file)])?;
+    let claim_name = ObjectName::machine_claim(&machine);
+    if let Err(reason) = transport
+        .store(&[(claim_name.clone(), file)])?
+        .remove(0)
+    {
+        bail!(
+            "cannot claim the name {machine} in {}: {reason}",
+            transport.location()
+        );
+    }
 
     let config = Config {
         location: location.to_string(),

@@ -110,7 +110,7 @@ fn local(env: &Env, json: bool) -> Result<Outcome> {
 fn remote(env: &Env, json: bool) -> Result<Outcome> {
     let (_, _, transport) = env.open_transport()?;
     let mut rows = Vec::new();
-    for object in transport.list()? {
+    for object in transport.list()?.objects {
         let Some((id, machine)) = object.name.session() else {
             continue;
         };

@@ -107,7 +107,11 @@ impl Env {
     pub fn open_transport(&self) -> Result<(Config, MachineName, Box<dyn Transport>)> {
         let config = self.config_dir.require_config()?;
         let machine = config.machine_name()?;
-        let transport = self.location(&config.location)?.open(&self.opener()?);
+        let opener = Opener {
+            owner: Some(machine.clone()),
+            ..self.opener()?
+        };
+        let transport = self.location(&config.location)?.open(&opener);
         Ok((config, machine, transport))
     }
 
@@ -129,9 +133,23 @@ impl Env {
                 })?,
             _ => vec!["ssh".to_owned()],
         };
+        let ssh_idle_timeout = match non_empty("CCSYNC_SSH_TIMEOUT") {
+            Some(v) => Some(
+                v.to_str()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .map(Duration::from_secs_f64)
+                    .with_context(|| {
+                        format!("CCSYNC_SSH_TIMEOUT {v:?} is not a number of seconds above 0")
+                    })?,
+            ),
+            None => None,
+        };
         Ok(Opener {
             ssh_command,
             control_dir: self.control_dir(),
+            owner: None,
+            ssh_idle_timeout,
         })
     }
 

@@ -311,6 +311,7 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
         && report.outcomes.is_empty()
         && report.failed.is_empty()
         && report.bad_objects.is_empty()
+        && report.refused.is_empty()
     {
         bail!(
             "session {id} is not in {} for any project with a checkout here; cd into the checkout and pull again, or `ccsync list --remote` to see what is there",
@@ -337,6 +338,9 @@ fn print_report(env: &Env, location: &str, report: &PullReport, json: bool) -> R
     for (name, reason) in &report.bad_objects {
         env.ui
             .warn(format_args!("skipped {location}/{name}: {reason}"));
+    }
+    for (path, reason) in &report.refused {
+        env.ui.warn(format_args!("skipped {path}: {reason}"));
     }
     for (id, e) in &report.failed {
         env.ui.warn(format_args!("not pulled {id}: {e}"));
@@ -372,7 +376,7 @@ fn print_report(env: &Env, location: &str, report: &PullReport, json: bool) -> R
     if held > 0 {
         summary.push_str(&format!("; {held} in use, left alone"));
     }
-    let problems = report.bad_objects.len() + report.failed.len();
+    let problems = report.bad_objects.len() + report.refused.len() + report.failed.len();
     if problems > 0 {
         summary.push_str(&format!("; {problems} skipped"));
     }
@@ -388,6 +392,10 @@ fn print_report(env: &Env, location: &str, report: &PullReport, json: bool) -> R
                     what: n.to_string(),
                     error: r.clone(),
                 })
+                .chain(report.refused.iter().map(|(p, r)| ProblemJson {
+                    what: p.clone(),
+                    error: r.clone(),
+                }))
                 .chain(report.failed.iter().map(|(id, e)| ProblemJson {
                     what: id.to_string(),
                     error: e.to_string(),

@@ -47,6 +47,8 @@ pub enum SessionError {
         pushed_bytes: u64,
         local_bytes: u64,
     },
+    #[error("cannot store {object}: {reason}")]
+    Store { object: String, reason: String },
     #[error(
         "the checkout path {0} is not UTF-8, so Claude Code's folder name for it cannot be computed"
     )]
@@ -142,14 +144,20 @@ impl PartSink for StagedParts {
     }
 }
 
-/// Decodes the bundle at `bundle_path`, streaming its transcript into a new
-/// private file at `into` (fsynced) and its side files into a folder beside
-/// it. Nothing is left at `into` on error.
-pub fn receive(bundle_path: &Path, into: &Path) -> Result<Received, BundleError> {
+/// Decodes the bundle at `bundle_path`; see [`receive`].
+pub fn receive_file(bundle_path: &Path, into: &Path) -> Result<Received, BundleError> {
     let input = File::open(bundle_path)?;
     if input.metadata()?.len() > bundle::MAX_BUNDLE_BYTES {
         return Err(BundleError::TooLarge);
     }
+    receive(input, into)
+}
+
+/// Decodes a bundle as it streams in (at most the bundle size limit),
+/// streaming its transcript into a new private file at `into` (fsynced) and
+/// its side files into a folder beside it. Nothing is left at `into` on
+/// error.
+pub fn receive(input: impl io::Read, into: &Path) -> Result<Received, BundleError> {
     let dir = into.parent().unwrap_or(Path::new("."));
     let mut builder = tempfile::Builder::new();
     builder

@@ -79,6 +79,8 @@ pub struct PullReport {
     pub failed: Vec<(SessionId, SessionError)>,
     /// Files in the transport that were not read, and why.
     pub bad_objects: Vec<(ObjectName, String)>,
+    /// Entries of the transport that were not looked into (links), and why.
+    pub refused: Vec<(String, String)>,
 }
 
 impl PullReport {
@@ -86,6 +88,7 @@ impl PullReport {
     pub fn incomplete(&self) -> bool {
         !self.failed.is_empty()
             || !self.bad_objects.is_empty()
+            || !self.refused.is_empty()
             || self
                 .outcomes
                 .iter()
@@ -556,12 +559,24 @@ pub fn pull(
         .map(|c| (layout::key_dir(&c.key), c))
         .collect();
     let mut groups: BTreeMap<(String, SessionId), Vec<(ObjectName, Stamp)>> = BTreeMap::new();
-    for object in transport.list()? {
+    let listing = transport.list()?;
+    let mut report = PullReport::default();
+    for (path, reason) in &listing.refused {
+        report.refused.push((path.clone(), reason.clone()));
+    }
+    for object in listing.objects {
         let Some((id, machine)) = object.name.session() else {
             continue;
         };
         if roots.contains_key(object.name.dir()) && machine != *me && only.is_none_or(|o| *o == id)
         {
+            if object.size > crate::bundle::MAX_BUNDLE_BYTES {
+                report.bad_objects.push((
+                    object.name.clone(),
+                    crate::transport::dir::too_large("it", object.size),
+                ));
+                continue;
+            }
             let stamp = Stamp::new(object.size, object.modified);
             groups
                 .entry((object.name.dir().to_owned(), id))
@@ -570,7 +585,6 @@ pub fn pull(
         }
     }
 
-    let mut report = PullReport::default();
     let mut wanted = Vec::new();
     for ((dir, id), objects) in &groups {
         match unchanged_since_last_pull(index, dir, id, objects, roots[dir]) {
@@ -578,15 +592,20 @@ pub fn pull(
             None => wanted.extend(objects.iter().map(|(name, _)| name.clone())),
         }
     }
-    let files = transport.fetch(&wanted, staging)?;
+    // Each bundle is decoded as it streams in: nothing holds a whole one.
+    let mut arrived: Vec<Option<Result<Received, String>>> = (0..wanted.len()).map(|_| None).collect();
+    let delivered = transport.fetch(&wanted, &mut |i, input| {
+        let into = staging.join(format!("{i}.jsonl.tmp"));
+        arrived[i] = Some(super::receive(input, &into).map_err(|e| e.to_string()));
+    })?;
 
     let mut sessions: BTreeMap<(String, SessionId), Vec<Received>> = BTreeMap::new();
     let mut spoiled = std::collections::HashSet::new();
-    for (i, (name, file)) in wanted.into_iter().zip(files).enumerate() {
+    for ((name, delivered), arrived) in wanted.into_iter().zip(delivered).zip(arrived) {
         let (id, machine) = name.session().expect("filtered above");
         let checkout = roots[name.dir()];
-        let received = super::receive(&file, &staging.join(format!("{i}.jsonl.tmp")))
-            .map_err(|e| e.to_string())
+        let received = delivered
+            .and_then(|()| arrived.unwrap_or_else(|| Err("it did not arrive".into())))
             .and_then(|r| {
                 let m = &r.meta;
                 if m.session_id != id || m.machine != machine || m.project_key != checkout.key {
@@ -595,7 +614,6 @@ pub fn pull(
                     Ok(r)
                 }
             });
-        let _ = std::fs::remove_file(&file);
         match received {
             Ok(r) => sessions
                 .entry((name.dir().to_owned(), id))

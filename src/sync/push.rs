@@ -231,6 +231,7 @@ pub fn push(
         .collect();
     let listing: HashMap<ObjectName, Stamp> = transport
         .list()?
+        .objects
         .into_iter()
         .map(|o| (o.name, Stamp::new(o.size, o.modified)))
         .collect();
@@ -346,7 +347,7 @@ pub fn push(
                 continue;
             }
         };
-        report.pushed.push(Pushed {
+        let pushed = Pushed {
             id,
             key: placement.key.clone(),
             object: object.clone(),
@@ -355,16 +356,29 @@ pub fn push(
             partial_tail: out.partial_tail,
             parts: out.parts.len(),
             skipped_parts: out.skipped_parts.clone(),
-        });
-        pending.insert(object.clone(), (out, source_stamp, body));
+        };
+        pending.insert(object.clone(), (out, source_stamp, body, pushed));
         batch.push((object, file));
     }
     if !batch.is_empty() {
-        for stored in transport.store(&batch)? {
-            if let Some((out, source_stamp, body)) = pending.remove(&stored.name) {
-                let remote = Stamp::new(stored.size, stored.modified);
-                let entry = record(&out, source_stamp, body.len, body.sha256, remote);
-                index.set_pushed(stored.name.to_string(), entry);
+        for ((name, _), stored) in batch.iter().zip(transport.store(&batch)?) {
+            let Some((out, source_stamp, body, pushed)) = pending.remove(name) else {
+                continue;
+            };
+            match stored {
+                Ok(stored) => {
+                    let remote = Stamp::new(stored.size, stored.modified);
+                    let entry = record(&out, source_stamp, body.len, body.sha256, remote);
+                    index.set_pushed(stored.name.to_string(), entry);
+                    report.pushed.push(pushed);
+                }
+                Err(reason) => report.failed.push((
+                    pushed.id,
+                    SessionError::Store {
+                        object: format!("{}/{name}", transport.location()),
+                        reason,
+                    },
+                )),
             }
         }
     }
@@ -483,17 +497,12 @@ fn fetch_earlier(
         path: dir.clone(),
         source,
     })?;
-    let files = transport.fetch(wanted, &dir)?;
-    Ok(wanted
-        .iter()
-        .cloned()
-        .zip(files)
-        .enumerate()
-        .map(|(i, (name, file))| {
-            let received = receive(&file, &dir.join(format!("{i}.jsonl.tmp"))).ok();
-            (name, received)
-        })
-        .collect())
+    let mut earlier: HashMap<ObjectName, Option<Received>> = HashMap::new();
+    transport.fetch(wanted, &mut |i, input| {
+        let received = receive(input, &dir.join(format!("{i}.jsonl.tmp"))).ok();
+        earlier.insert(wanted[i].clone(), received);
+    })?;
+    Ok(earlier)
 }
 
 #[cfg(test)]

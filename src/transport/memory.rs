@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{ObjectName, RemoteObject, Transport, TransportError};
+use super::{Listing, ObjectName, PerObject, RemoteObject, Transport, TransportError, Visitor};
 
 /// Objects with a counter standing in for modification times.
 #[derive(Default)]
@@ -62,8 +62,8 @@ impl Transport for MemoryTransport {
         "memory".into()
     }
 
-    fn list(&self) -> Result<Vec<RemoteObject>, TransportError> {
-        Ok(self
+    fn list(&self) -> Result<Listing, TransportError> {
+        let objects = self
             .objects
             .borrow()
             .iter()
@@ -72,34 +72,40 @@ impl Transport for MemoryTransport {
                 size: bytes.len() as u64,
                 modified: Some(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(*at)),
             })
-            .collect())
+            .collect();
+        Ok(Listing {
+            objects,
+            refused: Vec::new(),
+        })
     }
 
-    fn fetch(&self, names: &[ObjectName], into: &Path) -> Result<Vec<PathBuf>, TransportError> {
-        self.fetched.set(self.fetched.get() + names.len());
-        names
+    fn fetch(
+        &self,
+        names: &[ObjectName],
+        visit: &mut Visitor,
+    ) -> Result<Vec<PerObject<()>>, TransportError> {
+        Ok(names
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                let bytes = self.get(name).ok_or_else(|| TransportError::Other {
-                    location: "memory".into(),
-                    message: format!("{name} does not exist"),
-                })?;
-                let path = into.join(i.to_string());
-                std::fs::write(&path, bytes).map_err(io_err(&path, "write"))?;
-                Ok(path)
+                let bytes = self
+                    .get(name)
+                    .ok_or_else(|| format!("{name} does not exist"))?;
+                self.fetched.set(self.fetched.get() + 1);
+                visit(i, &mut bytes.as_slice());
+                Ok(())
             })
-            .collect()
+            .collect())
     }
 
     fn store(
         &self,
         objects: &[(ObjectName, PathBuf)],
-    ) -> Result<Vec<RemoteObject>, TransportError> {
+    ) -> Result<Vec<PerObject<RemoteObject>>, TransportError> {
         let mut stored = Vec::new();
         for (name, path) in objects {
             let bytes = std::fs::read(path).map_err(io_err(path, "read"))?;
-            stored.push(self.insert(name.clone(), bytes));
+            stored.push(Ok(self.insert(name.clone(), bytes)));
         }
         Ok(stored)
     }

@@ -2,10 +2,12 @@
 //! transport over a network can move many files in one round trip.
 
 pub mod dir;
+pub mod folder;
 pub mod layout;
 pub mod memory;
 pub mod ssh;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -16,6 +18,15 @@ pub struct RemoteObject {
     pub name: ObjectName,
     pub size: u64,
     pub modified: Option<SystemTime>,
+}
+
+/// What a transport holds.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub objects: Vec<RemoteObject>,
+    /// Entries that were not looked into, by path, with why: links, which
+    /// ccsync never follows in a sync dir.
+    pub refused: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,26 +45,76 @@ pub enum TransportError {
     Other { location: String, message: String },
 }
 
+/// Called with each object a fetch delivers: its index in the request and
+/// a reader of its bytes. The reader may be a network stream: read it
+/// through, or stop early; either way the fetch goes on with the next one.
+pub type Visitor<'a> = dyn FnMut(usize, &mut dyn Read) + 'a;
+
+/// What became of one object of a batch: a reason when it alone failed.
+pub type PerObject<T> = Result<T, String>;
+
 pub trait Transport {
     /// How to name this transport to the user.
     fn location(&self) -> String;
 
-    /// Every object, in any order. Entries that are not objects (temp files,
-    /// hidden files, links) are left out.
-    fn list(&self) -> Result<Vec<RemoteObject>, TransportError>;
+    /// Every object, sorted by name. Temp and hidden files are left out;
+    /// links are left out and named in `refused`.
+    fn list(&self) -> Result<Listing, TransportError>;
 
-    /// Copies `names` into files in the local directory `into`, returning
-    /// their paths in the same order.
-    fn fetch(&self, names: &[ObjectName], into: &Path) -> Result<Vec<PathBuf>, TransportError>;
+    /// Streams each of `names` to `visit`, one at a time, so memory does not
+    /// grow with their size. Returns, per name in request order, `Ok` when it
+    /// was handed to `visit`, or why it could not be (gone, a link, over the
+    /// size limit, unreadable): one bad object never fails the others.
+    fn fetch(
+        &self,
+        names: &[ObjectName],
+        visit: &mut Visitor,
+    ) -> Result<Vec<PerObject<()>>, TransportError>;
 
     /// Stores each local file under its name, atomically: a reader sees the
-    /// old object or the new one, never a part. Returns the stored objects as
-    /// a listing would show them, where the transport can tell at no cost.
-    fn store(&self, objects: &[(ObjectName, PathBuf)])
-    -> Result<Vec<RemoteObject>, TransportError>;
+    /// old object or the new one, never a part. Returns, per object in
+    /// request order, the stored object as a listing would show it, or why
+    /// it alone could not be stored (a link where its folder should be).
+    fn store(
+        &self,
+        objects: &[(ObjectName, PathBuf)],
+    ) -> Result<Vec<PerObject<RemoteObject>>, TransportError>;
 
     /// Checks that the transport is there and can be written, leaving nothing.
     fn check_writable(&self) -> Result<(), TransportError>;
+}
+
+/// Fetches `names` into memory, each at most `cap` bytes: for small objects
+/// (machine claims), never bundles.
+pub fn fetch_small(
+    transport: &dyn Transport,
+    names: &[ObjectName],
+    cap: u64,
+) -> Result<Vec<PerObject<Vec<u8>>>, TransportError> {
+    let mut got: Vec<Option<std::io::Result<Vec<u8>>>> = (0..names.len()).map(|_| None).collect();
+    let delivered = transport.fetch(names, &mut |i, r| {
+        let mut bytes = Vec::new();
+        let read = r.take(cap + 1).read_to_end(&mut bytes).and_then(|n| {
+            if n as u64 > cap {
+                Err(std::io::Error::other(format!("it is over {cap} bytes")))
+            } else {
+                Ok(bytes)
+            }
+        });
+        got[i] = Some(read);
+    })?;
+    Ok(delivered
+        .into_iter()
+        .zip(got)
+        .map(|(d, g)| {
+            d?;
+            match g {
+                Some(Ok(bytes)) => Ok(bytes),
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("it did not arrive".into()),
+            }
+        })
+        .collect())
 }
 
 /// Where a location string points: no scheme means a local directory.
@@ -70,6 +131,12 @@ pub struct Opener {
     pub ssh_command: Vec<String>,
     /// Where ssh's multiplexing sockets live (private); `None`: no multiplexing.
     pub control_dir: Option<PathBuf>,
+    /// This machine, when known: its temp objects carry its name, so its
+    /// next store removes those a killed run left.
+    pub owner: Option<crate::names::MachineName>,
+    /// How long an ssh call may move no byte before it is ended
+    /// (`CCSYNC_SSH_TIMEOUT`); `None`: the default.
+    pub ssh_idle_timeout: Option<std::time::Duration>,
 }
 
 impl Location {
@@ -93,12 +160,11 @@ impl Location {
 
     pub fn open(&self, opener: &Opener) -> Box<dyn Transport> {
         match self {
-            Location::Dir(path) => Box::new(dir::DirTransport::new(path.clone())),
-            Location::Ssh(target) => Box::new(ssh::SshTransport::new(
-                target.clone(),
-                opener.ssh_command.clone(),
-                opener.control_dir.clone(),
+            Location::Dir(path) => Box::new(dir::DirTransport::new(
+                path.clone(),
+                opener.owner.clone(),
             )),
+            Location::Ssh(target) => Box::new(ssh::SshTransport::from_opener(target.clone(), opener)),
         }
     }
 }

@@ -8,13 +8,12 @@
 //! handshake.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{ObjectName, RemoteObject, Transport, TransportError};
+use super::{Listing, ObjectName, Opener, PerObject, RemoteObject, Transport, TransportError, Visitor};
 use crate::bundle::MAX_BUNDLE_BYTES;
-use crate::fsutil;
 
 /// `ssh://[user@]host[:port]/abs/path` or `[user@]host:path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +195,11 @@ impl SshTransport {
         }
     }
 
+    /// As `Location::open` makes it.
+    pub fn from_opener(target: SshTarget, opener: &Opener) -> Self {
+        Self::new(target, opener.ssh_command.clone(), opener.control_dir.clone())
+    }
+
     pub fn target(&self) -> &SshTarget {
         &self.target
     }
@@ -350,11 +354,18 @@ impl Transport for SshTransport {
         self.target.to_string()
     }
 
-    fn list(&self) -> Result<Vec<RemoteObject>, TransportError> {
-        Ok(parse_listing(&self.run(LIST, &[self.root_arg()])?))
+    fn list(&self) -> Result<Listing, TransportError> {
+        Ok(Listing {
+            objects: parse_listing(&self.run(LIST, &[self.root_arg()])?),
+            refused: Vec::new(),
+        })
     }
 
-    fn fetch(&self, names: &[ObjectName], into: &Path) -> Result<Vec<PathBuf>, TransportError> {
+    fn fetch(
+        &self,
+        names: &[ObjectName],
+        visit: &mut Visitor,
+    ) -> Result<Vec<PerObject<()>>, TransportError> {
         if names.is_empty() {
             return Ok(Vec::new());
         }
@@ -364,10 +375,10 @@ impl Transport for SshTransport {
         let stdout = child.0.stdout.take().expect("piped");
         let mut stderr_pipe = child.0.stderr.take().expect("piped");
         let mut stderr = Vec::new();
-        let mut found: Vec<Option<PathBuf>> = vec![None; names.len()];
+        let mut found: Vec<Option<PerObject<()>>> = vec![None; names.len()];
         let unpacked = std::thread::scope(|s| {
             let e = s.spawn(|| stderr_pipe.read_to_end(&mut stderr));
-            let result = unpack(stdout, names, into, &mut found);
+            let result = unpack(stdout, names, visit, &mut found);
             let _ = e.join();
             result
         });
@@ -379,25 +390,20 @@ impl Transport for SshTransport {
                 self.failure(status.code(), &stderr)
             });
         }
-        let missing: Vec<String> = names
-            .iter()
-            .zip(&found)
-            .filter(|(_, f)| f.is_none())
-            .map(|(n, _)| n.to_string())
-            .collect();
-        if !missing.is_empty() {
-            if !status.success() && status.code() != Some(2) {
-                return Err(self.failure(status.code(), &stderr));
-            }
-            return Err(self.error(format!("{} vanished while being read", missing.join(", "))));
+        if !status.success() && status.code() != Some(2) {
+            return Err(self.failure(status.code(), &stderr));
         }
-        Ok(found.into_iter().map(|f| f.expect("checked")).collect())
+        Ok(found
+            .into_iter()
+            .zip(names)
+            .map(|(f, n)| f.unwrap_or_else(|| Err(format!("{n} vanished while being read"))))
+            .collect())
     }
 
     fn store(
         &self,
         objects: &[(ObjectName, PathBuf)],
-    ) -> Result<Vec<RemoteObject>, TransportError> {
+    ) -> Result<Vec<PerObject<RemoteObject>>, TransportError> {
         if objects.is_empty() {
             return Ok(Vec::new());
         }
@@ -423,7 +429,17 @@ impl Transport for SshTransport {
             return Err(self.failure(status.code(), &stderr));
         }
         packed.map_err(|e| self.error(format!("sending files failed: {e}")))?;
-        Ok(parse_listing(&listing))
+        let listed = parse_listing(&listing);
+        Ok(objects
+            .iter()
+            .map(|(name, _)| {
+                listed
+                    .iter()
+                    .find(|o| o.name == *name)
+                    .cloned()
+                    .ok_or_else(|| format!("{name} was not stored"))
+            })
+            .collect())
     }
 
     fn check_writable(&self) -> Result<(), TransportError> {
@@ -471,13 +487,13 @@ fn pack(stdin: impl Write, objects: &[(ObjectName, PathBuf)]) -> std::io::Result
     builder.into_inner()?.flush()
 }
 
-/// Reads the tar stream of a fetch into `into`, accepting only regular files
-/// that were asked for, each within the bundle size cap.
+/// Reads the tar stream of a fetch, handing each regular file that was
+/// asked for, within the bundle size cap, to `visit`.
 fn unpack(
     stdout: impl Read,
     names: &[ObjectName],
-    into: &Path,
-    found: &mut [Option<PathBuf>],
+    visit: &mut Visitor,
+    found: &mut [Option<PerObject<()>>],
 ) -> Result<(), String> {
     let mut archive = tar::Archive::new(stdout);
     for entry in archive.entries().map_err(|e| e.to_string())? {
@@ -492,15 +508,15 @@ fn unpack(
             continue;
         };
         if entry.header().entry_type() != tar::EntryType::Regular {
-            continue; // a link or something else: never followed
+            found[i] = Some(Err(format!("{path} is not a regular file; links are never followed")));
+            continue;
         }
         if entry.size() > MAX_BUNDLE_BYTES {
-            return Err(format!("{path} is larger than the bundle size limit"));
+            found[i] = Some(Err(super::dir::too_large(path, entry.size())));
+            continue;
         }
-        let dest = into.join(format!("{i}.{}", crate::bundle::EXTENSION));
-        fsutil::write_atomic(&dest, |f| std::io::copy(&mut entry, f).map(drop))
-            .map_err(|e| e.to_string())?;
-        found[i] = Some(dest);
+        visit(i, &mut entry);
+        found[i] = Some(Ok(()));
     }
     Ok(())
 }
@@ -568,11 +584,14 @@ mod tests {
             ],
         )
         .unwrap();
-        let into = tmp.path().join("in");
-        std::fs::create_dir(&into).unwrap();
         let mut found = vec![None, None];
-        unpack(stream.as_slice(), &[b, a], &into, &mut found).unwrap();
-        assert_eq!(std::fs::read(found[1].as_ref().unwrap()).unwrap(), b"aaa");
-        assert_eq!(std::fs::read(found[0].as_ref().unwrap()).unwrap(), b"");
+        let mut got = vec![Vec::new(), Vec::new()];
+        unpack(stream.as_slice(), &[b, a], &mut |i, r| {
+            r.read_to_end(&mut got[i]).unwrap();
+        }, &mut found)
+        .unwrap();
+        assert_eq!(got[1], b"aaa");
+        assert_eq!(got[0], b"");
+        assert!(found.iter().all(|f| matches!(f, Some(Ok(())))));
     }
 }

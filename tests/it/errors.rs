@@ -315,7 +315,12 @@ fn links_in_the_sync_dir_are_not_followed() {
     let outside = w.root().join("outside.ccsync");
     std::fs::rename(dir.join(format!("{SID}-a.ccsync")), &outside).unwrap();
     std::os::unix::fs::symlink(&outside, dir.join(format!("{SID}-a.ccsync"))).unwrap();
-    let out = b.run(&b_repo, &["pull", "--json"]).success();
+    let out = b.run(&b_repo, &["pull", "--json"]).code(3);
     assert_eq!(stdout_json(&out)["sessions"], serde_json::json!([]));
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("{SID}-a.ccsync")) && said.contains("symbolic link"),
+        "{said}"
+    );
     assert!(!b.transcript(&b_repo, SID).exists());
 }
