@@ -9,7 +9,10 @@
 4. a session with 150 MB of side files (a 100 MB binary file-history
    backup, a 50 MB subagent transcript, 2,000 small backups): bundle size
    against the files' size, peak memory, export + import against cp -r +
-   sha256sum (issue 5: memory and bundle size stay bounded).
+   sha256sum (issue 5: memory and bundle size stay bounded);
+5. the 100 MB transcript pushed to and pulled from a folder sync dir: peak
+   memory of each (issue 11: pull streams, a few MB), and what the secret
+   scan adds to a push (`secrets = "warn"` against `"off"`; at most 10%).
 
 Usage: python3 benches/ratios.py [--runs N] [--keep]
 Prints min / median / max over N runs (default 5).
@@ -167,6 +170,49 @@ def big(binary, base, runs):
     print(f"  time ratio (<= 2)       {spread(ratios, '{:.2f}')}")
     print(f"  peak memory / size (<= 1.5)  {spread(mem, '{:.4f}')}"
           f"   ({'GNU time' if GNU_TIME else 'wait4, includes the forked Python'})")
+    through_a_folder(binary, base, runs, a, b, repo, b_repo, source, installed, size)
+
+
+def set_secrets(env, policy):
+    """Sets `secrets = POLICY` in a machine's config.toml."""
+    path = os.path.join(env["CCSYNC_CONFIG_DIR"], "config.toml")
+    lines = [l for l in open(path).read().splitlines() if not l.startswith("secrets")]
+    open(path, "w").write("\n".join(lines + [f'secrets = "{policy}"']) + "\n")
+
+
+def through_a_folder(binary, base, runs, a, b, repo, b_repo, source, installed, size):
+    """Push to and pull from a folder sync dir (issue 11: pull streams from
+    every transport, peak memory a few MB; the secret scan costs at most
+    10% of a push)."""
+    sync = os.path.join(base, "sync")
+    run([binary, "-q", "init", sync, "--name", "a"], env=a, cwd=repo)
+    run([binary, "-q", "init", sync, "--name", "b"], env=b, cwd=b_repo)
+    obj = os.path.join(sync, "git=github.com_acme_widget", f"{SID}-a.ccsync")
+    push_t = {"warn": [], "off": []}
+    push_m, pull_t, pull_m = [], [], []
+    for _ in range(runs):
+        for policy in ("off", "warn"):
+            set_secrets(a, policy)
+            for stale in (obj, os.path.join(a["CCSYNC_CONFIG_DIR"], "index.json")):
+                if os.path.exists(stale):
+                    os.remove(stale)
+            t, rss = run_rss([binary, "-q", "push", SID], env=a, cwd=repo)
+            push_t[policy].append(t)
+            if policy == "warn":
+                push_m.append(rss * 1024)
+        shutil.rmtree(b["CLAUDE_CONFIG_DIR"], ignore_errors=True)
+        t, rss = run_rss([binary, "-q", "pull"], env=b, cwd=b_repo)
+        pull_t.append(t)
+        pull_m.append(rss * 1024)
+        assert open(installed, "rb").read() == open(source, "rb").read(), "pull is not byte-identical"
+    scan = [w / o - 1 for w, o in zip(push_t["warn"], push_t["off"])]
+    print(f"\n100 MB through a folder sync dir ({os.path.getsize(obj)} byte bundle)")
+    print(f"  push, secret scan on    s   {spread(push_t['warn'])}")
+    print(f"  push, secret scan off   s   {spread(push_t['off'])}")
+    print(f"  scan cost (<= 0.10)         {spread(scan, '{:+.3f}')}")
+    print(f"  pull                    s   {spread(pull_t)}")
+    print(f"  peak memory MB, push        {spread([m / 1e6 for m in push_m], '{:.1f}')}")
+    print(f"  peak memory MB, pull (<= 64) {spread([m / 1e6 for m in pull_m], '{:.1f}')}")
 
 
 def many(binary, base, runs):

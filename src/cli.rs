@@ -75,6 +75,11 @@ pub struct PushArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Push sessions that hold credentials even with `secrets = "refuse"`
+    /// in config.toml.
+    #[arg(long)]
+    pub allow_secrets: bool,
+
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -28,6 +28,8 @@ pub enum ConfigError {
 }
 
 const STAGING_PREFIX: &str = ".ccsync-staging-";
+/// The file a live run holds locked inside its staging dir.
+const STAGING_LOCK: &str = ".lock";
 
 /// Held while a command that writes runs.
 #[derive(Debug)]
@@ -44,6 +46,29 @@ pub struct Config {
     pub machine: String,
     /// Distinguishes this machine from another that took the same name.
     pub machine_id: String,
+    /// What push does with a session that holds credentials.
+    #[serde(default, skip_serializing_if = "SecretsPolicy::is_default")]
+    pub secrets: SecretsPolicy,
+}
+
+/// `secrets` in config.toml.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretsPolicy {
+    /// Scan, warn, send anyway.
+    #[default]
+    Warn,
+    /// Scan, and keep a session that holds credentials here unless
+    /// `push --allow-secrets`.
+    Refuse,
+    /// Do not scan.
+    Off,
+}
+
+impl SecretsPolicy {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl Config {
@@ -110,6 +135,11 @@ impl ConfigDir {
 
     pub fn config_file(&self) -> PathBuf {
         self.root.join("config.toml")
+    }
+
+    /// Where appends to transcripts record their intent.
+    pub fn journal(&self) -> crate::sync::append::Journal {
+        crate::sync::append::Journal::new(self.root.join("journal"))
     }
 
     pub fn state_file(&self) -> PathBuf {
@@ -190,46 +220,118 @@ impl ConfigDir {
         }
     }
 
-    /// Removes staging dirs that a killed run left behind. Only old ones:
-    /// a command that does not take the lock (doctor) may be using a new one.
-    pub fn remove_stale_staging(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.root) else {
-            return;
-        };
-        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        for entry in entries.flatten() {
-            let stale = entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(STAGING_PREFIX)
-                && entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t < hour_ago);
-            if stale {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
+    /// Whether any staging dir is here, live or left by a killed run.
+    pub fn has_staging(&self) -> bool {
+        std::fs::read_dir(&self.root).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(STAGING_PREFIX))
+        })
     }
 
-    /// A private scratch directory for bundles on their way in or out,
-    /// removed when dropped.
-    pub fn staging(&self) -> Result<tempfile::TempDir, ConfigError> {
+    /// Removes staging dirs that killed runs left behind: those whose
+    /// lock no live process holds (a crash releases it), at once.
+    pub fn remove_stale_staging(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !name.to_string_lossy().starts_with(STAGING_PREFIX)
+                || !entry.file_type().is_ok_and(|t| t.is_dir())
+            {
+                continue;
+            }
+            let dir = entry.path();
+            let abandoned = match std::fs::File::open(dir.join(STAGING_LOCK)) {
+                Ok(lock) => lock.try_lock().is_ok(),
+                // Made by an older ccsync, or a moment before its lock:
+                // give it a minute.
+                Err(_) => entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|a| a.as_secs() > 60)),
+            };
+            if abandoned && std::fs::remove_dir_all(&dir).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// A private scratch directory (0700, whatever the umask) for bundles
+    /// on their way in or out, removed when dropped. It holds a lock while
+    /// it lives, so another run can tell a killed run's staging from a live
+    /// one's.
+    pub fn staging(&self) -> Result<Staging, ConfigError> {
         let write_err = |source| ConfigError::Write {
             path: self.root.clone(),
             source,
         };
         fsutil::create_private_dir_all(&self.root).map_err(write_err)?;
-        tempfile::Builder::new()
-            .prefix(STAGING_PREFIX)
-            .tempdir_in(&self.root)
-            .map_err(write_err)
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(STAGING_PREFIX);
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        let dir = builder.tempdir_in(&self.root).map_err(write_err)?;
+        let lock_path = dir.path().join(STAGING_LOCK);
+        let mut options = std::fs::OpenOptions::new();
+        options.create_new(true).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let lock = options.open(&lock_path).map_err(write_err)?;
+        lock.try_lock().map_err(|e| {
+            write_err(match e {
+                std::fs::TryLockError::Error(e) => e,
+                std::fs::TryLockError::WouldBlock => io::Error::other("staging lock is held"),
+            })
+        })?;
+        Ok(Staging { dir, _lock: lock })
+    }
+}
+
+/// See [`ConfigDir::staging`].
+#[derive(Debug)]
+pub struct Staging {
+    dir: tempfile::TempDir,
+    _lock: std::fs::File,
+}
+
+impl Staging {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staging_is_private_and_removed_once_its_run_is_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ConfigDir::new(tmp.path().join("cfg"));
+        let live = dir.staging().unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(live.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+        // A killed run's staging: its lock file is there, nobody holds it.
+        let dead = dir.root().join(format!("{STAGING_PREFIX}dead"));
+        std::fs::create_dir_all(&dead).unwrap();
+        std::fs::write(dead.join(STAGING_LOCK), b"").unwrap();
+        std::fs::write(dead.join("0.jsonl.tmp"), b"big").unwrap();
+        // One a moment old without its lock yet: left for now.
+        let young = dir.root().join(format!("{STAGING_PREFIX}young"));
+        std::fs::create_dir_all(&young).unwrap();
+        assert_eq!(dir.remove_stale_staging(), 1);
+        assert!(!dead.exists());
+        assert!(young.exists());
+        assert!(live.path().exists(), "a live run's staging stays");
+    }
 
     #[test]
     fn config_round_trip_and_errors() {
@@ -244,6 +346,7 @@ mod tests {
             location: "/sync".into(),
             machine: "laptop".into(),
             machine_id: "id".into(),
+            secrets: SecretsPolicy::Refuse,
         };
         dir.save_config(&c).unwrap();
         assert_eq!(dir.load_config().unwrap(), Some(c));

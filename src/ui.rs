@@ -168,6 +168,36 @@ pub fn report_skipped_parts(ui: &Ui, skipped: &[(std::path::PathBuf, String)]) {
     }
 }
 
+/// Warns of each credential found in a session: where and what kind, never
+/// the value; the first ten, then how many more.
+pub fn report_secrets(
+    ui: &Ui,
+    id: &ccsync::names::SessionId,
+    secrets: &ccsync::sync::scan::Secrets,
+    what_happened: &str,
+) {
+    if secrets.is_empty() {
+        return;
+    }
+    const SHOWN: usize = 10;
+    for (path, f) in secrets.found.iter().take(SHOWN) {
+        ui.warn(format_args!(
+            "session {id}: line {} of {} holds what looks like a {}",
+            f.line,
+            path.display(),
+            f.kind
+        ));
+    }
+    let more = secrets.total.saturating_sub(SHOWN as u64);
+    if more > 0 {
+        ui.warn(format_args!("session {id}: and {more} more"));
+    }
+    ui.warn(format_args!(
+        "session {id} {what_happened} as it is; rotate keys that leave your machine. `secrets = \"refuse\"` in {} keeps such sessions here",
+        "config.toml"
+    ));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,7 +75,10 @@ impl Writers {
         Self { open }
     }
 
-    /// Whether `path` is in use: open for writing, or modified within `recent`.
+    /// Whether `path` is in use: open for writing, or modified within
+    /// `recent`. A modification time in the future is no evidence either
+    /// way (another machine's clock, a restored backup): only a process
+    /// holding the file counts then; [`modified_in_future`] says by how much.
     pub fn check(&self, path: &Path, recent: Duration) -> Option<InUse> {
         let meta = std::fs::metadata(path).ok()?;
         #[cfg(unix)]
@@ -85,11 +88,19 @@ impl Writers {
                 return Some(InUse::OpenForWriting { pid });
             }
         }
-        let ago = SystemTime::now()
-            .duration_since(meta.modified().ok()?)
-            .unwrap_or_default();
+        let ago = SystemTime::now().duration_since(meta.modified().ok()?).ok()?;
         (ago < recent).then_some(InUse::RecentlyModified { ago })
     }
+}
+
+/// How far in the future `path`'s modification time is, if it is more than
+/// a second ahead of this machine's clock.
+pub fn modified_in_future(path: &Path) -> Option<Duration> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    modified
+        .duration_since(SystemTime::now())
+        .ok()
+        .filter(|ahead| *ahead > Duration::from_secs(1))
 }
 
 /// `/proc/<pid>/fdinfo/<fd>` has a `flags:` line in octal; the access mode
@@ -125,6 +136,18 @@ mod tests {
             Some(InUse::RecentlyModified { .. })
         ));
         assert_eq!(w.check(f.path(), Duration::ZERO), None);
+    }
+
+    /// A clock that ran ahead must not hold a session forever.
+    #[test]
+    fn a_future_modification_time_is_not_evidence_of_a_writer() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let ahead = SystemTime::now() + Duration::from_secs(3600);
+        f.as_file().set_modified(ahead).unwrap();
+        let w = Writers::default();
+        assert_eq!(w.check(f.path(), Duration::from_secs(60)), None);
+        let by = modified_in_future(f.path()).unwrap();
+        assert!(by > Duration::from_secs(3500), "{by:?}");
     }
 
     #[cfg(target_os = "linux")]

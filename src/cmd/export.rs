@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use ccsync::claude::parts::PartFinder;
 use ccsync::names::MachineName;
 use ccsync::project::Resolver;
-use ccsync::sync::{now_ms, push};
+use ccsync::config::SecretsPolicy;
+use ccsync::sync::{now_ms, push, scan};
 
 use super::{Env, Local, Outcome};
 use crate::cli::ExportArgs;
@@ -25,7 +26,8 @@ pub fn run(env: &Env, args: &ExportArgs) -> Result<Outcome> {
     let here = resolver.place(&env.cwd.to_string_lossy());
     let (session, placement) = local.chosen(args.session.as_deref(), &here, env)?;
     // Export works without `init`: the machine is then named by its host.
-    let machine = match env.config_dir.load_config()? {
+    let config = env.config_dir.load_config()?;
+    let machine = match &config {
         Some(c) => c.machine_name()?,
         None => MachineName::from_hostname(&gethostname::gethostname().to_string_lossy())
             .unwrap_or_else(|| MachineName::parse("unknown").expect("valid name")),
@@ -39,6 +41,11 @@ pub fn run(env: &Env, args: &ExportArgs) -> Result<Outcome> {
         &session.file.id,
     );
     let out = push::prepare(session, parts, placement, &machine, now_ms())?;
+    // An export is a file the user handles: warn, never refuse.
+    if config.is_none_or(|c| c.secrets != SecretsPolicy::Off) {
+        let secrets = scan::outgoing(&out)?;
+        ui::report_secrets(&env.ui, &session.file.id, &secrets, "is in the export");
+    }
     let target = args
         .output
         .clone()

@@ -48,9 +48,9 @@ pub fn run(env: &Env, args: &ImportArgs) -> Result<Outcome> {
     } else {
         dir.clone()
     };
-    let outcome = env
-        .installer(args.force)?
-        .install(std::slice::from_ref(&received), &root)?;
+    let installer = env.installer(args.force)?;
+    let outcome = installer.install(std::slice::from_ref(&received), &root)?;
+    super::pull::warn_skewed(env, installer.take_skewed());
 
     let mut state = env.config_dir.load_state()?;
     state.remember(&placement.key, &placement.root, now_ms());

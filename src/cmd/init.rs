@@ -108,6 +108,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         location: location.to_string(),
         machine: machine.to_string(),
         machine_id,
+        secrets: previous.as_ref().map(|c| c.secrets).unwrap_or_default(),
     };
     env.config_dir.save_config(&config)?;
     let verb = if previous.is_some() {

@@ -23,6 +23,7 @@ use ccsync::config::{Config, ConfigDir, Lock, State};
 use ccsync::index::Index;
 use ccsync::names::MachineName;
 use ccsync::project::{Placement, ProjectKey, Resolver};
+use ccsync::sync::append::Recovered;
 use ccsync::sync::pull::Installer;
 use ccsync::transport::{Location, Opener, Transport};
 
@@ -52,6 +53,7 @@ impl Outcome {
 
 pub fn run(cli: Cli) -> Result<Outcome> {
     let env = Env::from_process(cli.quiet)?;
+    env.tidy_after_killed_runs();
     match &cli.command {
         Command::Init(args) => init::run(&env, args),
         Command::Push(args) => push::run(&env, args),
@@ -179,8 +181,45 @@ impl Env {
                 "removed {n} temp files an interrupted run left"
             )),
         }
-        self.config_dir.remove_stale_staging();
         Ok(lock)
+    }
+
+    /// Before anything else, whatever the command: a run killed while
+    /// appending to a transcript may have left half a line at its end, which
+    /// would glue the client's next line to it (its record in the journal
+    /// says how to undo it), and a copy of what it was moving in staging.
+    /// Needs the lock; if another ccsync holds it, that one did this.
+    fn tidy_after_killed_runs(&self) {
+        let journal = self.config_dir.journal();
+        if !journal.has_records() && !self.config_dir.has_staging() {
+            return;
+        }
+        let Ok(_lock) = self.config_dir.lock() else {
+            return;
+        };
+        for done in journal.recover() {
+            match done {
+                Recovered::Complete(_) => {}
+                Recovered::RolledBack { path, removed } => self.ui.status(format_args!(
+                    "an interrupted pull had appended {} to {}; removed them, so the file is as it was (pull again to bring it up to date)",
+                    crate::ui::plural(removed as usize, "byte", "bytes"),
+                    path.display()
+                )),
+                Recovered::Unexplained { path, why } => self.ui.warn(format_args!(
+                    "an interrupted pull was appending to {}, which was left alone: {why}; check its last line",
+                    path.display()
+                )),
+            }
+        }
+        // After recovery: it reads the staged copies it names.
+        match self.config_dir.remove_stale_staging() {
+            0 => {}
+            n => self.ui.status(format_args!(
+                "removed {} an interrupted run left in {}",
+                crate::ui::plural(n, "staging folder", "staging folders"),
+                self.config_dir.root().display()
+            )),
+        }
     }
 
     /// Installs into the Claude Code config dir. A transcript modified in
@@ -191,8 +230,11 @@ impl Env {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(3000);
-        Installer::new(&self.claude, force, Duration::from_millis(window))
-            .with_context(|| format!("cannot read {}", self.claude.projects_dir().display()))
+        Ok(
+            Installer::new(&self.claude, force, Duration::from_millis(window))
+                .with_context(|| format!("cannot read {}", self.claude.projects_dir().display()))?
+                .with_journal(self.config_dir.journal()),
+        )
     }
 
     /// What ccsync knows of files already; a cache, so never an error.

@@ -307,6 +307,7 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
         progress: &env.ui.bar("pulling"),
     };
     let report = pull::pull(&mut link, &installer, &checkouts, only.as_ref())?;
+    warn_skewed(env, installer.take_skewed());
     if let Some(id) = &only
         && report.outcomes.is_empty()
         && report.failed.is_empty()
@@ -329,6 +330,18 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
     env.save_state(&state);
     env.save_index(&index);
     print_report(env, &transport.location(), &report, args.json)
+}
+
+/// A modification time in the future did not stop the pull; say so, since
+/// a clock this far off confuses more than ccsync.
+pub fn warn_skewed(env: &Env, skewed: Vec<(std::path::PathBuf, std::time::Duration)>) {
+    for (path, ahead) in skewed {
+        env.ui.warn(format_args!(
+            "{} is modified in the future (clock skew?): {} ahead of this machine's clock; not taken as a sign that Claude Code is writing it",
+            path.display(),
+            humantime::format_duration(std::time::Duration::from_secs(ahead.as_secs()))
+        ));
+    }
 }
 
 fn print_report(env: &Env, location: &str, report: &PullReport, json: bool) -> Result<Outcome> {

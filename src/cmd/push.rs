@@ -5,6 +5,8 @@ use serde::Serialize;
 
 use ccsync::claude::parts::PartFinder;
 use ccsync::project::Resolver;
+use ccsync::config::SecretsPolicy;
+use ccsync::sync::scan::SecretScan;
 use ccsync::sync::{Link, now_ms, push};
 
 use super::{Env, Local, Outcome};
@@ -22,6 +24,16 @@ struct PushedJson {
     partial_tail_bytes: u64,
     side_files: usize,
     side_files_left_behind: Vec<String>,
+    /// What looked like credentials: where, and what kind (never the value).
+    secrets: Vec<SecretJson>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SecretJson {
+    file: String,
+    line: u64,
+    kind: &'static str,
 }
 
 #[derive(Serialize)]
@@ -42,7 +54,7 @@ struct PushJson {
 }
 
 pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
-    let (_, machine, transport) = env.open_transport()?;
+    let (config, machine, transport) = env.open_transport()?;
     let _lock = env.lock()?;
     let mut index = env.load_index();
     let mut state = env.config_dir.load_state()?;
@@ -72,7 +84,12 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
         progress: &env.ui.bar("pushing"),
     };
     let finder = PartFinder::new(&env.claude);
-    let report = push::push(&mut link, &finder, &chosen, now, args.force)?;
+    let scan = match config.secrets {
+        SecretsPolicy::Off => SecretScan::Off,
+        SecretsPolicy::Refuse if !args.allow_secrets => SecretScan::Refuse,
+        SecretsPolicy::Warn | SecretsPolicy::Refuse => SecretScan::Warn,
+    };
+    let report = push::push(&mut link, &finder, &chosen, now, args.force, scan)?;
 
     env.save_index(&index);
     for (_, placement) in chosen
@@ -95,6 +112,7 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
             p.key
         ));
         ui::report_skipped_parts(&env.ui, &p.skipped_parts);
+        ui::report_secrets(&env.ui, &p.id, &p.secrets, "was pushed");
         if p.partial_tail > 0 {
             env.ui.status(format_args!(
                 "  left behind the last {} of {}: a line Claude Code is still writing; push again once it is done",
@@ -135,6 +153,16 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
                         .skipped_parts
                         .iter()
                         .map(|(path, _)| path.display().to_string())
+                        .collect(),
+                    secrets: p
+                        .secrets
+                        .found
+                        .iter()
+                        .map(|(path, f)| SecretJson {
+                            file: path.display().to_string(),
+                            line: f.line,
+                            kind: f.kind,
+                        })
                         .collect(),
                 })
                 .collect(),

@@ -2,9 +2,11 @@
 //! and installing bundles as local transcripts (pull, import). What to do
 //! with each session is decided by the pure [`plan`].
 
+pub mod append;
 pub mod plan;
 pub mod pull;
 pub mod push;
+pub mod scan;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -47,12 +49,36 @@ pub enum SessionError {
         pushed_bytes: u64,
         local_bytes: u64,
     },
+    #[error("{}", holds_secrets(id, secrets))]
+    HoldsSecrets {
+        id: SessionId,
+        secrets: scan::Secrets,
+    },
     #[error("cannot store {object}: {reason}")]
     Store { object: String, reason: String },
     #[error(
         "the checkout path {0} is not UTF-8, so Claude Code's folder name for it cannot be computed"
     )]
     NotUtf8Path(PathBuf),
+}
+
+fn holds_secrets(id: &SessionId, secrets: &scan::Secrets) -> String {
+    let first = secrets.found.first().map_or(String::new(), |(path, f)| {
+        format!(
+            " (first: {}, line {} of {})",
+            f.kind,
+            f.line,
+            path.display()
+        )
+    });
+    format!(
+        "session {id} holds {} that look like credentials{first}, and config.toml says `secrets = \"refuse\"`: it stays here. Remove them, or `ccsync push --allow-secrets {id}` sends it anyway",
+        if secrets.total == 1 {
+            "1 string".to_owned()
+        } else {
+            format!("{} strings", secrets.total)
+        }
+    )
 }
 
 /// What a push or a pull works with.
@@ -233,39 +259,6 @@ pub fn place_unsynced(staged: &Path, dest: &Path) -> io::Result<()> {
         }
         other => other,
     }
-}
-
-/// Extends `dest`, whose first `from` bytes are those of `staged`, with the
-/// rest of `staged`, by appending: a process that has `dest` open keeps
-/// writing to the same file, after the new lines. Each write holds whole
-/// lines and goes through `O_APPEND`, so no other appender's line can land
-/// inside one. If `dest` is no longer `from` bytes long, nothing is written.
-pub fn append_rest(staged: &Path, dest: &Path, from: u64) -> io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut out = std::fs::OpenOptions::new().append(true).open(dest)?;
-    let now = out.metadata()?.len();
-    if now != from {
-        return Err(io::Error::other(format!(
-            "it changed while being pulled ({from} bytes, now {now}); pull again"
-        )));
-    }
-    let mut src = File::open(staged)?;
-    src.seek(SeekFrom::Start(from))?;
-    let mut pending: Vec<u8> = Vec::with_capacity(1 << 20);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = src.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        pending.extend_from_slice(&buf[..n]);
-        if let Some(end) = memchr::memrchr(b'\n', &pending) {
-            out.write_all(&pending[..=end])?;
-            pending.drain(..=end);
-        }
-    }
-    out.write_all(&pending)?;
-    out.sync_all()
 }
 
 /// Makes the names in `dir` durable; failures only cost durability.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::plan::{self, Action, PartAction, Side, Verdict};
+use super::append::Journal;
 use super::{Link, Received, SessionError};
 use crate::claude::ClaudeHome;
 use crate::claude::live::{InUse, Writers};
@@ -129,6 +130,9 @@ pub struct Installer<'a> {
     pub force: bool,
     /// A transcript modified more recently than this counts as in use.
     pub recent: Duration,
+    /// Where appends record their intent, so a killed one is undone.
+    pub journal: Option<Journal>,
+    skewed: std::cell::RefCell<Vec<(PathBuf, Duration)>>,
 }
 
 /// Compares transcripts on disk for the plan, each pair once.
@@ -195,13 +199,39 @@ impl<'a> Installer<'a> {
             },
             force,
             recent,
+            journal: None,
+            skewed: Default::default(),
         })
     }
 
+    /// Records each append's intent in `journal` first.
+    pub fn with_journal(self, journal: Journal) -> Self {
+        Self {
+            journal: Some(journal),
+            ..self
+        }
+    }
+
     fn in_use(&self, path: &Path) -> Option<InUse> {
-        (!self.force)
-            .then(|| self.writers.check(path, self.recent))
-            .flatten()
+        if self.force {
+            return None;
+        }
+        let found = self.writers.check(path, self.recent);
+        if found.is_none()
+            && let Some(ahead) = crate::claude::live::modified_in_future(path)
+        {
+            let mut skewed = self.skewed.borrow_mut();
+            if !skewed.iter().any(|(p, _)| p == path) {
+                skewed.push((path.to_path_buf(), ahead));
+            }
+        }
+        found
+    }
+
+    /// Transcripts whose modification time was in the future when looked
+    /// at, and by how much: not taken as being written, but worth saying.
+    pub fn take_skewed(&self) -> Vec<(PathBuf, Duration)> {
+        self.skewed.take()
     }
 
     /// Writes `staged` to `dest` as the plan said, unless Claude Code is
@@ -226,7 +256,7 @@ impl<'a> Installer<'a> {
                 if let Some(held) = self.in_use(dest) {
                     return Ok((Action::Keep, Some(held)));
                 }
-                super::append_rest(staged, dest, len).map_err(write_err)?;
+                super::append::append_rest(self.journal.as_ref(), staged, dest, len).map_err(write_err)?;
             }
             _ => super::place(staged, dest).map_err(write_err)?,
         }
@@ -391,7 +421,7 @@ impl<'a> Installer<'a> {
                     // extended in place, like the session's own.
                     match local_len {
                         Some(len) if part.path.appended() && len < part.len => {
-                            super::append_rest(&part.file, &dest, len).map_err(write_err)?;
+                            super::append::append_rest(self.journal.as_ref(), &part.file, &dest, len).map_err(write_err)?;
                         }
                         _ => {
                             super::place_unsynced(&part.file, &dest).map_err(write_err)?;

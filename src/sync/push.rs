@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use super::scan::{SecretScan, Secrets};
 use super::{Link, Received, SessionError, receive};
 use crate::bundle::{self, Body, Meta, OutPart, PartData};
 use crate::claude::parts::{PartFinder, Parts};
@@ -181,6 +182,8 @@ pub struct Pushed {
     /// Side files carried, and those left behind with why.
     pub parts: usize,
     pub skipped_parts: Vec<(PathBuf, String)>,
+    /// Credentials found in what was sent (it was sent all the same).
+    pub secrets: Secrets,
 }
 
 #[derive(Debug, Default)]
@@ -217,6 +220,7 @@ pub fn push(
     sessions: &[(LocalSession, Placement)],
     now_ms: u64,
     force: bool,
+    scan: SecretScan,
 ) -> Result<PushReport, TransportError> {
     let Link {
         transport,
@@ -339,6 +343,22 @@ pub fn push(
                 continue;
             }
         }
+        let secrets = match scan {
+            SecretScan::Off => Secrets::default(),
+            SecretScan::Warn | SecretScan::Refuse => match super::scan::outgoing(&out) {
+                Ok(found) => found,
+                Err(e) => {
+                    report.failed.push((id, e));
+                    continue;
+                }
+            },
+        };
+        if scan == SecretScan::Refuse && !secrets.is_empty() {
+            report
+                .failed
+                .push((id.clone(), SessionError::HoldsSecrets { id, secrets }));
+            continue;
+        }
         let file = staging.join(format!("{id}.ccsync"));
         let body = match out.write_file(&file) {
             Ok(body) => body,
@@ -356,6 +376,7 @@ pub fn push(
             partial_tail: out.partial_tail,
             parts: out.parts.len(),
             skipped_parts: out.skipped_parts.clone(),
+            secrets,
         };
         pending.insert(object.clone(), (out, source_stamp, body, pushed));
         batch.push((object, file));
@@ -555,7 +576,7 @@ mod tests {
         };
         let home = crate::claude::ClaudeHome::resolve(Some(dir.join("claude").into()), None, None)
             .unwrap();
-        push(&mut link, &PartFinder::new(&home), s, 1, force).unwrap()
+        push(&mut link, &PartFinder::new(&home), s, 1, force, SecretScan::Warn).unwrap()
     }
 
     #[test]

@@ -5,9 +5,11 @@
 mod corpus;
 mod env;
 mod errors;
+mod hardening;
 mod real_client;
 mod safety;
 mod side_files;
 mod ssh;
+mod ssh_hardening;
 mod sshd;
 mod sync;

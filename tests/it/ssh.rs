@@ -10,27 +10,27 @@ use predicates::prelude::*;
 use crate::env::*;
 use crate::sshd::{HOST, Sshd, free_port};
 
-fn run(m: &Machine, ssh: &str, cwd: &Path, args: &[&str]) -> Assert {
+pub fn run(m: &Machine, ssh: &str, cwd: &Path, args: &[&str]) -> Assert {
     m.cmd(cwd)
         .env("CCSYNC_SSH_COMMAND", ssh)
         .args(args)
         .assert()
 }
 
-struct Setup {
-    w: World,
-    server: Sshd,
-    ssh: String,
-    remote: PathBuf,
-    a: Machine,
-    a_repo: PathBuf,
-    b: Machine,
-    b_repo: PathBuf,
+pub struct Setup {
+    pub w: World,
+    pub server: Sshd,
+    pub ssh: String,
+    pub remote: PathBuf,
+    pub a: Machine,
+    pub a_repo: PathBuf,
+    pub b: Machine,
+    pub b_repo: PathBuf,
 }
 
 /// A and B both sync through `remote` on the ssh host, named in the two
 /// location forms.
-fn setup(remote_name: &str) -> Option<Setup> {
+pub fn setup(remote_name: &str) -> Option<Setup> {
     let server = Sshd::start()?;
     let ssh = server.command(&server.path("ssh_config"));
     let w = World::new();

@@ -154,6 +154,95 @@ impl Sshd {
     pub fn ssh_count(&self) -> usize {
         std::fs::read_to_string(self.path("ssh-count")).map_or(0, |s| s.lines().count())
     }
+
+    /// Stops (SIGSTOP) every process this server started: the connection
+    /// handlers and whatever they run, as if the host froze mid-call. The
+    /// listener itself and the TCP connection stay up, so only ccsync's own
+    /// watch can notice. Stopped processes cannot fork, so scanning until
+    /// no new one appears catches a fork in flight.
+    pub fn freeze(&self) -> Frozen {
+        let mut frozen = Frozen(Vec::new());
+        loop {
+            let fresh: Vec<u32> = descendants(self.child.id())
+                .into_iter()
+                .filter(|p| !frozen.0.contains(p))
+                .collect();
+            if fresh.is_empty() {
+                return frozen;
+            }
+            signal("-STOP", &fresh);
+            frozen.0.extend(fresh);
+        }
+    }
+}
+
+impl Sshd {
+    /// Bytes this server's processes have written so far (`wchar` in
+    /// /proc/<pid>/io): what went over the wire, give or take the pipes.
+    /// Only processes alive now count; the connection handler, which
+    /// carries every byte, lives as long as ccsync's shared connection.
+    pub fn bytes_written(&self) -> u64 {
+        descendants(self.child.id())
+            .into_iter()
+            .filter_map(|pid| {
+                let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+                io.lines()
+                    .find_map(|l| l.strip_prefix("wchar:"))?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+}
+
+/// Processes stopped by [`Sshd::freeze`]; killed when dropped, so a failed
+/// test leaves none behind.
+pub struct Frozen(pub Vec<u32>);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal("-KILL", &self.0);
+    }
+}
+
+fn signal(which: &str, pids: &[u32]) {
+    if !pids.is_empty() {
+        let _ = Command::new("kill")
+            .arg(which)
+            .args(pids.iter().map(u32::to_string))
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Every process below `root`, from the parent ids in /proc/<pid>/stat.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 impl Drop for Sshd {

@@ -1,0 +1,420 @@
+//! Extending a transcript Claude Code may hold open, without ever leaving
+//! half a line at its end.
+//!
+//! A transcript is only ever appended to (see `design.md`: a rename would
+//! send the client's next lines to a deleted file). An append can stop
+//! part-way: a full disk, or a kill in the middle of a write. Half a line at
+//! the end is the one state that hurts: the client's next line is glued to
+//! it and the file no longer parses. So:
+//! - a failed append is cut back to the old length before anything else;
+//! - before the first byte, the intent (file, identity, old and new length,
+//!   where the new bytes come from) is written to a journal in ccsync's
+//!   config dir; the record goes when the append is durable. The next ccsync
+//!   command finds a record left by a killed run and cuts the file back
+//!   ([`Journal::recover`]), before it does anything else.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil;
+
+/// Where intents are recorded: a folder in ccsync's config dir.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    dir: PathBuf,
+}
+
+/// One append under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Intent {
+    dest: PathBuf,
+    /// The file's identity when the append began: a record never acts on
+    /// a file that was replaced since.
+    dev: u64,
+    ino: u64,
+    from: u64,
+    to: u64,
+    /// Holds the bytes being appended, at `from..to`.
+    staged: PathBuf,
+}
+
+/// What recovery did with one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// The append had finished (or never began): nothing to do.
+    Complete(PathBuf),
+    /// Half-written lines were cut off: the file is as it was before.
+    RolledBack { path: PathBuf, removed: u64 },
+    /// The file changed in a way the record cannot explain; left alone.
+    Unexplained { path: PathBuf, why: String },
+}
+
+impl Journal {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    /// Whether a killed run may have left something to recover.
+    pub fn has_records(&self) -> bool {
+        std::fs::read_dir(&self.dir).is_ok_and(|mut d| d.next().is_some())
+    }
+
+    fn record(&self, intent: &Intent) -> io::Result<PathBuf> {
+        let path = self
+            .dir
+            .join(format!("{}.json", uuid::Uuid::new_v4().simple()));
+        let bytes = serde_json::to_vec(intent).map_err(io::Error::other)?;
+        fsutil::write_atomic_bytes(&path, &bytes)?;
+        Ok(path)
+    }
+
+    /// Completes or rolls back what killed runs left, then forgets their
+    /// records. Only a caller holding ccsync's lock may call this: a live
+    /// run's record describes an append under way.
+    pub fn recover(&self) -> Vec<Recovered> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut done = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if fsutil::is_temp_name(&entry.file_name()) {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let intent = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Intent>(&b).ok());
+            if let Some(intent) = intent {
+                match recover_one(&intent) {
+                    // Tried again by the next command.
+                    Err(_) => continue,
+                    Ok(r) => done.push(r),
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        done
+    }
+}
+
+/// Extends `dest`, whose first `from` bytes are those of `staged`, with the
+/// rest of `staged`, by appending: a process that has `dest` open keeps
+/// writing to the same file, after the new lines. Each write holds whole
+/// lines and goes through `O_APPEND`, so no other appender's line can land
+/// inside one. If `dest` is no longer `from` bytes long, nothing is written.
+/// If the append fails part-way, `dest` is cut back to `from` bytes before
+/// this returns; if the process dies part-way, `journal` lets the next run
+/// do it.
+pub fn append_rest(
+    journal: Option<&Journal>,
+    staged: &Path,
+    dest: &Path,
+    from: u64,
+) -> io::Result<()> {
+    let mut out = std::fs::OpenOptions::new().append(true).open(dest)?;
+    let meta = out.metadata()?;
+    if meta.len() != from {
+        return Err(io::Error::other(format!(
+            "it changed while being pulled ({from} bytes, now {}); pull again",
+            meta.len()
+        )));
+    }
+    let mut src = File::open(staged)?;
+    let to = src.metadata()?.len();
+    if to <= from {
+        return Ok(());
+    }
+    let record = match journal {
+        Some(j) => {
+            let (dev, ino) = identity(&meta);
+            Some(j.record(&Intent {
+                dest: dest.to_path_buf(),
+                dev,
+                ino,
+                from,
+                to,
+                staged: staged.to_path_buf(),
+            })?)
+        }
+        None => None,
+    };
+    let mut written = 0u64;
+    let appended = copy_lines(&mut src, from, &mut out, &mut written).and_then(|()| out.sync_all());
+    if let Err(e) = appended {
+        return Err(match roll_back(&out, from, from + written) {
+            Ok(()) => {
+                if let Some(r) = &record {
+                    let _ = std::fs::remove_file(r);
+                }
+                io::Error::new(
+                    e.kind(),
+                    format!("{e}; the {written} bytes already appended were removed again"),
+                )
+            }
+            Err(why) => io::Error::new(
+                e.kind(),
+                format!("{e}; and it could not be cut back to {from} bytes: {why}"),
+            ),
+        });
+    }
+    if let Some(r) = record {
+        let _ = std::fs::remove_file(r);
+    }
+    Ok(())
+}
+
+/// Appends `src` from `from` to its end, whole lines per write, counting
+/// what reached the file in `written`.
+fn copy_lines(src: &mut File, from: u64, out: &mut File, written: &mut u64) -> io::Result<()> {
+    src.seek(SeekFrom::Start(from))?;
+    let mut pending: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut write = |bytes: &[u8]| -> io::Result<()> {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match out.write(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    *written += n as u64;
+                    rest = &rest[n..];
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    };
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        if let Some(end) = memchr::memrchr(b'\n', &pending) {
+            write(&pending[..=end])?;
+            pending.drain(..=end);
+        }
+    }
+    write(&pending)
+}
+
+/// Cuts `out` back to `from` bytes, if it is `expected` bytes long: what is
+/// past `from` is then exactly what this append wrote.
+fn roll_back(out: &File, from: u64, expected: u64) -> io::Result<()> {
+    let now = out.metadata()?.len();
+    if now != expected {
+        return Err(io::Error::other(format!(
+            "another process wrote to it meanwhile ({now} bytes, expected {expected})"
+        )));
+    }
+    out.set_len(from)?;
+    out.sync_all()
+}
+
+fn recover_one(intent: &Intent) -> io::Result<Recovered> {
+    let path = intent.dest.clone();
+    let unexplained = |why: &str| {
+        Ok(Recovered::Unexplained {
+            path: path.clone(),
+            why: why.to_owned(),
+        })
+    };
+    let out = match std::fs::OpenOptions::new().write(true).open(&intent.dest) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Recovered::Complete(path)),
+        Err(e) => return Err(e),
+    };
+    let meta = out.metadata()?;
+    if identity(&meta) != (intent.dev, intent.ino) {
+        return unexplained("it was replaced since");
+    }
+    let len = meta.len();
+    if len <= intent.from || len == intent.to {
+        return Ok(Recovered::Complete(path));
+    }
+    // What is past `from` must be a prefix of what was being appended; if
+    // the staged copy is gone, a last line without its newline is the sign.
+    let checked = (len - intent.from).min(intent.to - intent.from);
+    let ours = match tail_matches(&intent.dest, &intent.staged, intent.from, checked) {
+        Ok(same) => same,
+        Err(_) => {
+            let mut f = File::open(&intent.dest)?;
+            f.seek(SeekFrom::Start(len - 1))?;
+            let mut last = [0u8];
+            f.read_exact(&mut last)?;
+            len < intent.to && last[0] != b'\n'
+        }
+    };
+    if !ours {
+        return unexplained("what follows the old end is not what ccsync was appending");
+    }
+    if len > intent.to {
+        // Finished, and the client has written since.
+        return Ok(Recovered::Complete(path));
+    }
+    out.set_len(intent.from)?;
+    out.sync_all()?;
+    Ok(Recovered::RolledBack {
+        path,
+        removed: len - intent.from,
+    })
+}
+
+/// Whether `a` and `b` hold the same `len` bytes from `offset`.
+fn tail_matches(a: &Path, b: &Path, offset: u64, len: u64) -> io::Result<bool> {
+    let (mut a, mut b) = (File::open(a)?, File::open(b)?);
+    if b.metadata()?.len() < offset + len {
+        return Err(io::Error::other("the staged copy is shorter"));
+    }
+    a.seek(SeekFrom::Start(offset))?;
+    b.seek(SeekFrom::Start(offset))?;
+    let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    let mut left = len;
+    while left > 0 {
+        let n = (1 << 16).min(left) as usize;
+        a.read_exact(&mut x[..n])?;
+        b.read_exact(&mut y[..n])?;
+        if x[..n] != y[..n] {
+            return Ok(false);
+        }
+        left -= n as u64;
+    }
+    Ok(true)
+}
+
+#[cfg(unix)]
+fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn identity(_meta: &std::fs::Metadata) -> (u64, u64) {
+    (0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, Journal, PathBuf, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let journal = Journal::new(tmp.path().join("journal"));
+        let dest = tmp.path().join("t.jsonl");
+        let staged = tmp.path().join("staged");
+        std::fs::write(&dest, b"{\"a\":1}\n").unwrap();
+        std::fs::write(&staged, b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n").unwrap();
+        (tmp, journal, dest, staged)
+    }
+
+    #[test]
+    fn an_append_leaves_no_record() {
+        let (_tmp, journal, dest, staged) = setup();
+        append_rest(Some(&journal), &staged, &dest, 8).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(&staged).unwrap());
+        assert!(!journal.has_records());
+    }
+
+    /// A run killed mid-append: the next run cuts the half line off.
+    #[test]
+    fn a_killed_append_is_rolled_back_by_the_next_run() {
+        let (_tmp, journal, dest, staged) = setup();
+        let meta = std::fs::metadata(&dest).unwrap();
+        let (dev, ino) = identity(&meta);
+        journal
+            .record(&Intent {
+                dest: dest.clone(),
+                dev,
+                ino,
+                from: 8,
+                to: 24,
+                staged: staged.clone(),
+            })
+            .unwrap();
+        // The kill came after one line and a half.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&dest)
+            .unwrap()
+            .write_all(b"{\"b\":2}\n{\"c")
+            .unwrap();
+        assert!(journal.has_records());
+        let done = journal.recover();
+        assert_eq!(
+            done,
+            [Recovered::RolledBack {
+                path: dest.clone(),
+                removed: 11
+            }]
+        );
+        assert_eq!(std::fs::read(&dest).unwrap(), b"{\"a\":1}\n");
+        assert!(!journal.has_records());
+    }
+
+    /// The same with the staged copy gone: a missing final newline is enough.
+    #[test]
+    fn without_the_staged_copy_a_half_line_is_still_cut() {
+        let (_tmp, journal, dest, staged) = setup();
+        let (dev, ino) = identity(&std::fs::metadata(&dest).unwrap());
+        let intent = Intent {
+            dest: dest.clone(),
+            dev,
+            ino,
+            from: 8,
+            to: 24,
+            staged: staged.clone(),
+        };
+        journal.record(&intent).unwrap();
+        std::fs::remove_file(&staged).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&dest)
+            .unwrap()
+            .write_all(b"{\"b")
+            .unwrap();
+        assert!(matches!(journal.recover()[0], Recovered::RolledBack { .. }));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"{\"a\":1}\n");
+        // Whole lines that are not ours (the client wrote after a finished
+        // append) are never cut.
+        journal.record(&intent).unwrap();
+        std::fs::write(&dest, b"{\"a\":1}\n{\"x\":0}\n").unwrap();
+        let (dev, ino) = identity(&std::fs::metadata(&dest).unwrap());
+        let _ = (dev, ino);
+        assert!(!matches!(journal.recover()[0], Recovered::RolledBack { .. }));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"{\"a\":1}\n{\"x\":0}\n");
+    }
+
+    #[test]
+    fn a_finished_append_and_a_replaced_file_are_left_alone() {
+        let (_tmp, journal, dest, staged) = setup();
+        let (dev, ino) = identity(&std::fs::metadata(&dest).unwrap());
+        let intent = Intent {
+            dest: dest.clone(),
+            dev,
+            ino,
+            from: 8,
+            to: 24,
+            staged: staged.clone(),
+        };
+        journal.record(&intent).unwrap();
+        std::fs::copy(&staged, &dest).unwrap();
+        assert_eq!(journal.recover(), [Recovered::Complete(dest.clone())]);
+        #[cfg(unix)]
+        {
+            journal.record(&intent).unwrap();
+            let other = dest.with_extension("new");
+            std::fs::write(&other, b"{\"a\":1}\n{\"b").unwrap();
+            std::fs::rename(&other, &dest).unwrap();
+            assert!(matches!(
+                journal.recover()[0],
+                Recovered::Unexplained { .. }
+            ));
+            assert_eq!(std::fs::read(&dest).unwrap(), b"{\"a\":1}\n{\"b");
+        }
+    }
+}
