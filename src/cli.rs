@@ -62,8 +62,9 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// Session to push (a unique prefix is enough) [default: the newest
-    /// session of the project the current directory belongs to].
+    /// Session to push (an id or a unique prefix, in any case) [default:
+    /// every session of the current directory's project that changed since
+    /// this machine last pushed it].
     pub session: Option<String>,
 
     /// Push every session on this machine that belongs to a project.
@@ -87,8 +88,8 @@ pub struct PushArgs {
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
-    /// Session to pull [default: every session of the current directory's
-    /// project].
+    /// Session to pull (an id or a unique prefix, in any case) [default:
+    /// every session of the current directory's project].
     pub session: Option<String>,
 
     /// Pull for every project this machine knows.

@@ -21,8 +21,10 @@
 //! shorter ones, which is why SendGrid (`SG.`) and Hugging Face (`hf_`)
 //! tokens are left out (they halve the speed), and why related prefixes
 //! share one anchor where they can (`k_live_` for Stripe's `sk_`/`rk_`).
-//! Input is read in chunks that overlap, so memory stays small whatever the
-//! size and a token across a chunk boundary is found exactly once.
+//! Input is scanned in pieces with an overlap kept between them, so memory
+//! stays small whatever the size and a token across a boundary is found
+//! exactly once; a caller that reads the bytes anyway can feed its own
+//! pieces ([`Scanner::scan`]) instead of reading them twice.
 
 use std::io::{self, Read};
 use std::sync::LazyLock;
@@ -269,6 +271,9 @@ const LOOKAHEAD: usize = WINDOW + 1 + BASE64_RUN;
 /// Bytes a check may read before an anchor: the farthest start before it,
 /// then a `\uXXXX` escape or a base64 run (checked by a test).
 const LOOKBEHIND: usize = 256;
+/// The bytes a scan keeps between pieces: a check reads this far around
+/// its anchor.
+const TAIL: usize = LOOKBEHIND + LOOKAHEAD;
 /// How much `scan_reader` reads at a time.
 const CHUNK: usize = 256 << 10;
 
@@ -333,52 +338,43 @@ impl Scanner {
 
     /// Scans at most `limit` bytes of `reader`, a chunk at a time.
     pub fn scan_reader(&self, reader: impl Read, limit: u64) -> io::Result<Report> {
-        self.scan_chunked(reader, limit, CHUNK)
+        let mut reader = reader.take(limit);
+        let mut buf = vec![0; CHUNK];
+        let mut scan = self.scan();
+        loop {
+            match read_full(&mut reader, &mut buf)? {
+                0 => return Ok(scan.finish()),
+                n => scan.feed(&buf[..n]),
+            }
+        }
     }
 
     /// Scans bytes already in memory.
     pub fn scan_bytes(&self, bytes: &[u8]) -> Report {
-        let mut scan = Scan::default();
-        self.scan_buffer(bytes, true, &mut scan);
-        scan.report
+        // All of the input at hand: newlines are counted only up to a
+        // finding, so a clean input is read once.
+        let mut progress = Progress::default();
+        self.scan_buffer(bytes, bytes.len(), &mut progress);
+        progress.report
     }
 
-    /// [`Self::scan_reader`] with a chosen chunk size: the result is the
-    /// same for every size, which the tests check with tiny ones.
-    fn scan_chunked(&self, reader: impl Read, limit: u64, chunk: usize) -> io::Result<Report> {
-        let mut reader = reader.take(limit);
-        // The tail of each chunk is kept: checks read around their anchor.
-        let mut buf = vec![0; LOOKBEHIND + LOOKAHEAD + chunk.max(1)];
-        let mut len = 0;
-        let mut scan = Scan::default();
-        loop {
-            let read = read_full(&mut reader, &mut buf[len..])?;
-            len += read;
-            let at_end = len < buf.len();
-            self.scan_buffer(&buf[..len], at_end, &mut scan);
-            if at_end {
-                return Ok(scan.report);
-            }
-            // A full buffer always decides `chunk` more bytes, so this moves.
-            let keep_from = (scan.decided - scan.base) as usize - LOOKBEHIND;
-            scan.count_to(&buf[..len], keep_from);
-            buf.copy_within(keep_from..len, 0);
-            len -= keep_from;
-            scan.base += keep_from as u64;
+    /// A scan fed piece by piece, for bytes that pass by on their way
+    /// elsewhere (read once, scanned and written): see [`Scan::feed`].
+    pub fn scan(&self) -> Scan<'_> {
+        Scan {
+            scanner: self,
+            tail: Vec::new(),
+            progress: Progress::default(),
         }
     }
 
-    /// Decides every anchor in `buf` that starts at or after `scan.decided`
-    /// and has [`LOOKAHEAD`] bytes after it, or all of them at the end of
-    /// the input.
-    fn scan_buffer(&self, buf: &[u8], at_end: bool, scan: &mut Scan) {
-        let decide_to = if at_end {
-            buf.len()
-        } else {
-            buf.len().saturating_sub(LOOKAHEAD)
-        };
-        let input_start = scan.base == 0;
-        let mut at = (scan.decided - scan.base) as usize;
+    /// Decides every anchor in `buf` that starts from `progress.decided` to
+    /// `decide_to` (in `buf`). The caller makes sure that `buf` holds what
+    /// the checks read around them: [`LOOKBEHIND`] bytes before unless
+    /// `buf` begins the input, [`LOOKAHEAD`] bytes after unless it ends it.
+    fn scan_buffer(&self, buf: &[u8], decide_to: usize, progress: &mut Progress) {
+        let input_start = progress.base == 0;
+        let mut at = (progress.decided - progress.base) as usize;
         while at < decide_to {
             let Some(hit) = self.anchors.find(Input::new(buf).range(at..)) else {
                 break;
@@ -392,14 +388,14 @@ impl Scanner {
             for &r in &self.rules_by_anchor[hit.pattern().as_usize()] {
                 let found = self.token_around(r, buf, hit.start(), input_start);
                 if let Some((start, end)) =
-                    found.filter(|&(start, _)| scan.base + start as u64 >= scan.reported_to)
+                    found.filter(|&(start, _)| progress.base + start as u64 >= progress.reported_to)
                 {
-                    scan.record(buf, start, end, RULES[r].kind);
+                    progress.record(buf, start, end, RULES[r].kind);
                     break;
                 }
             }
         }
-        scan.decided = scan.decided.max(scan.base + decide_to as u64);
+        progress.decided = progress.decided.max(progress.base + decide_to as u64);
     }
 
     /// The token of rule `r` whose anchor starts at `anchor`, as its start
@@ -450,10 +446,68 @@ impl Scanner {
     }
 }
 
+/// A scan in progress, fed the input a piece at a time; pieces of any size
+/// give the same report. Large pieces are scanned where they lie, so a
+/// caller that reads the input anyway (to hash, encode or send it) can scan
+/// it on the way for the price of the search alone.
+pub struct Scan<'s> {
+    scanner: &'s Scanner,
+    /// The last bytes fed, from [`LOOKBEHIND`] bytes before the first
+    /// undecided anchor position on.
+    tail: Vec<u8>,
+    progress: Progress,
+}
+
+impl Scan<'_> {
+    /// Scans the next piece of the input.
+    pub fn feed(&mut self, piece: &[u8]) {
+        let Scan {
+            scanner,
+            tail,
+            progress,
+        } = self;
+        if piece.len() < 2 * TAIL {
+            tail.extend_from_slice(piece);
+            scanner.scan_buffer(tail, tail.len().saturating_sub(LOOKAHEAD), progress);
+            // Dropped only once there is plenty to drop, so that tiny
+            // pieces do not move the tail at every call.
+            let keep_from =
+                ((progress.decided - progress.base) as usize).saturating_sub(LOOKBEHIND);
+            if keep_from >= TAIL {
+                progress.count_to(tail, keep_from);
+                tail.drain(..keep_from);
+                progress.base += keep_from as u64;
+            }
+            return;
+        }
+        // Anchors near the seam, read across it...
+        let seam = tail.len();
+        tail.extend_from_slice(&piece[..TAIL]);
+        scanner.scan_buffer(tail, seam + LOOKBEHIND, progress);
+        progress.count_to(tail, seam);
+        progress.base += seam as u64;
+        // ...then the rest where it lies.
+        scanner.scan_buffer(piece, piece.len() - LOOKAHEAD, progress);
+        let keep_from = piece.len() - TAIL;
+        progress.count_to(piece, keep_from);
+        tail.clear();
+        tail.extend_from_slice(&piece[keep_from..]);
+        progress.base += keep_from as u64;
+    }
+
+    /// Scans what is left once the input has ended.
+    pub fn finish(mut self) -> Report {
+        let end = self.tail.len();
+        self.scanner
+            .scan_buffer(&self.tail, end, &mut self.progress);
+        self.progress.report
+    }
+}
+
 /// Where a scan stands. Offsets are from the start of the input; `base` is
-/// the offset of the buffer's first byte.
+/// the offset of the first byte of the buffer being scanned.
 #[derive(Default)]
-struct Scan {
+struct Progress {
     base: u64,
     /// Anchors starting before this offset have been decided.
     decided: u64,
@@ -466,7 +520,7 @@ struct Scan {
     report: Report,
 }
 
-impl Scan {
+impl Progress {
     fn record(&mut self, buf: &[u8], start: usize, end: usize, kind: &'static str) {
         self.reported_to = self.base + end as u64;
         self.report.total += 1;
@@ -878,19 +932,46 @@ mod tests {
         assert_eq!(scan(&text).findings[0].offset, 0);
     }
 
+    /// Scans `input` fed in pieces of the given sizes, taken in turn.
+    fn scan_in_pieces(input: &[u8], sizes: &[usize]) -> Report {
+        let mut scan = Scanner::global().scan();
+        let mut rest = input;
+        for &size in sizes.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, after) = rest.split_at(size.min(rest.len()));
+            scan.feed(piece);
+            rest = after;
+        }
+        scan.finish()
+    }
+
     #[test]
-    fn a_token_across_a_chunk_boundary_is_found_once() {
+    fn a_token_across_a_piece_boundary_is_found_once() {
         let token = fake("Anthropic API key", 21);
-        let text = format!("{}{token}\n{}", "a b\n".repeat(300), "c d\n".repeat(300));
+        let text = format!("{}{token}\n{}", "a b\n".repeat(600), "c d\n".repeat(600));
         let expected = scan(&text);
         assert_eq!(expected.total, 1);
-        assert_eq!(expected.findings[0].line, 301);
-        for chunk in (1..=400).chain([1000, 1201, 1202, 1203, 4096, CHUNK]) {
-            let report = Scanner::global()
-                .scan_chunked(text.as_bytes(), u64::MAX, chunk)
-                .unwrap();
-            assert_eq!(report, expected, "chunk of {chunk} bytes");
+        assert_eq!(expected.findings[0].line, 601);
+        // Small pieces pile up in the tail; large ones are scanned in place.
+        let sizes = (1..=400).chain([2 * TAIL - 1, 2 * TAIL, 2 * TAIL + 1, 2400, 2500, CHUNK]);
+        for size in sizes {
+            assert_eq!(
+                scan_in_pieces(text.as_bytes(), &[size]),
+                expected,
+                "pieces of {size} bytes"
+            );
         }
+        for mixed in [[1, 3000], [3000, 1], [2 * TAIL, 7], [2600, 2 * TAIL + 5]] {
+            assert_eq!(
+                scan_in_pieces(text.as_bytes(), &mixed),
+                expected,
+                "pieces of {mixed:?}"
+            );
+        }
+        let read = Scanner::global().scan_reader(text.as_bytes(), u64::MAX);
+        assert_eq!(read.unwrap(), expected);
     }
 
     #[test]
@@ -900,10 +981,8 @@ mod tests {
             text.push_str(&fake("GitHub token", i + 1));
             text.push('\n');
         }
-        for chunk in [7, 300, CHUNK] {
-            let report = Scanner::global()
-                .scan_chunked(text.as_bytes(), u64::MAX, chunk)
-                .unwrap();
+        for size in [7, 300, 5000, CHUNK] {
+            let report = scan_in_pieces(text.as_bytes(), &[size]);
             assert_eq!(report.total, 250);
             assert_eq!(report.findings.len(), MAX_FINDINGS);
             let lines: Vec<u64> = report.findings.iter().map(|f| f.line).collect();
@@ -984,11 +1063,11 @@ mod tests {
     proptest! {
         #[test]
         fn an_inserted_token_is_found_once_at_its_line(
-            text in "[ -~\n]{0,3000}",
+            text in "[ -~\n]{0,8000}",
             at in any::<prop::sample::Index>(),
             which in any::<prop::sample::Index>(),
             seed in any::<u64>(),
-            chunk in 1usize..2048,
+            sizes in prop::collection::vec(1usize..6000, 1..8),
         ) {
             let fakes = fakes(seed);
             let (kind, token, start) = &fakes[which.index(fakes.len())];
@@ -999,9 +1078,7 @@ mod tests {
                 offset: (at + 1 + start) as u64,
                 kind,
             };
-            let report = Scanner::global()
-                .scan_chunked(input.as_bytes(), u64::MAX, chunk)
-                .unwrap();
+            let report = scan_in_pieces(input.as_bytes(), &sizes);
             prop_assert_eq!(&report.findings, &vec![expected]);
             prop_assert_eq!(report.total, 1);
             prop_assert_eq!(Scanner::global().scan_bytes(input.as_bytes()), report);

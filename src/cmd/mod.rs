@@ -289,8 +289,9 @@ impl Local {
         })
     }
 
-    /// A session by id or unique id prefix.
+    /// A session by id or unique id prefix, in any case.
     pub fn select(&self, wanted: &str) -> Result<&(LocalSession, Placement)> {
+        let wanted = &wanted.to_ascii_lowercase();
         let hits: Vec<_> = self
             .sessions
             .iter()
@@ -324,6 +325,15 @@ impl Local {
                     .join(", ")
             )),
         }
+    }
+
+    /// Every session of a project.
+    pub fn of_project(&self, key: &ProjectKey) -> Vec<(LocalSession, Placement)> {
+        self.sessions
+            .iter()
+            .filter(|(_, p)| &p.key == key)
+            .cloned()
+            .collect()
     }
 
     /// The most recently modified session of a project.

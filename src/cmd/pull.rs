@@ -275,11 +275,54 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
+/// The session `wanted` names in the sync dir: a whole id or a unique
+/// prefix, in any case. Only other machines' copies count: a pull skips
+/// this machine's own.
+fn remote_session(
+    transport: &dyn ccsync::transport::Transport,
+    me: &ccsync::names::MachineName,
+    wanted: &str,
+) -> Result<SessionId> {
+    let wanted = wanted.to_ascii_lowercase();
+    if let Ok(id) = SessionId::parse(&wanted) {
+        return Ok(id);
+    }
+    if wanted.is_empty() || !wanted.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        bail!("{wanted:?} is not a session id or the start of one (hex digits and dashes)");
+    }
+    let mut ids: Vec<SessionId> = transport
+        .list()?
+        .objects
+        .iter()
+        .filter_map(|o| o.name.session())
+        .filter(|(id, m)| m != me && id.as_str().starts_with(&wanted))
+        .map(|(id, _)| id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    match ids.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!(
+            "no session starting with {wanted} in {} from another machine; `ccsync list --remote` shows what is there",
+            transport.location()
+        ),
+        many => bail!(
+            "{wanted:?} matches {} sessions in {} ({}); give more of the id",
+            many.len(),
+            transport.location(),
+            many.iter().map(SessionId::as_str).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
 pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
     let (_, machine, transport) = env.open_transport()?;
     let _lock = env.lock()?;
     let mut index = env.load_index();
-    let only = args.session.as_deref().map(SessionId::parse).transpose()?;
+    let only = match args.session.as_deref() {
+        Some(wanted) => Some(remote_session(transport.as_ref(), &machine, wanted)?),
+        None => None,
+    };
     let mut resolver = Resolver::new();
     let here = resolver.place(&env.cwd.to_string_lossy());
     let mut state = env.config_dir.load_state()?;

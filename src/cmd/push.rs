@@ -69,9 +69,18 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
             ));
         }
         local.sessions.clone()
-    } else {
+    } else if args.session.is_some() {
         let here = resolver.place(&env.cwd.to_string_lossy());
         vec![local.chosen(args.session.as_deref(), &here, env)?.clone()]
+    } else {
+        // Every session of this project: those unchanged since this machine
+        // last pushed them cost nothing (the index vouches for them).
+        let here = resolver.place(&env.cwd.to_string_lossy());
+        let all = local.of_project(&here.key);
+        if all.is_empty() {
+            local.chosen(None, &here, env)?;
+        }
+        all
     };
 
     let staging = env.config_dir.staging()?;

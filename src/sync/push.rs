@@ -15,7 +15,7 @@ use crate::fsutil;
 use crate::index::{self, Stamp};
 use crate::names::{MachineName, SessionId};
 use crate::project::{Placement, ProjectKey};
-use crate::transport::{ObjectName, Transport, TransportError};
+use crate::transport::{ObjectName, PerObject, Transport, TransportError};
 
 /// A session ready to be packed: its complete lines, as found on disk.
 #[derive(Debug)]
@@ -310,8 +310,15 @@ pub fn push(
                 compare_indexed(&out, &p).map(|r| Some((r, p.len, p.sha256, p.remote)))
             }
             Before::Unknown => match fetched.remove(&object) {
-                Some(Some(received)) => compare(&out, &received)
+                Some(Ok(Some(received))) => compare(&out, &received)
                     .map(|r| Some((r, received.body.len, received.body.sha256, listing[&object]))),
+                // Unread, it cannot be shown that the new copy extends it.
+                Some(Err(reason)) => Err(SessionError::Store {
+                    object: format!("{}/{object}", transport.location()),
+                    reason: format!(
+                        "this machine's copy there cannot be read to check that the new one extends it ({reason}); it was left as it is"
+                    ),
+                }),
                 // Ours, and it does not decode: it may be replaced.
                 _ => Ok(None),
             },
@@ -508,7 +515,7 @@ fn fetch_earlier(
     transport: &dyn Transport,
     staging: &Path,
     wanted: &[ObjectName],
-) -> Result<HashMap<ObjectName, Option<Received>>, TransportError> {
+) -> Result<HashMap<ObjectName, PerObject<Option<Received>>>, TransportError> {
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
@@ -518,12 +525,19 @@ fn fetch_earlier(
         path: dir.clone(),
         source,
     })?;
-    let mut earlier: HashMap<ObjectName, Option<Received>> = HashMap::new();
-    transport.fetch(wanted, &mut |i, input| {
-        let received = receive(input, &dir.join(format!("{i}.jsonl.tmp"))).ok();
-        earlier.insert(wanted[i].clone(), received);
+    let mut decoded: HashMap<usize, Option<Received>> = HashMap::new();
+    let delivered = transport.fetch(wanted, &mut |i, input| {
+        decoded.insert(i, receive(input, &dir.join(format!("{i}.jsonl.tmp"))).ok());
     })?;
-    Ok(earlier)
+    Ok(wanted
+        .iter()
+        .cloned()
+        .zip(delivered)
+        .enumerate()
+        .map(|(i, (name, delivered))| {
+            (name, delivered.map(|()| decoded.remove(&i).flatten()))
+        })
+        .collect())
 }
 
 #[cfg(test)]

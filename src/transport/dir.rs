@@ -191,23 +191,19 @@ impl Transport for DirTransport {
             };
             let mut src = std::fs::File::open(local).map_err(self.io("read", local))?;
             let dest = dir.path().join(name.file());
-            let written = dir
-                .write_atomic(name.file(), self.owner(), |f| io::copy(&mut src, f).map(drop))
+            // A rename keeps the modification time: the stamp a listing
+            // will show, for the index.
+            stored.push(
+                dir.write_atomic(name.file(), self.owner(), |f| {
+                    io::copy(&mut src, f).map(drop)
+                })
                 .map(|meta| RemoteObject {
                     name: name.clone(),
                     size: meta.len(),
-                    modified: None,
+                    modified: meta.modified().ok(),
                 })
-                .map_err(|e| format!("cannot write {}: {e}", dest.display()));
-            // The time the folder gives the renamed file, for the index.
-            stored.push(written.map(|mut o| {
-                o.modified = dir
-                    .open_file(name.file())
-                    .ok()
-                    .flatten()
-                    .and_then(|f| f.metadata().ok()?.modified().ok());
-                o
-            }));
+                .map_err(|e| format!("cannot write {}: {e}", dest.display())),
+            );
         }
         Ok(stored)
     }

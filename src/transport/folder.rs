@@ -277,35 +277,36 @@ impl Folder {
 
     /// Every entry but hidden ones (temp files being written), each as
     /// `lstat` sees it. One that vanishes while being looked at (another
-    /// machine renaming its temp file into place) is passed over.
+    /// machine renaming its temp file into place) is passed over. No file is
+    /// opened: on a cloud drive, opening a placeholder downloads it.
     pub fn entries(&self) -> io::Result<Vec<Entry>> {
         let mut out = Vec::new();
         for name in sys::names(self)? {
             if name.starts_with('.') {
                 continue;
             }
-            let kind = match sys::kind_at(self, &name) {
-                Ok(kind) => kind,
+            // Metadata only, so a path is good enough: the last component
+            // is never followed, and nothing is read or written through it.
+            let meta = match std::fs::symlink_metadata(self.path.join(&name)) {
+                Ok(meta) => meta,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            let (len, modified) = match kind {
-                Kind::File => match self.open_file(&name) {
-                    Ok(Some(f)) => {
-                        let meta = f.metadata()?;
-                        (meta.len(), meta.modified().ok())
-                    }
-                    Ok(None) => continue,
-                    // Replaced by a link since: say so below.
-                    Err(_) => (0, None),
-                },
-                _ => (0, None),
+            let t = meta.file_type();
+            let kind = if t.is_symlink() {
+                Kind::Link
+            } else if t.is_dir() {
+                Kind::Dir
+            } else if t.is_file() {
+                Kind::File
+            } else {
+                Kind::Other
             };
             out.push(Entry {
                 name,
                 kind,
-                len,
-                modified,
+                len: meta.len(),
+                modified: meta.modified().ok(),
             });
         }
         Ok(out)

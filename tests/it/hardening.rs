@@ -409,3 +409,22 @@ fn credentials_in_a_session_are_named_and_can_be_kept_back() {
     p.a.run(&p.a_repo, &["push", "--allow-secrets"]).success();
     assert_ne!(std::fs::read(&object).unwrap(), before);
 }
+
+/// Temp files in the sync dir carry the machine's name: a killed push's
+/// leftovers go with that machine's next push, while another machine's
+/// fresh temp file (it may be writing it right now) stays.
+#[test]
+fn a_machine_removes_its_own_leftover_temp_files_at_once() {
+    let p = pair();
+    p.a.write_session(&p.a_repo, SID, &transcript(SID, &p.a_repo, 2, "one"));
+    p.a.run(&p.a_repo, &["push"]).success();
+    let dir = p.w.sync_dir().join("git=github.com_acme_widget");
+    let mine = dir.join(".ccsync-a-0000000000000001.tmp");
+    let theirs = dir.join(".ccsync-b-0000000000000001.tmp");
+    std::fs::write(&mine, b"half a bundle").unwrap();
+    std::fs::write(&theirs, b"half a bundle").unwrap();
+    p.a.append(&p.a_repo, SID, &transcript(SID, &p.a_repo, 1, "two"));
+    p.a.run(&p.a_repo, &["push"]).success();
+    assert!(!mine.exists());
+    assert!(theirs.exists());
+}

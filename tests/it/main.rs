@@ -3,6 +3,7 @@
 //! a cleared environment. Nothing here touches the developer's own files.
 
 mod corpus;
+mod daily;
 mod env;
 mod errors;
 mod hardening;

@@ -36,10 +36,16 @@ struct Clock {
 }
 
 impl Clock {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn touch(&self) {
-        eprintln!("TOUCH {:?} at {:?}", std::thread::current().name(), self.start.elapsed());
-        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.fetch_max(now, Ordering::Relaxed);
+        self.touch_at(self.now_ms());
+    }
+
+    fn touch_at(&self, ms: u64) {
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
     }
 
     /// How long nothing has moved, counted from `since` at the earliest.
@@ -229,7 +235,6 @@ impl Call {
     fn end(&mut self, status: Option<ExitStatus>) -> Ended {
         self.ended = true;
         let quiet = self.clock.quiet(self.clock.start);
-        eprintln!("END quiet {quiet:?} at {:?}", self.clock.start.elapsed());
         if self.out.stalled {
             self.end_master();
         }
@@ -395,8 +400,16 @@ struct Clocked<W> {
 
 impl<W: Write> Write for Clocked<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let began = self.clock.now_ms();
         let n = self.inner.write(buf)?;
-        self.clock.touch();
+        // A write into a pipe returns short only when its readers went
+        // away while it waited: the bytes went in when it began, and
+        // nothing has moved since.
+        if n == buf.len() {
+            self.clock.touch();
+        } else {
+            self.clock.touch_at(began);
+        }
         Ok(n)
     }
 

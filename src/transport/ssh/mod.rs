@@ -197,7 +197,7 @@ impl SshTransport {
                 call::seconds(Duration::from_secs(ended.quiet.as_secs()))
             ),
             (Some(255), None) => format!(
-                "the connection to {host} ended without a word from ssh (exit 255); check that `ssh {destination}` works, then try again"
+                "the connection to {host} was lost, and ssh said nothing (exit 255): the host or the network may have stopped answering; check that `ssh {destination}` works, then try again"
             ),
             (Some(255), Some(said)) => format!(
                 "ssh to {host} failed: {said}; check that `ssh {destination}` works without a password prompt"
