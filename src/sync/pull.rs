@@ -45,6 +45,10 @@ pub struct Outcome {
     pub held: Option<InUse>,
     /// Branches that diverged from this machine's, installed beside it.
     pub forks: Vec<Fork>,
+    /// Whether this machine's own copy in the transport already holds every
+    /// line of the local transcript (so lines other machines lack are on
+    /// their way, and there is nothing to advise).
+    pub pushed_here: bool,
     /// Size and lines of the transcript after the pull.
     pub bytes: u64,
     pub lines: u64,
@@ -373,6 +377,7 @@ impl<'a> Installer<'a> {
                 .collect(),
             held,
             forks,
+            pushed_here: false,
             bytes,
             lines,
             parts,
@@ -589,6 +594,7 @@ pub fn pull(
         .map(|c| (layout::key_dir(&c.key), c))
         .collect();
     let mut groups: BTreeMap<(String, SessionId), Vec<(ObjectName, Stamp)>> = BTreeMap::new();
+    let mut own: HashMap<ObjectName, Stamp> = HashMap::new();
     let listing = transport.list()?;
     let mut report = PullReport::default();
     for (path, reason) in &listing.refused {
@@ -598,6 +604,10 @@ pub fn pull(
         let Some((id, machine)) = object.name.session() else {
             continue;
         };
+        if machine == *me {
+            own.insert(object.name.clone(), Stamp::new(object.size, object.modified));
+            continue;
+        }
         if roots.contains_key(object.name.dir()) && machine != *me && only.is_none_or(|o| *o == id)
         {
             if object.size > crate::bundle::MAX_BUNDLE_BYTES {
@@ -683,7 +693,26 @@ pub fn pull(
             }
         }
     }
+    for o in &mut report.outcomes {
+        o.pushed_here = already_pushed(index, &own, o, me);
+    }
     Ok(report)
+}
+
+/// Whether this machine's object for `o`'s session in the transport is the
+/// one it last pushed, from the local transcript as it is now.
+fn already_pushed(
+    index: &Index,
+    own: &HashMap<ObjectName, Stamp>,
+    o: &Outcome,
+    me: &MachineName,
+) -> bool {
+    let name = ObjectName::for_session(&o.key, &o.id, me);
+    index.pushed.get(&name.to_string()).is_some_and(|p| {
+        own.get(&name) == Some(&p.remote)
+            && p.source == o.transcript
+            && Stamp::of(&o.transcript) == Some(p.source_stamp)
+    })
 }
 
 /// What to remember of a settled session.
@@ -774,6 +803,7 @@ fn unchanged_since_last_pull(
         verdicts,
         held: None,
         forks,
+        pushed_here: false,
         bytes: last.bytes,
         lines: last.lines,
         parts: PartsOutcome::default(),

@@ -58,3 +58,29 @@ fn pull_takes_a_prefix_in_any_case() {
     let out = b.run(&b_repo, &["pull", "ffff"]).failure();
     assert!(stderr(&out).contains("list --remote"), "{}", stderr(&out));
 }
+
+/// "`ccsync push` sends them" is said only while it would send something:
+/// once this machine's own copy in the sync dir holds its lines, pull says
+/// nothing about them.
+#[test]
+fn advice_to_push_only_while_pushing_would_send_something() {
+    let w = World::new();
+    let (a, b) = (w.machine("a"), w.machine("b"));
+    a.init(&w);
+    b.init(&w);
+    let a_repo = w.checkout("a/w", Some("git@github.com:acme/widget.git"));
+    let b_repo = w.checkout("b/w", Some("https://github.com/acme/widget"));
+    a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 2, "one"));
+    a.run(&a_repo, &["push"]).success();
+    b.run(&b_repo, &["pull"]).success();
+    b.append(&b_repo, SID, &transcript(SID, &b_repo, 1, "b"));
+    let said = stderr(&b.run(&b_repo, &["pull"]).success());
+    assert!(said.contains("`ccsync push"), "{said}");
+    b.run(&b_repo, &["push"]).success();
+    let said = stderr(&b.run(&b_repo, &["pull"]).success());
+    assert!(!said.contains("ccsync push"), "{said}");
+    // It goes on here: the advice is back, once.
+    b.append(&b_repo, SID, &transcript(SID, &b_repo, 1, "b2"));
+    let said = stderr(&b.run(&b_repo, &["pull"]).success());
+    assert!(said.contains("`ccsync push"), "{said}");
+}
