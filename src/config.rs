@@ -49,6 +49,14 @@ pub struct Config {
     /// What push does with a session that holds credentials.
     #[serde(default, skip_serializing_if = "SecretsPolicy::is_default")]
     pub secrets: SecretsPolicy,
+    /// Git hosts besides the well-known forges whose owner and repository
+    /// names ignore case (a self-hosted GitLab, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub case_insensitive_hosts: Vec<String>,
+    /// Project keys of other machines to pull as another key here: the same
+    /// repository under another remote (a mirror, a fork, a moved repo).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aliases: BTreeMap<String, String>,
 }
 
 /// `secrets` in config.toml.
@@ -74,6 +82,26 @@ impl SecretsPolicy {
 impl Config {
     pub fn machine_name(&self) -> Result<MachineName, NameError> {
         MachineName::parse(&self.machine)
+    }
+
+    pub fn folding(&self) -> crate::project::CaseFolding {
+        crate::project::CaseFolding::with_hosts(&self.case_insensitive_hosts)
+    }
+
+    /// How other machines' project keys map onto this machine's.
+    pub fn key_map(&self) -> Result<crate::project::KeyMap, ConfigError> {
+        let folding = self.folding();
+        let mut aliases = std::collections::HashMap::new();
+        for (from, to) in &self.aliases {
+            let parse = |k: &str| {
+                ProjectKey::parse(k).map_err(|e| ConfigError::Invalid {
+                    path: PathBuf::from("config.toml"),
+                    message: format!("in [aliases]: {e}"),
+                })
+            };
+            aliases.insert(folding.fold(&parse(from)?), folding.fold(&parse(to)?));
+        }
+        Ok(crate::project::KeyMap { folding, aliases })
     }
 }
 
@@ -347,6 +375,8 @@ mod tests {
             machine: "laptop".into(),
             machine_id: "id".into(),
             secrets: SecretsPolicy::Refuse,
+            case_insensitive_hosts: vec!["git.example.org".into()],
+            aliases: [("git:old/x".to_owned(), "git:new/x".to_owned())].into(),
         };
         dir.save_config(&c).unwrap();
         assert_eq!(dir.load_config().unwrap(), Some(c));

@@ -37,9 +37,16 @@ impl ProjectKey {
     }
 
     /// The key for a git remote URL; `None` when the URL has no path or
-    /// would make a key that does not pass [`ProjectKey::parse`].
+    /// would make a key that does not pass [`ProjectKey::parse`]. The path
+    /// is lowercased on the forges in [`CASE_INSENSITIVE_HOSTS`].
     pub fn from_remote(url: &str) -> Option<Self> {
-        Self::parse(&format!("git:{}", normalize_remote(url)?)).ok()
+        Self::from_remote_with(url, &CaseFolding::default())
+    }
+
+    /// The same, with the user's list of case-insensitive hosts too.
+    pub fn from_remote_with(url: &str, folding: &CaseFolding) -> Option<Self> {
+        let key = Self::parse(&format!("git:{}", normalize_remote(url)?)).ok()?;
+        Some(folding.fold(&key))
     }
 
     pub fn from_dir_name(name: &str) -> Self {
@@ -66,6 +73,76 @@ impl ProjectKey {
 impl fmt::Display for ProjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Forges that treat owner and repository names case-insensitively:
+/// `github.com/Acme/Widget` and `github.com/acme/widget` are one repository
+/// there, so one project here.
+pub const CASE_INSENSITIVE_HOSTS: [&str; 6] = [
+    "github.com",
+    "gitlab.com",
+    "bitbucket.org",
+    "codeberg.org",
+    "dev.azure.com",
+    "ssh.dev.azure.com",
+];
+
+/// Which hosts' paths are folded to lower case in project keys: the
+/// well-known forges, and hosts the user lists (`case_insensitive_hosts`
+/// in config.toml).
+#[derive(Debug, Clone, Default)]
+pub struct CaseFolding {
+    extra: Vec<String>,
+}
+
+impl CaseFolding {
+    pub fn with_hosts(hosts: &[String]) -> Self {
+        Self {
+            extra: hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        }
+    }
+
+    fn folds(&self, host: &str) -> bool {
+        CASE_INSENSITIVE_HOSTS.contains(&host) || self.extra.iter().any(|h| h == host)
+    }
+
+    /// `key` as this machine spells it: lowercased when it is a git key on
+    /// a case-insensitive host. Keys from other machines (or older ccsync
+    /// builds) go through this before they are compared.
+    pub fn fold(&self, key: &ProjectKey) -> ProjectKey {
+        match key.0.strip_prefix("git:").and_then(|r| r.split_once('/')) {
+            Some((host, _)) if self.folds(host) => ProjectKey(key.0.to_ascii_lowercase()),
+            _ => key.clone(),
+        }
+    }
+}
+
+/// How project keys from other machines map onto this machine's: folded as
+/// this machine folds its own, then through the user's `[aliases]`.
+#[derive(Debug, Clone, Default)]
+pub struct KeyMap {
+    pub folding: CaseFolding,
+    pub aliases: HashMap<ProjectKey, ProjectKey>,
+}
+
+impl KeyMap {
+    /// The key this machine knows `key` by.
+    pub fn local(&self, key: &ProjectKey) -> ProjectKey {
+        let folded = self.folding.fold(key);
+        self.aliases.get(&folded).cloned().unwrap_or(folded)
+    }
+
+    /// Of `candidates`, the key most like `key`: the same repository name
+    /// first, then the fewest edits.
+    pub fn closest<'a>(key: &ProjectKey, candidates: &'a [ProjectKey]) -> Option<&'a ProjectKey> {
+        let name = |k: &ProjectKey| last_component(k.as_str()).to_ascii_lowercase();
+        candidates.iter().min_by_key(|c| {
+            (
+                name(c) != name(key),
+                strsim::levenshtein(&c.as_str().to_lowercase(), &key.as_str().to_lowercase()),
+            )
+        })
     }
 }
 
@@ -144,11 +221,20 @@ pub struct Placement {
 #[derive(Default)]
 pub struct Resolver {
     repos: HashMap<PathBuf, Option<(PathBuf, Option<ProjectKey>)>>,
+    folding: CaseFolding,
 }
 
 impl Resolver {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Folds the paths of `folding`'s hosts as well as the forges'.
+    pub fn with_folding(folding: CaseFolding) -> Self {
+        Self {
+            folding,
+            ..Self::default()
+        }
     }
 
     /// The project of `cwd`. The directory need not exist any more: the
@@ -187,7 +273,7 @@ impl Resolver {
             let workdir = workdir
                 .canonicalize()
                 .unwrap_or_else(|_| workdir.to_path_buf());
-            Some((workdir, remote_key(&repo)))
+            Some((workdir, remote_key(&repo, &self.folding)))
         });
         self.repos.insert(dir.to_path_buf(), found.clone());
         found
@@ -195,7 +281,7 @@ impl Resolver {
 }
 
 /// The key of `origin`, else of the only remote.
-fn remote_key(repo: &git2::Repository) -> Option<ProjectKey> {
+fn remote_key(repo: &git2::Repository, folding: &CaseFolding) -> Option<ProjectKey> {
     let remote = match repo.find_remote("origin") {
         Ok(r) => r,
         Err(_) => {
@@ -208,7 +294,7 @@ fn remote_key(repo: &git2::Repository) -> Option<ProjectKey> {
             repo.find_remote(only).ok()?
         }
     };
-    ProjectKey::from_remote(remote.url()?)
+    ProjectKey::from_remote_with(remote.url()?, folding)
 }
 
 fn last_component(path: &str) -> String {
@@ -228,6 +314,29 @@ mod tests {
         ProjectKey::from_remote(url)
             .map(|k| k.0)
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn forges_that_ignore_case_give_one_key() {
+        assert_eq!(
+            key("git@github.com:Acme/Widget.git"),
+            key("https://github.com/acme/widget")
+        );
+        assert_eq!(key("https://GitLab.com/Group/Sub/Repo"), "git:gitlab.com/group/sub/repo");
+        // Elsewhere case is kept: a self-hosted server may tell them apart.
+        assert_eq!(key("git@git.example.org:Acme/Widget"), "git:git.example.org/Acme/Widget");
+        let mine = CaseFolding::with_hosts(&["Git.Example.org".into()]);
+        assert_eq!(
+            ProjectKey::from_remote_with("git@git.example.org:Acme/Widget", &mine)
+                .unwrap()
+                .as_str(),
+            "git:git.example.org/acme/widget"
+        );
+        // A key an older build wrote folds to today's.
+        let old = ProjectKey::parse("git:github.com/Acme/Widget").unwrap();
+        assert_eq!(CaseFolding::default().fold(&old).as_str(), "git:github.com/acme/widget");
+        let named = ProjectKey::parse("name:MyApp").unwrap();
+        assert_eq!(CaseFolding::default().fold(&named), named);
     }
 
     #[test]

@@ -13,10 +13,11 @@
 //! (transcripts embed images and signatures), and obvious placeholders
 //! (`EXAMPLE`, `xxxxxxxx`) are skipped.
 //!
-//! Speed: a push encodes a transcript at about 1 GB/s and the scan may cost
-//! a tenth of that, so one Aho-Corasick search (SIMD Teddy) looks for the
-//! rules' literal anchors only, and an anchored regex checks the few bytes
-//! around each hit, which in ordinary text is almost never. Every anchor is
+//! Speed: the scan's budget is a tenth of a push, which encodes a transcript
+//! at about 1 GB/s (`benches/secrets.rs` measures one against the other), so
+//! one Aho-Corasick search (SIMD Teddy) looks for the rules' literal anchors
+//! only, and an anchored regex checks the few bytes around each hit, which
+//! in ordinary text is almost never. Every anchor is
 //! at least 4 bytes long: Teddy's false candidates grow steeply with
 //! shorter ones, which is why SendGrid (`SG.`) and Hugging Face (`hf_`)
 //! tokens are left out (they halve the speed), and why related prefixes
@@ -449,7 +450,7 @@ impl Scanner {
 /// A scan in progress, fed the input a piece at a time; pieces of any size
 /// give the same report. Large pieces are scanned where they lie, so a
 /// caller that reads the input anyway (to hash, encode or send it) can scan
-/// it on the way for the price of the search alone.
+/// it on the way without a second read or copy.
 pub struct Scan<'s> {
     scanner: &'s Scanner,
     /// The last bytes fed, from [`LOOKBEHIND`] bytes before the first

@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use ccsync::config::Config;
 use ccsync::names::MachineName;
-use ccsync::project::Resolver;
 use ccsync::transport::ssh::SshTransport;
 use ccsync::transport::{Location, Transport};
 
@@ -117,7 +116,7 @@ pub fn run(env: &Env, args: &DoctorArgs) -> Result<Outcome> {
         );
     }
 
-    let mut resolver = Resolver::new();
+    let mut resolver = env.resolver();
     let state = env.config_dir.load_state().unwrap_or_default();
     let (projects, untied) = match Local::scan(env, &mut resolver, &mut env.load_index(), &state) {
         Ok(local) => {

@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 
 use ccsync::claude::parts::PartFinder;
 use ccsync::names::MachineName;
-use ccsync::project::Resolver;
 use ccsync::config::SecretsPolicy;
 use ccsync::sync::{now_ms, push, scan};
 
@@ -16,7 +15,7 @@ use crate::cli::ExportArgs;
 use crate::ui;
 
 pub fn run(env: &Env, args: &ExportArgs) -> Result<Outcome> {
-    let mut resolver = Resolver::new();
+    let mut resolver = env.resolver();
     let local = Local::scan(
         env,
         &mut resolver,

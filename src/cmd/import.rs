@@ -2,7 +2,6 @@
 
 use anyhow::{Context, Result};
 
-use ccsync::project::Resolver;
 use ccsync::sync::plan::Verdict;
 use ccsync::sync::{now_ms, receive_file};
 
@@ -31,7 +30,7 @@ pub fn run(env: &Env, args: &ImportArgs) -> Result<Outcome> {
         })?,
         None => env.cwd.clone(),
     };
-    let placement = Resolver::new().place(&dir.to_string_lossy());
+    let placement = env.resolver().place(&dir.to_string_lossy());
     if placement.key != bundle.project_key {
         env.ui.warn(format_args!(
             "{} is project {}, but the bundle is for {}; installing for {} as asked",

@@ -104,11 +104,22 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         );
     }
 
-    let config = Config {
-        location: location.to_string(),
-        machine: machine.to_string(),
-        machine_id,
-        secrets: previous.as_ref().map(|c| c.secrets).unwrap_or_default(),
+    // What the user set by hand stays.
+    let config = match previous.clone() {
+        Some(previous) => Config {
+            location: location.to_string(),
+            machine: machine.to_string(),
+            machine_id,
+            ..previous
+        },
+        None => Config {
+            location: location.to_string(),
+            machine: machine.to_string(),
+            machine_id,
+            secrets: Default::default(),
+            case_insensitive_hosts: Vec::new(),
+            aliases: Default::default(),
+        },
     };
     env.config_dir.save_config(&config)?;
     let verb = if previous.is_some() {

@@ -4,7 +4,6 @@ use anyhow::Result;
 use serde::Serialize;
 
 use ccsync::claude::transcript;
-use ccsync::project::Resolver;
 use ccsync::transport::layout;
 
 use super::{Env, Local, Outcome};
@@ -47,7 +46,7 @@ pub fn run(env: &Env, args: &ListArgs) -> Result<Outcome> {
 fn local(env: &Env, json: bool) -> Result<Outcome> {
     let local = Local::scan(
         env,
-        &mut Resolver::new(),
+        &mut env.resolver(),
         &mut env.load_index(),
         &env.config_dir.load_state().unwrap_or_default(),
     )?;

@@ -237,6 +237,15 @@ impl Env {
         )
     }
 
+    /// Resolves directories to projects, folding the case of the hosts
+    /// config.toml lists as well as the well-known forges'.
+    pub fn resolver(&self) -> Resolver {
+        match self.config_dir.load_config() {
+            Ok(Some(config)) => Resolver::with_folding(config.folding()),
+            _ => Resolver::new(),
+        }
+    }
+
     /// What ccsync knows of files already; a cache, so never an error.
     pub fn load_index(&self) -> Index {
         Index::load(&self.config_dir.root().join("index.json"))

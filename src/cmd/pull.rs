@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use ccsync::config::State;
 use ccsync::names::SessionId;
-use ccsync::project::Resolver;
 use ccsync::sync::plan::{Action, PartAction, Verdict};
+use ccsync::project::{KeyMap, ProjectKey};
 use ccsync::sync::pull::{self, Checkout, Outcome as SessionOutcome, PartsOutcome, PullReport};
 use ccsync::sync::{Link, now_ms};
 
@@ -318,21 +318,26 @@ fn remote_session(
 }
 
 pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
-    let (_, machine, transport) = env.open_transport()?;
+    let (config, machine, transport) = env.open_transport()?;
+    let keys = config.key_map()?;
     let _lock = env.lock()?;
     let mut index = env.load_index();
     let only = match args.session.as_deref() {
         Some(wanted) => Some(remote_session(transport.as_ref(), &machine, wanted)?),
         None => None,
     };
-    let mut resolver = Resolver::new();
+    let mut resolver = env.resolver();
     let here = resolver.place(&env.cwd.to_string_lossy());
     let mut state = env.config_dir.load_state()?;
 
     let mut checkouts = BTreeMap::new();
     if args.all || only.is_some() {
         let local = Local::scan(env, &mut resolver, &mut index, &state)?;
-        checkouts = known_projects(&state, &local);
+        // Keys an older ccsync remembered unfolded are known by today's.
+        checkouts = known_projects(&state, &local)
+            .into_iter()
+            .map(|(key, root)| (keys.folding.fold(&key), root))
+            .collect();
     }
     if !args.all {
         checkouts.insert(here.key.clone(), here.root.clone());
@@ -351,7 +356,7 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
         index: &mut index,
         progress: &env.ui.bar("pulling"),
     };
-    let report = pull::pull(&mut link, &installer, &checkouts, only.as_ref())?;
+    let report = pull::pull(&mut link, &installer, &checkouts, &keys, only.as_ref())?;
     warn_skewed(env, installer.take_skewed());
     if let Some(id) = &only
         && report.outcomes.is_empty()
@@ -374,7 +379,38 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
     record_placements(&mut state, &report.outcomes);
     env.save_state(&state);
     env.save_index(&index);
+    if !args.all && report.outcomes.is_empty() && report.failed.is_empty() {
+        hint_other_projects(env, &here.key, &transport.location(), &report);
+    }
     print_report(env, &transport.location(), &report, args.json)
+}
+
+/// Nothing for this checkout, but sessions of other projects: perhaps one
+/// of them is this repository under another remote. Say which keys are
+/// there, the closest, and how to map it.
+fn hint_other_projects(env: &Env, here: &ProjectKey, location: &str, report: &PullReport) {
+    if report.other_projects.is_empty() {
+        return;
+    }
+    let keys: Vec<ProjectKey> = report.other_projects.iter().map(|(k, _)| k.clone()).collect();
+    let listed: Vec<String> = report
+        .other_projects
+        .iter()
+        .take(8)
+        .map(|(k, n)| format!("{k} ({})", ui::plural(*n, "session", "sessions")))
+        .collect();
+    let more = report.other_projects.len().saturating_sub(listed.len());
+    let closest = KeyMap::closest(here, &keys).expect("not empty");
+    env.ui.status(format_args!(
+        "nothing in {location} for {here} (this checkout); it holds {}{}.\n  \
+         Closest: {closest}. If that is this repository under another remote, add to {}:\n  \
+         [aliases]\n  {:?} = {:?}\n  and pull again",
+        listed.join(", "),
+        if more > 0 { format!(" and {more} more") } else { String::new() },
+        env.config_dir.config_file().display(),
+        closest.as_str(),
+        here.as_str()
+    ));
 }
 
 /// A modification time in the future did not stop the pull; say so, since

@@ -4,7 +4,6 @@ use anyhow::Result;
 use serde::Serialize;
 
 use ccsync::claude::parts::PartFinder;
-use ccsync::project::Resolver;
 use ccsync::config::SecretsPolicy;
 use ccsync::sync::scan::SecretScan;
 use ccsync::sync::{Link, now_ms, push};
@@ -58,7 +57,7 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
     let _lock = env.lock()?;
     let mut index = env.load_index();
     let mut state = env.config_dir.load_state()?;
-    let mut resolver = Resolver::new();
+    let mut resolver = env.resolver();
     let local = Local::scan(env, &mut resolver, &mut index, &state)?;
     let chosen = if args.all {
         if !local.skipped.is_empty() {

@@ -17,7 +17,7 @@ use crate::claude::transcript;
 use crate::fsutil;
 use crate::index::{Index, Pulled, Stamp};
 use crate::names::{MachineName, SessionId};
-use crate::project::ProjectKey;
+use crate::project::{KeyMap, ProjectKey};
 use crate::transport::{ObjectName, TransportError, layout};
 
 /// A project's checkout on this machine.
@@ -86,6 +86,9 @@ pub struct PullReport {
     pub bad_objects: Vec<(ObjectName, String)>,
     /// Entries of the transport that were not looked into (links), and why.
     pub refused: Vec<(String, String)>,
+    /// Projects in the transport with no checkout here (or not asked
+    /// for), with how many sessions each holds.
+    pub other_projects: Vec<(ProjectKey, usize)>,
 }
 
 impl PullReport {
@@ -580,6 +583,7 @@ pub fn pull(
     link: &mut Link,
     installer: &Installer,
     checkouts: &[Checkout],
+    keys: &KeyMap,
     only: Option<&SessionId>,
 ) -> Result<PullReport, TransportError> {
     let Link {
@@ -593,6 +597,24 @@ pub fn pull(
         .iter()
         .map(|c| (layout::key_dir(&c.key), c))
         .collect();
+    // Which checkout a folder in the transport is for: its own key's, or
+    // the one its key maps to here (case folded, aliased). Copies of one
+    // session in two such folders are one session.
+    let mut folder_of: HashMap<String, Option<String>> = HashMap::new();
+    let mut root_of = |dir: &str| -> Option<String> {
+        folder_of
+            .entry(dir.to_owned())
+            .or_insert_with(|| {
+                if roots.contains_key(dir) {
+                    return Some(dir.to_owned());
+                }
+                let local = keys.local(&layout::key_of_dir(dir)?);
+                Some(layout::key_dir(&local)).filter(|d| roots.contains_key(d))
+            })
+            .clone()
+    };
+    let mut elsewhere: BTreeMap<ProjectKey, std::collections::BTreeSet<SessionId>> =
+        BTreeMap::new();
     let mut groups: BTreeMap<(String, SessionId), Vec<(ObjectName, Stamp)>> = BTreeMap::new();
     let mut own: HashMap<ObjectName, Stamp> = HashMap::new();
     let listing = transport.list()?;
@@ -608,8 +630,13 @@ pub fn pull(
             own.insert(object.name.clone(), Stamp::new(object.size, object.modified));
             continue;
         }
-        if roots.contains_key(object.name.dir()) && machine != *me && only.is_none_or(|o| *o == id)
-        {
+        let Some(root) = root_of(object.name.dir()) else {
+            if let Some(key) = layout::key_of_dir(object.name.dir()) {
+                elsewhere.entry(keys.local(&key)).or_default().insert(id);
+            }
+            continue;
+        };
+        if only.is_none_or(|o| *o == id) {
             if object.size > crate::bundle::MAX_BUNDLE_BYTES {
                 report.bad_objects.push((
                     object.name.clone(),
@@ -619,19 +646,25 @@ pub fn pull(
             }
             let stamp = Stamp::new(object.size, object.modified);
             groups
-                .entry((object.name.dir().to_owned(), id))
+                .entry((root, id))
                 .or_default()
                 .push((object.name, stamp));
         }
     }
 
+    report.other_projects = elsewhere
+        .into_iter()
+        .map(|(key, ids)| (key, ids.len()))
+        .collect();
+
     let mut wanted = Vec::new();
     for ((dir, id), objects) in &groups {
         match unchanged_since_last_pull(index, dir, id, objects, roots[dir]) {
             Some(outcome) => report.outcomes.push(outcome),
-            None => wanted.extend(objects.iter().map(|(name, _)| name.clone())),
+            None => wanted.extend(objects.iter().map(|(name, _)| (dir.clone(), name.clone()))),
         }
     }
+    let (wanted_roots, wanted): (Vec<String>, Vec<ObjectName>) = wanted.into_iter().unzip();
     // Each bundle is decoded as it streams in: nothing holds a whole one.
     let mut arrived: Vec<Option<Result<Received, String>>> = (0..wanted.len()).map(|_| None).collect();
     let delivered = transport.fetch(&wanted, &mut |i, input| {
@@ -641,26 +674,31 @@ pub fn pull(
 
     let mut sessions: BTreeMap<(String, SessionId), Vec<Received>> = BTreeMap::new();
     let mut spoiled = std::collections::HashSet::new();
-    for ((name, delivered), arrived) in wanted.into_iter().zip(delivered).zip(arrived) {
+    for (((name, root), delivered), arrived) in wanted
+        .into_iter()
+        .zip(wanted_roots)
+        .zip(delivered)
+        .zip(arrived)
+    {
         let (id, machine) = name.session().expect("filtered above");
-        let checkout = roots[name.dir()];
+        let checkout = roots[&root];
         let received = delivered
             .and_then(|()| arrived.unwrap_or_else(|| Err("it did not arrive".into())))
             .and_then(|r| {
                 let m = &r.meta;
-                if m.session_id != id || m.machine != machine || m.project_key != checkout.key {
+                if m.session_id != id
+                    || m.machine != machine
+                    || keys.local(&m.project_key) != checkout.key
+                {
                     Err("its contents do not match its name and folder in the sync dir".to_owned())
                 } else {
                     Ok(r)
                 }
             });
         match received {
-            Ok(r) => sessions
-                .entry((name.dir().to_owned(), id))
-                .or_default()
-                .push(r),
+            Ok(r) => sessions.entry((root, id)).or_default().push(r),
             Err(reason) => {
-                spoiled.insert((name.dir().to_owned(), id));
+                spoiled.insert((root, id));
                 report.bad_objects.push((name, reason));
             }
         }
@@ -676,8 +714,11 @@ pub fn pull(
                 .then_with(|| a.meta.machine.cmp(&b.meta.machine))
         });
         let key = format!("{dir}/{id}");
-        match installer.install(&copies, &roots[&dir].root) {
-            Ok(outcome) => {
+        let checkout = roots[&dir];
+        match installer.install(&copies, &checkout.root) {
+            Ok(mut outcome) => {
+                // Known here by this machine's key, whatever the copies say.
+                outcome.key = checkout.key.clone();
                 let settled =
                     outcome.held.is_none() && outcome.forks.iter().all(|f| f.held.is_none());
                 if settled && !spoiled.contains(&(dir.clone(), id.clone())) {
@@ -896,7 +937,7 @@ mod tests {
                 index: &mut Index::default(),
                 progress: &crate::sync::Quiet,
             };
-            pull(&mut link, installer, &checkouts, None).unwrap()
+            pull(&mut link, installer, &checkouts, &KeyMap::default(), None).unwrap()
         }
 
         fn dir(&self) -> PathBuf {
@@ -1096,6 +1137,7 @@ mod tests {
                 },
                 &installer,
                 &checkouts,
+                &KeyMap::default(),
                 None,
             )
             .unwrap()

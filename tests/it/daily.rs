@@ -84,3 +84,57 @@ fn advice_to_push_only_while_pushing_would_send_something() {
     let said = stderr(&b.run(&b_repo, &["pull"]).success());
     assert!(said.contains("`ccsync push"), "{said}");
 }
+
+/// `Acme/Widget` and `acme/widget` on GitHub are one repository, so one
+/// project; a copy an older ccsync filed under the unfolded key still
+/// arrives. Another host keeps its case, and when nothing arrives, pull
+/// names the keys the sync dir holds and how to map one with `[aliases]`.
+#[test]
+fn project_keys_fold_case_on_forges_and_aliases_map_the_rest() {
+    let w = World::new();
+    let (a, b, c) = (w.machine("a"), w.machine("b"), w.machine("c"));
+    for m in [&a, &b, &c] {
+        m.init(&w);
+    }
+    let a_repo = w.checkout("a/w", Some("git@github.com:Acme/Widget.git"));
+    let b_repo = w.checkout("b/w", Some("https://github.com/acme/widget"));
+    let c_repo = w.checkout("c/w", Some("git@git.example.org:acme/widget.git"));
+    a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 2, "one"));
+    a.run(&a_repo, &["push"]).success();
+    let folded = w.sync_dir().join("git=github.com_acme_widget");
+    assert!(folded.join(format!("{SID}-a.ccsync")).is_file());
+    b.run(&b_repo, &["pull"]).success();
+    assert!(b.transcript(&b_repo, SID).is_file());
+
+    // A copy filed by an older build under the key as the remote spelled it.
+    a.write_session(&a_repo, SID2, &transcript(SID2, &a_repo, 2, "two"));
+    a.run(&a_repo, &["push", SID2]).success();
+    let legacy = w.sync_dir().join("git=github.com_%41cme_%57idget");
+    std::fs::create_dir_all(&legacy).unwrap();
+    let pushed = folded.join(format!("{SID2}-a.ccsync"));
+    let old = std::fs::read_to_string(&pushed)
+        .unwrap()
+        .replace("git:github.com/acme/widget", "git:github.com/Acme/Widget")
+        .replace("\"machineName\":\"a\"", "\"machineName\":\"old\"");
+    std::fs::write(legacy.join(format!("{SID2}-old.ccsync")), old).unwrap();
+    std::fs::remove_file(pushed).unwrap();
+    b.run(&b_repo, &["pull"]).success();
+    assert!(b.transcript(&b_repo, SID2).is_file());
+
+    // Another host: nothing arrives, and pull says what is there.
+    let out = c.run(&c_repo, &["pull"]).success();
+    let said = stderr(&out);
+    assert!(
+        said.contains("git:github.com/acme/widget")
+            && said.contains("[aliases]")
+            && said.contains("\"git:github.com/acme/widget\" = \"git:git.example.org/acme/widget\""),
+        "{said}"
+    );
+    let config = c.cfg.join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[aliases]\n\"git:github.com/acme/widget\" = \"git:git.example.org/acme/widget\"\n");
+    std::fs::write(&config, text).unwrap();
+    c.run(&c_repo, &["pull"]).success();
+    assert!(c.transcript(&c_repo, SID).is_file());
+    assert!(c.transcript(&c_repo, SID2).is_file());
+}

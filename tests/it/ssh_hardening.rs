@@ -69,15 +69,15 @@ fn big_transcript(id: &str, cwd: &Path, mb: usize) -> Vec<u8> {
 fn a_host_that_freezes_mid_push_ends_it_in_bounded_time() {
     let Some(s) = setup("frozen") else { return };
     s.a.write_session(&s.a_repo, SID, &big_transcript(SID, &s.a_repo, 60));
-    let mut push = s
-        .a
-        .std_cmd(&s.a_repo)
-        .env("CCSYNC_SSH_COMMAND", &s.ssh)
-        .arg("push")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut push =
+        s.a.std_cmd(&s.a_repo)
+            .env("CCSYNC_SSH_COMMAND", &s.ssh)
+            .env("CCSYNC_SSH_TIMEOUT", "5")
+            .arg("push")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
     let mut stderr_pipe = push.stderr.take().unwrap();
     let stderr = std::thread::spawn(move || {
         let mut text = String::new();
@@ -109,7 +109,7 @@ fn a_host_that_freezes_mid_push_ends_it_in_bounded_time() {
         let _ = push.kill();
     }
     let err = stderr.join().unwrap();
-    eprintln!("frozen host, DEFAULT: the push ended after {took:?}\nSTDERR>>>{err}<<<");
+    eprintln!("frozen host, CCSYNC_SSH_TIMEOUT=5: the push ended after {took:?}");
     let status = status.unwrap_or_else(|| panic!("push still running 40 s after the freeze"));
     assert!(!status.success());
     assert!(err.contains(HOST), "{err}");
@@ -134,9 +134,12 @@ fn a_host_that_freezes_mid_push_ends_it_in_bounded_time() {
 #[test]
 fn planted_links_are_refused_by_path_and_their_targets_untouched() {
     let Some(s) = setup("linked") else { return };
-    let a_gizmo = s.w.checkout("a/gizmo", Some("git@github.com:acme/gizmo.git"));
-    let a_gadget = s.w.checkout("a/gadget", Some("git@github.com:acme/gadget.git"));
-    let b_gadget = s.w.checkout("b/gadget", Some("https://github.com/acme/gadget"));
+    let a_gizmo =
+        s.w.checkout("a/gizmo", Some("git@github.com:acme/gizmo.git"));
+    let a_gadget =
+        s.w.checkout("a/gadget", Some("git@github.com:acme/gadget.git"));
+    let b_gadget =
+        s.w.checkout("b/gadget", Some("https://github.com/acme/gadget"));
     s.a.write_session(&s.a_repo, SID, &transcript(SID, &s.a_repo, 4, "w"));
     s.a.write_session(&a_gizmo, SID2, &transcript(SID2, &a_gizmo, 4, "g"));
     s.a.write_session(&a_gadget, SID3, &transcript(SID3, &a_gadget, 4, "ok"));
@@ -145,7 +148,10 @@ fn planted_links_are_refused_by_path_and_their_targets_untouched() {
     let outside = s.w.root().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join(".ccsync-other-12345678"), b"victim").unwrap();
-    set_mtime(&outside.join(".ccsync-other-12345678"), Duration::from_secs(7200));
+    set_mtime(
+        &outside.join(".ccsync-other-12345678"),
+        Duration::from_secs(7200),
+    );
     std::fs::write(outside.join("notes.txt"), b"precious").unwrap();
     // The project folder is a link; in another, the object itself is; and
     // at the top, a link named like this machine's leftover temp dir.
@@ -163,23 +169,40 @@ fn planted_links_are_refused_by_path_and_their_targets_untouched() {
     let err = stderr(&out);
     assert_no_empty_reason(&err);
     for link in [&linked_dir, &linked_file] {
-        assert!(err.contains(link.to_str().unwrap()), "{link:?} not named in {err}");
+        assert!(
+            err.contains(link.to_str().unwrap()),
+            "{link:?} not named in {err}"
+        );
     }
     assert!(err.contains("symbolic link"), "{err}");
-    assert_eq!(names(&outside), before_names, "written or deleted through a link");
+    assert_eq!(
+        names(&outside),
+        before_names,
+        "written or deleted through a link"
+    );
     assert_eq!(snapshot(&outside), before);
-    assert!(std::fs::symlink_metadata(&linked_file).unwrap().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(&linked_file)
+            .unwrap()
+            .is_symlink()
+    );
     let good = s
         .remote
         .join("git=github.com_acme_gadget")
         .join(format!("{SID3}-laptop.ccsync"));
-    assert!(good.is_file(), "the fine project was stored in the same run");
+    assert!(
+        good.is_file(),
+        "the fine project was stored in the same run"
+    );
 
     let out = run(&s.b, &s.ssh, &b_gadget, &["pull"]).code(3);
     let err = stderr(&out);
     assert_no_empty_reason(&err);
     for link in [&linked_dir, &linked_file] {
-        assert!(err.contains(link.to_str().unwrap()), "{link:?} not named in {err}");
+        assert!(
+            err.contains(link.to_str().unwrap()),
+            "{link:?} not named in {err}"
+        );
     }
     assert_eq!(
         std::fs::read(s.b.transcript(&b_gadget, SID3)).unwrap(),
@@ -205,23 +228,36 @@ fn an_oversized_object_is_reported_never_sent_and_the_others_still_arrive() {
     let out = run(&s.b, &s.ssh, &s.b_repo, &["pull"]).code(3);
     let err = stderr(&out);
     assert_no_empty_reason(&err);
-    assert!(err.contains(&format!("{WIDGET}/{SID2}-laptop.ccsync")), "{err}");
+    assert!(
+        err.contains(&format!("{WIDGET}/{SID2}-laptop.ccsync")),
+        "{err}"
+    );
     assert!(err.contains("over the 1024 MiB bundle limit"), "{err}");
     assert!(s.b.transcript(&s.b_repo, SID).is_file());
     assert!(!s.b.transcript(&s.b_repo, SID2).exists());
 
     // A lost its index: to know whether its sessions still extend what it
     // pushed, it fetches its copies. The oversized one is refused on the
-    // host, not streamed (a GiB over a real network takes hours), and A
-    // replaces it; the good one is found unchanged.
+    // host, not streamed (a GiB over a real network takes hours), and is
+    // reported and left alone; the good one is found unchanged.
     s.a.write_session(&s.a_repo, SID2, &transcript(SID2, &s.a_repo, 4, "new"));
     std::fs::remove_file(s.a.cfg.join("index.json")).unwrap();
     let sent = s.server.bytes_written();
-    let out = run(&s.a, &s.ssh, &s.a_repo, &["push", "--all", "--json"]).success();
+    let out = run(&s.a, &s.ssh, &s.a_repo, &["push", "--all", "--json"]).code(3);
     let sent = s.server.bytes_written() - sent;
     assert!(sent < 64 << 20, "the host sent {sent} bytes");
+    let err = stderr(&out);
+    assert_no_empty_reason(&err);
+    assert!(
+        err.contains(&format!("{WIDGET}/{SID2}-laptop.ccsync")),
+        "{err}"
+    );
+    assert!(err.contains("over the 1024 MiB bundle limit"), "{err}");
     let json = stdout_json(&out);
-    assert_eq!(json["pushed"][0]["sessionId"], SID2, "{json}");
+    assert_eq!(json["failed"][0]["sessionId"], SID2, "{json}");
     assert_eq!(json["unchanged"][0], SID, "{json}");
-    assert!(std::fs::metadata(&big).unwrap().len() < 1 << 20);
+    assert_eq!(
+        std::fs::metadata(&big).unwrap().len(),
+        ccsync::bundle::MAX_BUNDLE_BYTES + 1
+    );
 }

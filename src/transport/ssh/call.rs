@@ -165,7 +165,10 @@ impl Call {
         if let (Some(fill), Some(stdin)) = (input, stdin) {
             let (tx, rx) = mpsc::channel();
             spawn("ssh stdin", move || {
-                let mut w = Clocked { inner: stdin, clock };
+                let mut w = Clocked {
+                    inner: stdin,
+                    clock,
+                };
                 let written = fill(&mut w).and_then(|()| w.flush());
                 // Closed here, so the remote sees the end of its input.
                 drop(w);
@@ -239,13 +242,12 @@ impl Call {
             self.end_master();
         }
         let input = self.input.take().map(|rx| {
-            rx.recv_timeout(self.grace)
-                .unwrap_or_else(|_| {
-                    Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "the host stopped taking input",
-                    ))
-                })
+            rx.recv_timeout(self.grace).unwrap_or_else(|_| {
+                Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the host stopped taking input",
+                ))
+            })
         });
         let _ = self.err_done.recv_timeout(self.grace);
         let stderr = self
@@ -449,7 +451,8 @@ mod tests {
     #[test]
     fn input_is_written_and_closed() {
         let input: Input = Box::new(|w| w.write_all(&[b'x'; 200_000]));
-        let mut call = Call::start(sh("wc -c"), Some(input), Duration::from_secs(10), None).unwrap();
+        let mut call =
+            Call::start(sh("wc -c"), Some(input), Duration::from_secs(10), None).unwrap();
         let mut out = String::new();
         call.stdout().read_to_string(&mut out).unwrap();
         let ended = call.finish();
@@ -463,8 +466,10 @@ mod tests {
     fn silence_ends_the_call_even_when_others_hold_the_pipes() {
         let limit = Duration::from_millis(400);
         let started = Instant::now();
-        let input: Input = Box::new(|w| loop {
-            w.write_all(&[0; 65536])?;
+        let input: Input = Box::new(|w| {
+            loop {
+                w.write_all(&[0; 65536])?;
+            }
         });
         let grace = Duration::from_millis(300);
         let mut call = Call::start(sh("echo hi; (sleep 5) & sleep 5"), Some(input), limit, None)
@@ -479,15 +484,17 @@ mod tests {
         assert!(ended.quiet >= limit);
         assert!(matches!(ended.input, Some(Err(_))));
         let took = started.elapsed();
-        assert!(took < limit + grace * 2 + Duration::from_secs(1), "{took:?}");
+        assert!(
+            took < limit + grace * 2 + Duration::from_secs(1),
+            "{took:?}"
+        );
     }
 
     /// Time spent by the consumer on what it was given is not silence.
     #[test]
     fn a_slow_consumer_is_not_a_stall() {
         let limit = Duration::from_millis(200);
-        let mut call =
-            Call::start(sh("head -c 100 /dev/zero"), None, limit, None).unwrap();
+        let mut call = Call::start(sh("head -c 100 /dev/zero"), None, limit, None).unwrap();
         std::thread::sleep(limit * 3);
         let mut out = Vec::new();
         call.stdout().read_to_end(&mut out).unwrap();

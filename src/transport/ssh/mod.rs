@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 pub use target::{SshTarget, TargetError, shell_quote};
 
-use super::{Listing, ObjectName, Opener, PerObject, RemoteObject, Transport, TransportError, Visitor};
+use super::{
+    Listing, ObjectName, Opener, PerObject, RemoteObject, Transport, TransportError, Visitor,
+};
 use crate::bundle::MAX_BUNDLE_BYTES;
 use crate::names::MachineName;
 use call::{Call, Ended};
@@ -35,12 +37,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// ssh's own keep-alive: a host that answers none of three, five seconds
 /// apart, is given up on by ssh itself (with multiplexing, by the master,
 /// which then says nothing to the client but exit code 255).
-const KEEP_ALIVE: [&str; 4] = [
-    "-o",
-    "ServerAliveInterval=5",
-    "-o",
-    "ServerAliveCountMax=3",
-];
+const KEEP_ALIVE: [&str; 4] = ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"];
 
 pub struct SshTransport {
     target: SshTarget,
@@ -74,9 +71,13 @@ impl SshTransport {
 
     /// As `Location::open` makes it.
     pub fn from_opener(target: SshTarget, opener: &Opener) -> Self {
-        Self::new(target, opener.ssh_command.clone(), opener.control_dir.clone())
-            .with_owner(opener.owner.clone())
-            .with_idle_timeout(opener.ssh_idle_timeout)
+        Self::new(
+            target,
+            opener.ssh_command.clone(),
+            opener.control_dir.clone(),
+        )
+        .with_owner(opener.owner.clone())
+        .with_idle_timeout(opener.ssh_idle_timeout)
     }
 
     pub fn with_owner(self, owner: Option<MachineName>) -> Self {

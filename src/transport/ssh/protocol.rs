@@ -166,9 +166,7 @@ pub(super) fn unpack(
     found: &mut [Option<PerObject<()>>],
 ) -> Result<(), String> {
     let mut archive = tar::Archive::new(stdout);
-    let entries = archive
-        .entries()
-        .map_err(|e| format!("bad archive: {e}"))?;
+    let entries = archive.entries().map_err(|e| format!("bad archive: {e}"))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("bad archive: {e}"))?;
         let path = entry
@@ -261,7 +259,10 @@ mod tests {
             detail: detail.into(),
         };
         let link = skip("link", "./git=x").reason(at);
-        assert!(link.starts_with("box:/srv/git=x is a symbolic link"), "{link}");
+        assert!(
+            link.starts_with("box:/srv/git=x is a symbolic link"),
+            "{link}"
+        );
         assert!(link.ends_with("its target is not touched)"), "{link}");
         for detail in ["", "./git=x/a.ccsync", "git=x/a.ccsync"] {
             let link = skip("link", detail).reason(at);
@@ -274,11 +275,17 @@ mod tests {
         );
         assert!(skip("too-large", "?").reason(at).contains("1024 MiB"));
         assert_eq!(
-            skip("unreadable", "sh: 1: cannot open ./git=x/a.ccsync: Permission denied")
-                .reason(at),
+            skip(
+                "unreadable",
+                "sh: 1: cannot open ./git=x/a.ccsync: Permission denied"
+            )
+            .reason(at),
             "cannot read it: sh: 1: cannot open ./git=x/a.ccsync: Permission denied"
         );
-        assert_eq!(skip("missing", "./git=x").reason(at), "box:/srv/git=x does not exist");
+        assert_eq!(
+            skip("missing", "./git=x").reason(at),
+            "box:/srv/git=x does not exist"
+        );
         assert_eq!(
             skip("not-folder", "git=x").reason(at),
             "box:/srv/git=x is not a folder; move it out of the way"
@@ -288,7 +295,10 @@ mod tests {
             let reason = skip(kind, "").reason(at);
             assert!(!reason.trim().is_empty(), "{kind}");
             assert!(!reason.trim_end().ends_with(':'), "{kind}: {reason}");
-            assert!(!reason.contains(": :") && !reason.contains(":  "), "{reason}");
+            assert!(
+                !reason.contains(": :") && !reason.contains(":  "),
+                "{reason}"
+            );
         }
     }
 
@@ -320,7 +330,7 @@ mod tests {
         )
         .unwrap();
         let mut found = vec![None, None];
-        let mut got = vec![Vec::new(), Vec::new()];
+        let mut got = [Vec::new(), Vec::new()];
         unpack(
             stream.as_slice(),
             &[b, a.clone()],
@@ -336,7 +346,13 @@ mod tests {
 
         // Nothing to send: an empty stream is an empty archive.
         let mut found = vec![None];
-        unpack(&b""[..], &[a.clone()], &mut |_, _| {}, &mut found).unwrap();
+        unpack(
+            &b""[..],
+            std::slice::from_ref(&a),
+            &mut |_, _| {},
+            &mut found,
+        )
+        .unwrap();
         assert!(found[0].is_none());
 
         let err = pack(&mut Vec::new(), &[(a, tmp.path().join("gone"))]).unwrap_err();

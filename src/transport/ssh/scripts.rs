@@ -229,7 +229,11 @@ mod tests {
                 .iter()
                 .map(|o| format!("{} {}", o.name, o.size))
                 .collect();
-            assert_eq!(stored, ["git=plain/c.ccsync 6", "machines/m.json 6"], "{what}");
+            assert_eq!(
+                stored,
+                ["git=plain/c.ccsync 6", "machines/m.json 6"],
+                "{what}"
+            );
             assert_eq!(
                 ran.skips,
                 [
@@ -240,10 +244,28 @@ mod tests {
                 "{what}"
             );
             assert_eq!(contents(&outside), before, "{what}: written through a link");
-            assert!(std::fs::symlink_metadata(sync.join("git=file/b.ccsync")).unwrap().is_symlink());
-            let mode = |p: &str| std::fs::metadata(sync.join(p)).unwrap().permissions().mode() & 0o777;
-            assert_eq!((mode("git=plain"), mode("git=plain/c.ccsync")), (0o700, 0o600), "{what}");
-            assert_eq!(hidden(&sync), [".ccsync-me-2-abcdefgh"], "{what}: leftovers");
+            assert!(
+                std::fs::symlink_metadata(sync.join("git=file/b.ccsync"))
+                    .unwrap()
+                    .is_symlink()
+            );
+            let mode = |p: &str| {
+                std::fs::metadata(sync.join(p))
+                    .unwrap()
+                    .permissions()
+                    .mode()
+                    & 0o777
+            };
+            assert_eq!(
+                (mode("git=plain"), mode("git=plain/c.ccsync")),
+                (0o700, 0o600),
+                "{what}"
+            );
+            assert_eq!(
+                hidden(&sync),
+                [".ccsync-me-2-abcdefgh"],
+                "{what}: leftovers"
+            );
             assert!(!tmp.path().join("x").exists() && !sync.join("x").exists());
         }
     }
