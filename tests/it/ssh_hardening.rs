@@ -3,10 +3,8 @@
 //! Same real sshd on 127.0.0.1 as `ssh.rs`; the remote dir is local, so the
 //! tests can plant things in it and watch it.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use crate::env::*;
 use crate::ssh::{run, setup};
@@ -46,8 +44,9 @@ fn names(dir: &Path) -> Vec<String> {
     out
 }
 
-fn wait_for(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let started = Instant::now();
+#[cfg(target_os = "linux")]
+fn wait_for(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let started = std::time::Instant::now();
     while started.elapsed() < limit {
         if let Some(status) = child.try_wait().unwrap() {
             return Some(status);
@@ -57,6 +56,7 @@ fn wait_for(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     None
 }
 
+#[cfg(target_os = "linux")]
 /// A transcript of about `mb` megabytes: long lines, so encoding it is quick.
 fn big_transcript(id: &str, cwd: &Path, mb: usize) -> Vec<u8> {
     let tag = "x".repeat(2000);
@@ -67,6 +67,10 @@ fn big_transcript(id: &str, cwd: &Path, mb: usize) -> Vec<u8> {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_host_that_freezes_mid_push_ends_it_in_bounded_time() {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::Instant;
+
     let Some(s) = setup("frozen") else { return };
     s.a.write_session(&s.a_repo, SID, &big_transcript(SID, &s.a_repo, 60));
     let mut push =
@@ -219,7 +223,7 @@ fn an_oversized_object_is_reported_never_sent_and_the_others_still_arrive() {
     let Some(s) = setup("oversized") else { return };
     s.a.write_session(&s.a_repo, SID, &transcript(SID, &s.a_repo, 4, "fine"));
     run(&s.a, &s.ssh, &s.a_repo, &["push"]).success();
-    let big: PathBuf = s.remote.join(WIDGET).join(format!("{SID2}-laptop.ccsync"));
+    let big = s.remote.join(WIDGET).join(format!("{SID2}-laptop.ccsync"));
     std::fs::File::create(&big)
         .unwrap()
         .set_len(ccsync::bundle::MAX_BUNDLE_BYTES + 1)

@@ -155,6 +155,7 @@ impl Sshd {
         std::fs::read_to_string(self.path("ssh-count")).map_or(0, |s| s.lines().count())
     }
 
+    #[cfg(target_os = "linux")]
     /// Stops (SIGSTOP) every process this server started: the connection
     /// handlers and whatever they run, as if the host froze mid-call. The
     /// listener itself and the TCP connection stay up, so only ccsync's own
@@ -176,6 +177,7 @@ impl Sshd {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl Sshd {
     /// Bytes this server's processes have written so far (`wchar` in
     /// /proc/<pid>/io): what went over the wire, give or take the pipes.
@@ -196,16 +198,19 @@ impl Sshd {
     }
 }
 
+#[cfg(target_os = "linux")]
 /// Processes stopped by [`Sshd::freeze`]; killed when dropped, so a failed
 /// test leaves none behind.
 pub struct Frozen(pub Vec<u32>);
 
+#[cfg(target_os = "linux")]
 impl Drop for Frozen {
     fn drop(&mut self) {
         signal("-KILL", &self.0);
     }
 }
 
+#[cfg(target_os = "linux")]
 fn signal(which: &str, pids: &[u32]) {
     if !pids.is_empty() {
         let _ = Command::new("kill")
@@ -216,6 +221,7 @@ fn signal(which: &str, pids: &[u32]) {
     }
 }
 
+#[cfg(target_os = "linux")]
 /// Every process below `root`, from the parent ids in /proc/<pid>/stat.
 fn descendants(root: u32) -> Vec<u32> {
     let mut parents = Vec::new();

@@ -433,3 +433,88 @@ impl Transport for SshTransport {
             .map(drop)
     }
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+
+    fn ended(status: Option<i32>, stderr: &str, quiet: u64) -> Ended {
+        Ended {
+            // A wait status: the exit code in the second byte, or a signal.
+            status: Some(ExitStatus::from_raw(status.map_or(9, |c| c << 8))),
+            stderr: stderr.as_bytes().to_vec(),
+            stalled: false,
+            quiet: Duration::from_secs(quiet),
+            input: None,
+        }
+    }
+
+    #[test]
+    fn every_failure_names_the_host_and_says_why() {
+        let target = SshTarget::from_scp("me@box:/srv/sync").unwrap();
+        let t = SshTransport::new(target, Vec::new(), None).with_idle_timeout(None);
+        let skip = "ccsync-skip\tgit=x/a\tlink\t\n";
+        let cases = [
+            (
+                ended(Some(255), "Timeout, server box not responding.\r\n", 20),
+                "box stopped answering ssh's keep-alives (Timeout, server box not responding.)",
+            ),
+            (
+                ended(Some(255), skip, 19),
+                "no data moved to or from box for 19 s and ssh dropped the connection",
+            ),
+            (ended(Some(255), "", 0), "the connection to box was lost"),
+            (
+                ended(
+                    Some(255),
+                    "ssh: connect to host box port 22: Connection refused\n",
+                    0,
+                ),
+                "ssh to box failed: ssh: connect to host box port 22: Connection refused; check that `ssh me@box` works",
+            ),
+            (
+                ended(Some(3), "no such directory\n", 0),
+                "/srv/sync does not exist on box",
+            ),
+            (
+                ended(Some(4), "", 0),
+                "cannot write to /srv/sync on box: the host gave no reason",
+            ),
+            (
+                ended(Some(4), "mktemp: Read-only file system\n", 0),
+                "box: mktemp: Read-only",
+            ),
+            (
+                ended(Some(7), skip, 0),
+                "on box failed (exit 7): it gave no reason",
+            ),
+            (
+                ended(None, "", 0),
+                "ssh to box was ended by a signal: it gave no reason",
+            ),
+            (
+                Ended {
+                    stalled: true,
+                    ..ended(None, "", 30)
+                },
+                "no data moved to or from box for 30 s: the host or the network stopped answering",
+            ),
+        ];
+        for (ended, want) in cases {
+            let message = t.failure(&ended).to_string();
+            assert!(message.contains(want), "{want:?} not in {message:?}");
+            assert!(message.starts_with("me@box:/srv/sync: "), "{message}");
+            assert!(
+                !message.contains(": ;") && !message.contains(":  "),
+                "{message}"
+            );
+        }
+        let stalled = t.failure(&Ended {
+            stalled: true,
+            ..ended(None, "", 30)
+        });
+        assert!(stalled.to_string().contains("CCSYNC_SSH_TIMEOUT"));
+    }
+}
