@@ -322,9 +322,15 @@ mod tests {
             key("git@github.com:Acme/Widget.git"),
             key("https://github.com/acme/widget")
         );
-        assert_eq!(key("https://GitLab.com/Group/Sub/Repo"), "git:gitlab.com/group/sub/repo");
+        assert_eq!(
+            key("https://GitLab.com/Group/Sub/Repo"),
+            "git:gitlab.com/group/sub/repo"
+        );
         // Elsewhere case is kept: a self-hosted server may tell them apart.
-        assert_eq!(key("git@git.example.org:Acme/Widget"), "git:git.example.org/Acme/Widget");
+        assert_eq!(
+            key("git@git.example.org:Acme/Widget"),
+            "git:git.example.org/Acme/Widget"
+        );
         let mine = CaseFolding::with_hosts(&["Git.Example.org".into()]);
         assert_eq!(
             ProjectKey::from_remote_with("git@git.example.org:Acme/Widget", &mine)
@@ -334,7 +340,10 @@ mod tests {
         );
         // A key an older build wrote folds to today's.
         let old = ProjectKey::parse("git:github.com/Acme/Widget").unwrap();
-        assert_eq!(CaseFolding::default().fold(&old).as_str(), "git:github.com/acme/widget");
+        assert_eq!(
+            CaseFolding::default().fold(&old).as_str(),
+            "git:github.com/acme/widget"
+        );
         let named = ProjectKey::parse("name:MyApp").unwrap();
         assert_eq!(CaseFolding::default().fold(&named), named);
     }

@@ -88,7 +88,9 @@ impl Writers {
                 return Some(InUse::OpenForWriting { pid });
             }
         }
-        let ago = SystemTime::now().duration_since(meta.modified().ok()?).ok()?;
+        let ago = SystemTime::now()
+            .duration_since(meta.modified().ok()?)
+            .ok()?;
         (ago < recent).then_some(InUse::RecentlyModified { ago })
     }
 }

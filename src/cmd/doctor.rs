@@ -220,11 +220,7 @@ fn check_transport(env: &Env, config: &Config, checks: &mut Checks) {
         Err(e) => return checks.push("transport", Status::Fail, format!("{e:#}")),
     };
     if let Location::Ssh(target) = &location {
-        let ssh = SshTransport::new(
-            target.clone(),
-            opener.ssh_command.clone(),
-            opener.control_dir.clone(),
-        );
+        let ssh = SshTransport::from_opener(target.clone(), &opener);
         match ssh.version() {
             Ok(v) => checks.push("ssh", Status::Ok, v),
             Err(e) => return checks.push("ssh", Status::Fail, e.to_string()),

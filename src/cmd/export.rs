@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use ccsync::claude::parts::PartFinder;
-use ccsync::names::MachineName;
 use ccsync::config::SecretsPolicy;
+use ccsync::names::MachineName;
 use ccsync::sync::{now_ms, push, scan};
 
 use super::{Env, Local, Outcome};

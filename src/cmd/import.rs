@@ -13,12 +13,13 @@ pub fn run(env: &Env, args: &ImportArgs) -> Result<Outcome> {
     let file = &args.file;
     std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
     let staging = env.config_dir.staging()?;
-    let received = receive_file(file, &staging.path().join("import.jsonl.tmp")).with_context(|| {
-        format!(
-            "{} is not a bundle ccsync can import; nothing was changed",
-            file.display()
-        )
-    })?;
+    let received =
+        receive_file(file, &staging.path().join("import.jsonl.tmp")).with_context(|| {
+            format!(
+                "{} is not a bundle ccsync can import; nothing was changed",
+                file.display()
+            )
+        })?;
     let bundle = &received.meta;
 
     let dir = match &args.cwd {

@@ -29,7 +29,9 @@ pub fn read_claim(transport: &dyn Transport, machine: &MachineName) -> Result<Op
     }
     let bytes = ccsync::transport::fetch_small(transport, std::slice::from_ref(&name), 64 << 10)?
         .remove(0)
-        .map_err(|reason| anyhow::anyhow!("cannot read {name} in {}: {reason}", transport.location()))?;
+        .map_err(|reason| {
+            anyhow::anyhow!("cannot read {name} in {}: {reason}", transport.location())
+        })?;
     let claim = serde_json::from_slice(&bytes)
         .with_context(|| format!("{name} in {} is not a machine claim", transport.location()))?;
     Ok(Some(claim))
@@ -59,12 +61,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         ..env.opener()?
     };
     if let Location::Ssh(target) = &location {
-        SshTransport::new(
-            target.clone(),
-            opener.ssh_command.clone(),
-            opener.control_dir.clone(),
-        )
-        .create()?;
+        SshTransport::from_opener(target.clone(), &opener).create()?;
     }
     let transport = location.open(&opener);
     transport.check_writable()?;
@@ -94,10 +91,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
     let file = staging.path().join("claim.json");
     fsutil::write_atomic_bytes(&file, &serde_json::to_vec_pretty(&claim)?)?;
     let claim_name = ObjectName::machine_claim(&machine);
-    if let Err(reason) = transport
-        .store(&[(claim_name.clone(), file)])?
-        .remove(0)
-    {
+    if let Err(reason) = transport.store(&[(claim_name.clone(), file)])?.remove(0) {
         bail!(
             "cannot claim the name {machine} in {}: {reason}",
             transport.location()

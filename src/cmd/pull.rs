@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use ccsync::config::State;
 use ccsync::names::SessionId;
-use ccsync::sync::plan::{Action, PartAction, Verdict};
 use ccsync::project::{KeyMap, ProjectKey};
+use ccsync::sync::plan::{Action, PartAction, Verdict};
 use ccsync::sync::pull::{self, Checkout, Outcome as SessionOutcome, PartsOutcome, PullReport};
 use ccsync::sync::{Link, now_ms};
 
@@ -312,7 +312,10 @@ fn remote_session(
             "{wanted:?} matches {} sessions in {} ({}); give more of the id",
             many.len(),
             transport.location(),
-            many.iter().map(SessionId::as_str).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(SessionId::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -392,7 +395,11 @@ fn hint_other_projects(env: &Env, here: &ProjectKey, location: &str, report: &Pu
     if report.other_projects.is_empty() {
         return;
     }
-    let keys: Vec<ProjectKey> = report.other_projects.iter().map(|(k, _)| k.clone()).collect();
+    let keys: Vec<ProjectKey> = report
+        .other_projects
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
     let listed: Vec<String> = report
         .other_projects
         .iter()
@@ -406,7 +413,11 @@ fn hint_other_projects(env: &Env, here: &ProjectKey, location: &str, report: &Pu
          Closest: {closest}. If that is this repository under another remote, add to {}:\n  \
          [aliases]\n  {:?} = {:?}\n  and pull again",
         listed.join(", "),
-        if more > 0 { format!(" and {more} more") } else { String::new() },
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        },
         env.config_dir.config_file().display(),
         closest.as_str(),
         here.as_str()

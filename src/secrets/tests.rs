@@ -1,5 +1,5 @@
-use super::*;
 use super::rules::Rule;
+use super::*;
 use proptest::prelude::*;
 
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

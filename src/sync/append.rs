@@ -316,7 +316,10 @@ mod tests {
     fn an_append_leaves_no_record() {
         let (_tmp, journal, dest, staged) = setup();
         append_rest(Some(&journal), &staged, &dest, 8).unwrap();
-        assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(&staged).unwrap());
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            std::fs::read(&staged).unwrap()
+        );
         assert!(!journal.has_records());
     }
 
@@ -385,7 +388,10 @@ mod tests {
         std::fs::write(&dest, b"{\"a\":1}\n{\"x\":0}\n").unwrap();
         let (dev, ino) = identity(&std::fs::metadata(&dest).unwrap());
         let _ = (dev, ino);
-        assert!(!matches!(journal.recover()[0], Recovered::RolledBack { .. }));
+        assert!(!matches!(
+            journal.recover()[0],
+            Recovered::RolledBack { .. }
+        ));
         assert_eq!(std::fs::read(&dest).unwrap(), b"{\"a\":1}\n{\"x\":0}\n");
     }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::plan::{self, Action, PartAction, Side, Verdict};
 use super::append::Journal;
+use super::plan::{self, Action, PartAction, Side, Verdict};
 use super::{Link, Received, SessionError};
 use crate::claude::ClaudeHome;
 use crate::claude::live::{InUse, Writers};
@@ -263,7 +263,8 @@ impl<'a> Installer<'a> {
                 if let Some(held) = self.in_use(dest) {
                     return Ok((Action::Keep, Some(held)));
                 }
-                super::append::append_rest(self.journal.as_ref(), staged, dest, len).map_err(write_err)?;
+                super::append::append_rest(self.journal.as_ref(), staged, dest, len)
+                    .map_err(write_err)?;
             }
             _ => super::place(staged, dest).map_err(write_err)?,
         }
@@ -429,7 +430,13 @@ impl<'a> Installer<'a> {
                     // extended in place, like the session's own.
                     match local_len {
                         Some(len) if part.path.appended() && len < part.len => {
-                            super::append::append_rest(self.journal.as_ref(), &part.file, &dest, len).map_err(write_err)?;
+                            super::append::append_rest(
+                                self.journal.as_ref(),
+                                &part.file,
+                                &dest,
+                                len,
+                            )
+                            .map_err(write_err)?;
                         }
                         _ => {
                             super::place_unsynced(&part.file, &dest).map_err(write_err)?;
@@ -627,7 +634,10 @@ pub fn pull(
             continue;
         };
         if machine == *me {
-            own.insert(object.name.clone(), Stamp::new(object.size, object.modified));
+            own.insert(
+                object.name.clone(),
+                Stamp::new(object.size, object.modified),
+            );
             continue;
         }
         let Some(root) = root_of(object.name.dir()) else {
@@ -666,7 +676,8 @@ pub fn pull(
     }
     let (wanted_roots, wanted): (Vec<String>, Vec<ObjectName>) = wanted.into_iter().unzip();
     // Each bundle is decoded as it streams in: nothing holds a whole one.
-    let mut arrived: Vec<Option<Result<Received, String>>> = (0..wanted.len()).map(|_| None).collect();
+    let mut arrived: Vec<Option<Result<Received, String>>> =
+        (0..wanted.len()).map(|_| None).collect();
     let delivered = transport.fetch(&wanted, &mut |i, input| {
         let into = staging.join(format!("{i}.jsonl.tmp"));
         arrived[i] = Some(super::receive(input, &into).map_err(|e| e.to_string()));

@@ -534,9 +534,7 @@ fn fetch_earlier(
         .cloned()
         .zip(delivered)
         .enumerate()
-        .map(|(i, (name, delivered))| {
-            (name, delivered.map(|()| decoded.remove(&i).flatten()))
-        })
+        .map(|(i, (name, delivered))| (name, delivered.map(|()| decoded.remove(&i).flatten())))
         .collect())
 }
 
@@ -590,7 +588,15 @@ mod tests {
         };
         let home = crate::claude::ClaudeHome::resolve(Some(dir.join("claude").into()), None, None)
             .unwrap();
-        push(&mut link, &PartFinder::new(&home), s, 1, force, SecretScan::Warn).unwrap()
+        push(
+            &mut link,
+            &PartFinder::new(&home),
+            s,
+            1,
+            force,
+            SecretScan::Warn,
+        )
+        .unwrap()
     }
 
     #[test]

@@ -47,9 +47,7 @@ pub fn outgoing(out: &Outgoing) -> Result<Secrets, SessionError> {
             Some(len) => len,
             None => file.metadata().map_err(read_err)?.len(),
         };
-        let report = Scanner::global()
-            .scan_reader(file, len)
-            .map_err(read_err)?;
+        let report = Scanner::global().scan_reader(file, len).map_err(read_err)?;
         secrets.total += report.total;
         let room = MAX_FINDINGS.saturating_sub(secrets.found.len());
         secrets.found.extend(

@@ -159,7 +159,10 @@ impl Transport for DirTransport {
                 let (file, len) = self.open_object(&root, name)?;
                 // Never more than it said at open: a file growing meanwhile
                 // is read as it was.
-                visit(i, &mut io::BufReader::with_capacity(1 << 16, file).take(len));
+                visit(
+                    i,
+                    &mut io::BufReader::with_capacity(1 << 16, file).take(len),
+                );
                 Ok(())
             })
             .collect())
@@ -177,7 +180,9 @@ impl Transport for DirTransport {
             let folder = folders.entry(name.dir()).or_insert_with(|| {
                 let dir = root
                     .child(name.dir(), true)
-                    .map_err(|e| format!("cannot use {}: {e}", self.root.join(name.dir()).display()))?
+                    .map_err(|e| {
+                        format!("cannot use {}: {e}", self.root.join(name.dir()).display())
+                    })?
                     .ok_or_else(|| "it vanished".to_owned())?;
                 dir.remove_temps(self.owner(), STALE_TEMP);
                 Ok(dir)
@@ -249,7 +254,12 @@ mod tests {
                 got.push((i, b));
             })
             .unwrap();
-        assert!(results[0].as_ref().unwrap_err().contains("over the 1024 MiB"));
+        assert!(
+            results[0]
+                .as_ref()
+                .unwrap_err()
+                .contains("over the 1024 MiB")
+        );
         assert!(results[1].is_err());
         assert!(results[2].is_ok());
         assert_eq!(got, [(2, b"aaa".to_vec())]);
@@ -281,7 +291,10 @@ mod tests {
             ])
             .unwrap();
         let err = results[0].as_ref().unwrap_err();
-        assert!(err.contains("git=x_y") && err.contains("symbolic link"), "{err}");
+        assert!(
+            err.contains("git=x_y") && err.contains("symbolic link"),
+            "{err}"
+        );
         assert_eq!(results[1].as_ref().unwrap().size, 6);
         assert!(stale.exists(), "nothing deleted through the link");
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
@@ -295,9 +308,9 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("git=x_y");
         std::fs::create_dir_all(&dir).unwrap();
-        let old = dir.join(".ccsync-other-old.tmp");
-        let fresh = dir.join(".ccsync-other-fresh.tmp");
-        let mine = dir.join(".ccsync-me-fresh.tmp");
+        let old = dir.join(".ccsync-other-00000000000000a1.tmp");
+        let fresh = dir.join(".ccsync-other-00000000000000a2.tmp");
+        let mine = dir.join(".ccsync-me-00000000000000a3.tmp");
         for f in [&old, &fresh, &mine] {
             std::fs::write(f, b"half").unwrap();
         }

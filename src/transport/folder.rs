@@ -200,7 +200,12 @@ mod sys {
         let path = dir.path.join(name);
         match check(dir, name)? {
             Some(Kind::Dir) => {}
-            Some(_) => return Err(io::Error::other(format!("{} is not a folder", path.display()))),
+            Some(_) => {
+                return Err(io::Error::other(format!(
+                    "{} is not a folder",
+                    path.display()
+                )));
+            }
             None if create => fsutil::create_private_dir_all(&path)?,
             None => return Ok(None),
         }
@@ -360,7 +365,14 @@ impl Folder {
         let Ok(names) = sys::names(self) else {
             return 0;
         };
-        let mine = format!("{}{owner}-", fsutil::TEMP_PREFIX);
+        // Exactly this machine's: `laptop`'s are not `laptop-2`'s.
+        let mine = |name: &str| {
+            name.strip_prefix(fsutil::TEMP_PREFIX)
+                .and_then(|n| n.strip_prefix(owner))
+                .and_then(|n| n.strip_prefix('-'))
+                .and_then(|n| n.strip_suffix(fsutil::TEMP_SUFFIX))
+                .is_some_and(|r| r.len() == 16 && r.bytes().all(|b| b.is_ascii_hexdigit()))
+        };
         let cutoff = SystemTime::now() - stale;
         let mut removed = 0;
         for name in names {
@@ -376,7 +388,7 @@ impl Folder {
                     .and_then(|f| f.metadata().ok()?.modified().ok())
                     .is_some_and(|t| t < cutoff)
             };
-            if (name.starts_with(&mine) || old()) && sys::remove(self, &name).is_ok() {
+            if (mine(&name) || old()) && sys::remove(self, &name).is_ok() {
                 removed += 1;
             }
         }
@@ -411,9 +423,18 @@ mod tests {
         let err = folder.open_file("f").err().unwrap();
         assert!(err.to_string().contains("symbolic link"), "{err}");
         // Writing over a link replaces the link, never its target.
-        folder.write_atomic("f", "me", |f| f.write_all(b"new")).unwrap();
-        assert_eq!(std::fs::read(outside.join(".ccsync-x-1.tmp")).unwrap(), b"victim");
-        assert!(!std::fs::symlink_metadata(root.join("f")).unwrap().is_symlink());
+        folder
+            .write_atomic("f", "me", |f| f.write_all(b"new"))
+            .unwrap();
+        assert_eq!(
+            std::fs::read(outside.join(".ccsync-x-1.tmp")).unwrap(),
+            b"victim"
+        );
+        assert!(
+            !std::fs::symlink_metadata(root.join("f"))
+                .unwrap()
+                .is_symlink()
+        );
         let kinds: Vec<(String, Kind)> = folder
             .entries()
             .unwrap()
@@ -427,13 +448,27 @@ mod tests {
     fn own_temps_go_at_once_and_others_when_stale() {
         let tmp = tempfile::tempdir().unwrap();
         let folder = Folder::open_root(tmp.path()).unwrap();
-        for name in [".ccsync-me-1.tmp", ".ccsync-other-1.tmp", "keep.ccsync"] {
+        for name in [
+            ".ccsync-me-00000000000000a1.tmp",
+            ".ccsync-me-2-00000000000000a1.tmp",
+            ".ccsync-other-00000000000000a1.tmp",
+            "keep.ccsync",
+        ] {
             std::fs::write(tmp.path().join(name), b"x").unwrap();
         }
         let hour = std::time::Duration::from_secs(3600);
         assert_eq!(folder.remove_temps("me", hour), 1);
-        assert!(tmp.path().join(".ccsync-other-1.tmp").exists());
-        assert_eq!(folder.remove_temps("me", std::time::Duration::ZERO), 1);
+        assert!(
+            tmp.path()
+                .join(".ccsync-me-2-00000000000000a1.tmp")
+                .exists()
+        );
+        assert!(
+            tmp.path()
+                .join(".ccsync-other-00000000000000a1.tmp")
+                .exists()
+        );
+        assert_eq!(folder.remove_temps("me", std::time::Duration::ZERO), 2);
         assert!(tmp.path().join("keep.ccsync").exists());
     }
 
@@ -444,7 +479,10 @@ mod tests {
         let sub = folder.child("git=a", true).unwrap().unwrap();
         sub.write_atomic("o.ccsync", "me", |f| f.write_all(b"abc"))
             .unwrap();
-        assert_eq!(std::fs::read(tmp.path().join("git=a/o.ccsync")).unwrap(), b"abc");
+        assert_eq!(
+            std::fs::read(tmp.path().join("git=a/o.ccsync")).unwrap(),
+            b"abc"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -452,6 +490,9 @@ mod tests {
             assert_eq!(mode(&tmp.path().join("git=a")), 0o700);
             assert_eq!(mode(&tmp.path().join("git=a/o.ccsync")), 0o600);
         }
-        assert_eq!(std::fs::read_dir(tmp.path().join("git=a")).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("git=a")).unwrap().count(),
+            1
+        );
     }
 }

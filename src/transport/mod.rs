@@ -160,11 +160,12 @@ impl Location {
 
     pub fn open(&self, opener: &Opener) -> Box<dyn Transport> {
         match self {
-            Location::Dir(path) => Box::new(dir::DirTransport::new(
-                path.clone(),
-                opener.owner.clone(),
-            )),
-            Location::Ssh(target) => Box::new(ssh::SshTransport::from_opener(target.clone(), opener)),
+            Location::Dir(path) => {
+                Box::new(dir::DirTransport::new(path.clone(), opener.owner.clone()))
+            }
+            Location::Ssh(target) => {
+                Box::new(ssh::SshTransport::from_opener(target.clone(), opener))
+            }
         }
     }
 }

@@ -45,7 +45,8 @@ fn pull_takes_a_prefix_in_any_case() {
     b.run(&b_repo, &["pull", &prefix]).success();
     assert!(b.transcript(&b_repo, SID).is_file());
     assert!(!b.transcript(&b_repo, SID2).exists());
-    b.run(&b_repo, &["pull", &SID2.to_ascii_uppercase()]).success();
+    b.run(&b_repo, &["pull", &SID2.to_ascii_uppercase()])
+        .success();
     assert!(b.transcript(&b_repo, SID2).is_file());
     // Ambiguous or unknown: say so, change nothing.
     let out = b.run(&b_repo, &["pull", "0B"]).failure();
@@ -127,12 +128,15 @@ fn project_keys_fold_case_on_forges_and_aliases_map_the_rest() {
     assert!(
         said.contains("git:github.com/acme/widget")
             && said.contains("[aliases]")
-            && said.contains("\"git:github.com/acme/widget\" = \"git:git.example.org/acme/widget\""),
+            && said
+                .contains("\"git:github.com/acme/widget\" = \"git:git.example.org/acme/widget\""),
         "{said}"
     );
     let config = c.cfg.join("config.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[aliases]\n\"git:github.com/acme/widget\" = \"git:git.example.org/acme/widget\"\n");
+    text.push_str(
+        "\n[aliases]\n\"git:github.com/acme/widget\" = \"git:git.example.org/acme/widget\"\n",
+    );
     std::fs::write(&config, text).unwrap();
     c.run(&c_repo, &["pull"]).success();
     assert!(c.transcript(&c_repo, SID).is_file());

@@ -56,7 +56,13 @@ impl Tmpfs {
     fn mount(at: &Path, size: &str) -> Option<Self> {
         std::fs::create_dir_all(at).unwrap();
         let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(at)
             .stderr(Stdio::null())
             .status()
@@ -107,7 +113,9 @@ fn a_full_disk_during_an_append_leaves_the_transcript_as_it_was() {
 
     // Claude Code's next line is a line of its own.
     p.b.append(&p.b_repo, SID, b"{\"type\":\"user\",\"n\":1}\n");
-    assert!(parses_as_jsonl(&std::fs::read(p.b.transcript(&p.b_repo, SID)).unwrap()));
+    assert!(parses_as_jsonl(
+        &std::fs::read(p.b.transcript(&p.b_repo, SID)).unwrap()
+    ));
     assert!(!p.b.cfg.join("journal").read_dir().unwrap().any(|_| true));
 }
 
@@ -149,8 +157,7 @@ fn a_pull_killed_mid_append_is_rolled_back_by_the_next_command() {
             })
         };
         while !recorded() {
-            if child.try_wait().unwrap().is_some() || started.elapsed() > Duration::from_secs(60)
-            {
+            if child.try_wait().unwrap().is_some() || started.elapsed() > Duration::from_secs(60) {
                 break;
             }
             std::thread::sleep(Duration::from_micros(200));
@@ -169,7 +176,12 @@ fn a_pull_killed_mid_append_is_rolled_back_by_the_next_command() {
         // Staging left by the killed run is private, whatever the umask.
         for entry in std::fs::read_dir(&p.b.cfg).unwrap().flatten() {
             let path = entry.path();
-            if path.file_name().unwrap().to_string_lossy().starts_with(".ccsync-staging-") {
+            if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".ccsync-staging-")
+            {
                 assert_eq!(mode(&path), 0o700, "{}", path.display());
                 for file in walk(&path) {
                     let want = if file.is_dir() { 0o700 } else { 0o600 };
@@ -192,9 +204,16 @@ fn a_pull_killed_mid_append_is_rolled_back_by_the_next_command() {
         let staging_left = std::fs::read_dir(&p.b.cfg)
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".ccsync-staging-"))
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".ccsync-staging-")
+            })
             .count();
-        assert_eq!(staging_left, 0, "round {rounds}: staging not removed at once");
+        assert_eq!(
+            staging_left, 0,
+            "round {rounds}: staging not removed at once"
+        );
     }
     eprintln!("{rounds} rounds: {mid_append} kills mid-append, {half_lines} mid-line");
     assert!(
@@ -252,7 +271,8 @@ fn planted_links_in_a_sync_dir_are_refused_and_their_targets_untouched() {
     let _ = std::fs::remove_dir_all(&project);
     std::os::unix::fs::symlink(&outside, &project).unwrap();
     // Another project, which is fine, moves in the same run.
-    let other_repo = p.w.checkout("a/other", Some("git@github.com:acme/other.git"));
+    let other_repo =
+        p.w.checkout("a/other", Some("git@github.com:acme/other.git"));
     p.a.write_session(&p.a_repo, SID, &transcript(SID, &p.a_repo, 2, "w"));
     p.a.write_session(&other_repo, SID2, &transcript(SID2, &other_repo, 2, "o"));
     let out = p.a.run(&p.a_repo, &["push", "--all"]).code(3);
@@ -267,11 +287,19 @@ fn planted_links_in_a_sync_dir_are_refused_and_their_targets_untouched() {
             .join(format!("{SID2}-a.ccsync"))
             .is_file()
     );
-    assert_eq!(snapshot(&outside), before, "nothing written or deleted there");
+    assert_eq!(
+        snapshot(&outside),
+        before,
+        "nothing written or deleted there"
+    );
 
     // Pull says which entry it skipped, and why.
     let out = p.b.run(&p.b_repo, &["pull"]).code(3);
-    assert!(stderr(&out).contains("git=github.com_acme_widget"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("git=github.com_acme_widget"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(snapshot(&outside), before);
 
     // `machines/` as a link: init refuses to claim a name through it.
@@ -296,11 +324,10 @@ fn an_oversized_object_beside_a_good_one_does_not_block_the_pull() {
     let p = pair();
     p.a.write_session(&p.a_repo, SID, &transcript(SID, &p.a_repo, 2, "ok"));
     p.a.run(&p.a_repo, &["push"]).success();
-    let big = p
-        .w
-        .sync_dir()
-        .join("git=github.com_acme_widget")
-        .join(format!("{SID2}-c.ccsync"));
+    let big =
+        p.w.sync_dir()
+            .join("git=github.com_acme_widget")
+            .join(format!("{SID2}-c.ccsync"));
     std::fs::File::create(&big)
         .unwrap()
         .set_len(ccsync::bundle::MAX_BUNDLE_BYTES + 1)
@@ -309,7 +336,10 @@ fn an_oversized_object_beside_a_good_one_does_not_block_the_pull() {
     let json = stdout_json(&out);
     assert_eq!(json["sessions"].as_array().unwrap().len(), 1);
     let said = stderr(&out);
-    assert!(said.contains(&format!("{SID2}-c.ccsync")) && said.contains("limit"), "{said}");
+    assert!(
+        said.contains(&format!("{SID2}-c.ccsync")) && said.contains("limit"),
+        "{said}"
+    );
     assert!(p.b.transcript(&p.b_repo, SID).is_file());
 }
 
@@ -338,7 +368,10 @@ fn a_future_modification_time_does_not_hold_a_session_forever() {
             .assert()
             .success();
     let said = stderr(&out);
-    assert!(said.contains("modified in the future (clock skew?)"), "{said}");
+    assert!(
+        said.contains("modified in the future (clock skew?)"),
+        "{said}"
+    );
     assert_eq!(
         std::fs::read(&here).unwrap(),
         std::fs::read(p.a.transcript(&p.a_repo, SID)).unwrap()
@@ -372,21 +405,40 @@ fn credentials_in_a_session_are_named_and_can_be_kept_back() {
 
     let out = p.a.run(&p.a_repo, &["push", "--json"]).success();
     let said = stderr(&out);
-    assert!(said.contains("line 5 of") && said.contains("AWS access key ID"), "{said}");
-    assert!(said.contains("line 8 of") && said.contains("GitHub token"), "{said}");
-    assert!(!said.contains(&aws) && !said.contains(&github), "never the secret itself");
+    assert!(
+        said.contains("line 5 of") && said.contains("AWS access key ID"),
+        "{said}"
+    );
+    assert!(
+        said.contains("line 8 of") && said.contains("GitHub token"),
+        "{said}"
+    );
+    assert!(
+        !said.contains(&aws) && !said.contains(&github),
+        "never the secret itself"
+    );
     let json = stdout_json(&out);
     let found = &json["pushed"][0]["secrets"];
     assert_eq!(found.as_array().unwrap().len(), 2);
     assert_eq!(found[0]["line"], 5);
     assert!(!json.to_string().contains(&aws));
     p.b.run(&p.b_repo, &["pull"]).success();
-    assert_eq!(std::fs::read(p.b.transcript(&p.b_repo, SID)).unwrap(), bytes);
+    assert_eq!(
+        std::fs::read(p.b.transcript(&p.b_repo, SID)).unwrap(),
+        bytes
+    );
 
     // Export says so too.
-    let out = p
-        .a
-        .run(&p.a_repo, &["export", SID, "-o", p.w.root().join("x.ccsync").to_str().unwrap()])
+    let out =
+        p.a.run(
+            &p.a_repo,
+            &[
+                "export",
+                SID,
+                "-o",
+                p.w.root().join("x.ccsync").to_str().unwrap(),
+            ],
+        )
         .success();
     assert!(stderr(&out).contains("AWS access key ID"));
 
@@ -396,15 +448,17 @@ fn credentials_in_a_session_are_named_and_can_be_kept_back() {
     text.push_str("secrets = \"refuse\"\n");
     std::fs::write(&config, text).unwrap();
     p.a.append(&p.a_repo, SID, &transcript(SID, &p.a_repo, 2, "more"));
-    let object = p
-        .w
-        .sync_dir()
-        .join("git=github.com_acme_widget")
-        .join(format!("{SID}-a.ccsync"));
+    let object =
+        p.w.sync_dir()
+            .join("git=github.com_acme_widget")
+            .join(format!("{SID}-a.ccsync"));
     let before = std::fs::read(&object).unwrap();
     let out = p.a.run(&p.a_repo, &["push"]).failure();
     let said = stderr(&out);
-    assert!(said.contains("--allow-secrets") && said.contains("AWS access key ID"), "{said}");
+    assert!(
+        said.contains("--allow-secrets") && said.contains("AWS access key ID"),
+        "{said}"
+    );
     assert_eq!(std::fs::read(&object).unwrap(), before, "nothing sent");
     p.a.run(&p.a_repo, &["push", "--allow-secrets"]).success();
     assert_ne!(std::fs::read(&object).unwrap(), before);
@@ -420,7 +474,7 @@ fn a_machine_removes_its_own_leftover_temp_files_at_once() {
     p.a.run(&p.a_repo, &["push"]).success();
     let dir = p.w.sync_dir().join("git=github.com_acme_widget");
     let mine = dir.join(".ccsync-a-0000000000000001.tmp");
-    let theirs = dir.join(".ccsync-b-0000000000000001.tmp");
+    let theirs = dir.join(".ccsync-a-2-0000000000000001.tmp");
     std::fs::write(&mine, b"half a bundle").unwrap();
     std::fs::write(&theirs, b"half a bundle").unwrap();
     p.a.append(&p.a_repo, SID, &transcript(SID, &p.a_repo, 1, "two"));

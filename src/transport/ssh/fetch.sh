@@ -14,7 +14,10 @@ else
   size() { stat -f %z -- "$1"; }
 fi
 # tar would read through a linked folder, so each object is looked at
-# first; the good ones go back into "$@" for a single tar.
+# first; the good ones go back into "$@" for a single tar. (A link swapped
+# in between this look and tar's open is still read: sh cannot hand tar an
+# open folder. Writes are pinned that way, see store.sh; a read through a
+# link can only deliver what the client then fails to decode.)
 n=$#
 while [ "$n" -gt 0 ]; do
   f=$1
