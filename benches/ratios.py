@@ -45,12 +45,13 @@ def run(cmd, env=None, cwd=None):
 GNU_TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
 
 
-def run_rss(cmd, env=None, cwd=None):
+def run_rss(cmd, env=None, cwd=None, cpu=None):
     """Like run, with the command's peak RSS in KiB. Dirty pages of earlier
     runs are flushed first, so no run pays for another's writeback. Peak RSS
-    comes from GNU time: a forked Python child would count as its own."""
+    comes from GNU time: a forked Python child would count as its own.
+    `cpu`, a list, gets the command's CPU seconds (user + system)."""
     os.sync()
-    wrapped = [GNU_TIME, "-f", "%M", *cmd] if GNU_TIME else cmd
+    wrapped = [GNU_TIME, "-f", "%M %U %S", *cmd] if GNU_TIME else cmd
     start = time.perf_counter()
     proc = subprocess.Popen(wrapped, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -58,7 +59,13 @@ def run_rss(cmd, env=None, cwd=None):
     err = proc.stderr.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"{' '.join(cmd)} failed: {err}")
-    rss = int(err.strip().splitlines()[-1]) if GNU_TIME else usage.ru_maxrss
+    if GNU_TIME:
+        rss, user, system = err.strip().splitlines()[-1].split()
+        rss, seconds = int(rss), float(user) + float(system)
+    else:
+        rss, seconds = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+    if cpu is not None:
+        cpu.append(seconds)
     return elapsed, rss
 
 
@@ -184,32 +191,37 @@ def through_a_folder(binary, base, runs, a, b, repo, b_repo, source, installed, 
     """Push to and pull from a folder sync dir (issue 11: pull streams from
     every transport, peak memory a few MB; the secret scan costs at most
     10% of a push)."""
-    sync = os.path.join(base, "sync")
+    sync = os.path.join(base, "sync-folder")
     run([binary, "-q", "init", sync, "--name", "a"], env=a, cwd=repo)
     run([binary, "-q", "init", sync, "--name", "b"], env=b, cwd=b_repo)
     obj = os.path.join(sync, "git=github.com_acme_widget", f"{SID}-a.ccsync")
     push_t = {"warn": [], "off": []}
+    push_cpu = {"warn": [], "off": []}
     push_m, pull_t, pull_m = [], [], []
     for _ in range(runs):
-        for policy in ("off", "warn"):
-            set_secrets(a, policy)
-            for stale in (obj, os.path.join(a["CCSYNC_CONFIG_DIR"], "index.json")):
-                if os.path.exists(stale):
-                    os.remove(stale)
-            t, rss = run_rss([binary, "-q", "push", SID], env=a, cwd=repo)
-            push_t[policy].append(t)
-            if policy == "warn":
-                push_m.append(rss * 1024)
+        # Pairs, so both sides of each ratio see the same machine load.
+        for _ in range(3):
+            for policy in ("off", "warn"):
+                set_secrets(a, policy)
+                for stale in (obj, os.path.join(a["CCSYNC_CONFIG_DIR"], "index.json")):
+                    if os.path.exists(stale):
+                        os.remove(stale)
+                t, rss = run_rss([binary, "-q", "push", SID], env=a, cwd=repo, cpu=push_cpu[policy])
+                push_t[policy].append(t)
+                if policy == "warn":
+                    push_m.append(rss * 1024)
         shutil.rmtree(b["CLAUDE_CONFIG_DIR"], ignore_errors=True)
         t, rss = run_rss([binary, "-q", "pull"], env=b, cwd=b_repo)
         pull_t.append(t)
         pull_m.append(rss * 1024)
         assert open(installed, "rb").read() == open(source, "rb").read(), "pull is not byte-identical"
-    scan = [w / o - 1 for w, o in zip(push_t["warn"], push_t["off"])]
+    med = statistics.median
     print(f"\n100 MB through a folder sync dir ({os.path.getsize(obj)} byte bundle)")
     print(f"  push, secret scan on    s   {spread(push_t['warn'])}")
     print(f"  push, secret scan off   s   {spread(push_t['off'])}")
-    print(f"  scan cost (<= 0.10)         {spread(scan, '{:+.3f}')}")
+    print(f"  scan cost, wall (<= 0.10)   {med(push_t['warn']) / med(push_t['off']) - 1:+.3f}   (medians)")
+    print(f"  push CPU s, scan on / off   {med(push_cpu['warn']):.3f} / {med(push_cpu['off']):.3f}"
+          f"   (scan cost {med(push_cpu['warn']) / med(push_cpu['off']) - 1:+.3f} of CPU time)")
     print(f"  pull                    s   {spread(pull_t)}")
     print(f"  peak memory MB, push        {spread([m / 1e6 for m in push_m], '{:.1f}')}")
     print(f"  peak memory MB, pull (<= 64) {spread([m / 1e6 for m in pull_m], '{:.1f}')}")
