@@ -74,6 +74,9 @@ pub struct Pulled {
     pub verdicts: Vec<(String, Verdict)>,
     /// Forks kept beside it: machine, session id, transcript.
     pub forks: Vec<(String, String, PathBuf)>,
+    /// Transcripts this pull left equal to another machine's copy.
+    #[serde(default)]
+    pub covered: Vec<PathBuf>,
 }
 
 impl Pulled {
@@ -139,6 +142,19 @@ impl Index {
             self.pulled.insert(session, pulled);
             self.dirty = true;
         }
+    }
+
+    /// For each transcript a pull left equal to another machine's copy, the
+    /// record of that pull.
+    pub fn covered(&self) -> HashMap<&Path, &Pulled> {
+        self.pulled
+            .values()
+            .flat_map(|p| p.covered.iter().map(move |c| (c.as_path(), p)))
+            .collect()
+    }
+
+    pub fn forget_pushed(&mut self, object: &str) {
+        self.dirty |= self.pushed.remove(object).is_some();
     }
 
     pub fn forget_pulled(&mut self, session: &str) {

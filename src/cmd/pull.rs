@@ -116,6 +116,9 @@ struct PullJson {
     location: String,
     sessions: Vec<OutcomeJson>,
     failed: Vec<ProblemJson>,
+    /// This machine's objects removed because another machine's copy
+    /// extends them.
+    removed: Vec<String>,
 }
 
 impl OutcomeJson {
@@ -447,6 +450,16 @@ fn print_report(env: &Env, location: &str, report: &PullReport, json: bool) -> R
     for (path, reason) in &report.refused {
         env.ui.warn(format_args!("skipped {path}: {reason}"));
     }
+    for name in &report.superseded {
+        env.ui.status(format_args!(
+            "removed {location}/{name}: this machine's older copy, which another machine's copy now extends"
+        ));
+    }
+    for (name, reason) in &report.not_removed {
+        env.ui.warn(format_args!(
+            "could not remove this machine's older copy {location}/{name} (another machine's extends it): {reason}"
+        ));
+    }
     for (id, e) in &report.failed {
         env.ui.warn(format_args!("not pulled {id}: {e}"));
     }
@@ -489,6 +502,7 @@ fn print_report(env: &Env, location: &str, report: &PullReport, json: bool) -> R
     if json {
         env.ui.json(&PullJson {
             location: location.to_owned(),
+            removed: report.superseded.iter().map(ToString::to_string).collect(),
             sessions: report.outcomes.iter().map(OutcomeJson::new).collect(),
             failed: report
                 .bad_objects

@@ -76,6 +76,8 @@ pub struct Fork {
     pub action: Action,
     pub held: Option<InUse>,
     pub parts: PartsOutcome,
+    /// Whether the fork now holds exactly the other machine's branch.
+    pub same_as_copy: bool,
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +91,11 @@ pub struct PullReport {
     /// Projects in the transport with no checkout here (or not asked
     /// for), with how many sessions each holds.
     pub other_projects: Vec<(ProjectKey, usize)>,
+    /// This machine's own objects removed because another machine's copy
+    /// of the same session extends them.
+    pub superseded: Vec<ObjectName>,
+    /// Such objects that could not be removed, and why (they do no harm).
+    pub not_removed: Vec<(ObjectName, String)>,
 }
 
 impl PullReport {
@@ -519,11 +526,14 @@ impl<'a> Installer<'a> {
                         action: Action::Keep,
                         held,
                         parts,
+                        same_as_copy: false,
                     });
                 }
                 let supersedes = plan.action != Action::Keep;
                 self.install_parts(copy, dir, &id, supersedes, &mut parts)?;
                 let (action, held) = self.apply(plan.action, &dest, &branch, local_len)?;
+                let same_as_copy = held.is_none()
+                    && (action != Action::Keep || plan.verdicts[0] == Verdict::UpToDate);
                 return Ok(Fork {
                     machine: copy.meta.machine.clone(),
                     id,
@@ -531,6 +541,7 @@ impl<'a> Installer<'a> {
                     action,
                     held,
                     parts,
+                    same_as_copy,
                 });
             }
             generation += 1;
@@ -716,6 +727,7 @@ pub fn pull(
     }
 
     progress.start(sessions.len() as u64);
+    let mut stale = Vec::new();
     for ((dir, id), mut copies) in sessions {
         progress.step();
         copies.sort_by(|a, b| {
@@ -730,6 +742,9 @@ pub fn pull(
             Ok(mut outcome) => {
                 // Known here by this machine's key, whatever the copies say.
                 outcome.key = checkout.key.clone();
+                if let Some(name) = superseded_own(index, &own, &outcome, &copies, me) {
+                    stale.push(name);
+                }
                 let settled =
                     outcome.held.is_none() && outcome.forks.iter().all(|f| f.held.is_none());
                 if settled && !spoiled.contains(&(dir.clone(), id.clone())) {
@@ -745,10 +760,60 @@ pub fn pull(
             }
         }
     }
+    // Once another machine's copy of a session holds all this machine's
+    // copy held, this machine's is only a second copy of one conversation.
+    match transport.remove(&stale) {
+        Ok(results) => {
+            for (name, result) in stale.into_iter().zip(results) {
+                match result {
+                    Ok(()) => {
+                        index.forget_pushed(&name.to_string());
+                        own.remove(&name);
+                        report.superseded.push(name);
+                    }
+                    Err(reason) => report.not_removed.push((name, reason)),
+                }
+            }
+        }
+        Err(e) => report
+            .not_removed
+            .extend(stale.into_iter().map(|n| (n, e.to_string()))),
+    }
     for o in &mut report.outcomes {
         o.pushed_here = already_pushed(index, &own, o, me);
     }
     Ok(report)
+}
+
+/// This machine's own object for `o`'s session, when the copy the local
+/// transcript now equals holds everything that object held: its
+/// transcript (by the length and hash the index recorded at push) and
+/// every side file it carried.
+fn superseded_own(
+    index: &Index,
+    own: &HashMap<ObjectName, Stamp>,
+    o: &Outcome,
+    copies: &[Received],
+    me: &MachineName,
+) -> Option<ObjectName> {
+    if o.held.is_some() {
+        return None;
+    }
+    let cover = copies
+        .iter()
+        .zip(&o.verdicts)
+        .find(|(_, (_, v))| matches!(v, Verdict::Chosen | Verdict::UpToDate))
+        .map(|(c, _)| c)?;
+    let name = ObjectName::for_session(&o.key, &o.id, me);
+    let pushed = index.pushed.get(&name.to_string())?;
+    let held = own.get(&name) == Some(&pushed.remote)
+        && pushed.len <= cover.body.len
+        && pushed
+            .parts
+            .iter()
+            .all(|(path, _)| cover.parts.iter().any(|p| p.path.to_string() == *path))
+        && transcript::sha256_of_prefix(&o.transcript, pushed.len).ok()? == pushed.sha256;
+    held.then_some(name)
 }
 
 /// Whether this machine's object for `o`'s session in the transport is the
@@ -781,9 +846,26 @@ fn remember(o: &Outcome, objects: &[(ObjectName, Stamp)]) -> Pulled {
         .iter()
         .chain(o.forks.iter().flat_map(|f| &f.parts.files));
     files.extend(parts.map(|p| (p.clone(), Stamp::of(p))));
+    // Transcripts now equal to another machine's copy: pushing them would
+    // only put a second copy of one conversation in the transport.
+    let mut covered = Vec::new();
+    if o
+        .verdicts
+        .iter()
+        .any(|(_, v)| matches!(v, Verdict::Chosen | Verdict::UpToDate))
+    {
+        covered.push(o.transcript.clone());
+    }
+    covered.extend(
+        o.forks
+            .iter()
+            .filter(|f| f.same_as_copy)
+            .map(|f| f.transcript.clone()),
+    );
     Pulled {
         objects: objects.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
         files,
+        covered,
         cwd: o.cwd.clone(),
         transcript: o.transcript.clone(),
         bytes: o.bytes,
@@ -842,6 +924,7 @@ fn unchanged_since_last_pull(
                 action: Action::Keep,
                 held: None,
                 parts: PartsOutcome::default(),
+                same_as_copy: false,
             })
         })
         .collect::<Option<Vec<_>>>()?;

@@ -206,6 +206,10 @@ enum Before {
     Indexed(index::Pushed),
     /// Only fetching the copy can tell.
     Unknown,
+    /// A pull made the transcript equal to another machine's copy, which is
+    /// still in the transport, and nothing changed here since: that copy
+    /// already holds it.
+    HeldElsewhere,
 }
 
 /// Bundles every session into `staging`, then stores them all in one batch.
@@ -246,13 +250,24 @@ pub fn push(
             Some(finder.find(dir, &s.file.id))
         })
         .collect();
+    let covered = index.covered();
+    let listed: HashMap<String, Stamp> = listing.iter().map(|(n, s)| (n.to_string(), *s)).collect();
+    let held_elsewhere = |session: &LocalSession| {
+        covered.get(session.file.path.as_path()).is_some_and(|p| {
+            p.objects.iter().all(|(n, s)| listed.get(n) == Some(s)) && p.files_unchanged()
+        })
+    };
     let before: Vec<Before> = sessions
         .iter()
         .zip(&names)
         .zip(&parts)
         .map(|(((session, placement), object), parts)| {
             let Some(remote) = listing.get(object) else {
-                return Before::Absent;
+                return if held_elsewhere(session) {
+                    Before::HeldElsewhere
+                } else {
+                    Before::Absent
+                };
             };
             match index.pushed.get(&object.to_string()) {
                 Some(p) if p.remote == *remote => {
@@ -264,10 +279,13 @@ pub fn push(
                         && parts.as_ref().is_some_and(|x| p.parts == x.stamps());
                     if same_source {
                         Before::Unchanged
+                    } else if held_elsewhere(session) {
+                        Before::HeldElsewhere
                     } else {
                         Before::Indexed(p.clone())
                     }
                 }
+                _ if held_elsewhere(session) => Before::HeldElsewhere,
                 _ => Before::Unknown,
             }
         })
@@ -289,7 +307,7 @@ pub fn push(
     {
         progress.step();
         let id = session.file.id.clone();
-        if matches!(before, Before::Unchanged) {
+        if matches!(before, Before::Unchanged | Before::HeldElsewhere) {
             report.unchanged.push(id);
             continue;
         }
@@ -305,7 +323,7 @@ pub fn push(
         // How the source relates to the earlier copy, with that copy's
         // length and hash and the transport's stamp of it.
         let earlier = match before {
-            Before::Absent | Before::Unchanged => Ok(None),
+            Before::Absent | Before::Unchanged | Before::HeldElsewhere => Ok(None),
             Before::Indexed(p) => {
                 compare_indexed(&out, &p).map(|r| Some((r, p.len, p.sha256, p.remote)))
             }

@@ -213,6 +213,21 @@ impl Transport for DirTransport {
         Ok(stored)
     }
 
+    fn remove(&self, names: &[ObjectName]) -> Result<Vec<PerObject<()>>, TransportError> {
+        let root = self.open_root()?;
+        Ok(names
+            .iter()
+            .map(|name| {
+                let path = self.root.join(name.dir()).join(name.file());
+                let Some(dir) = root.child(name.dir(), false).map_err(|e| e.to_string())? else {
+                    return Ok(());
+                };
+                dir.remove_file(name.file())
+                    .map_err(|e| format!("cannot remove {}: {e}", path.display()))
+            })
+            .collect())
+    }
+
     fn check_writable(&self) -> Result<(), TransportError> {
         let root = self.open_root()?;
         root.remove_temps(self.owner(), STALE_TEMP);

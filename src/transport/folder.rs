@@ -280,6 +280,21 @@ impl Folder {
         Ok(Some(file))
     }
 
+    /// Removes the regular file `name` (a link or anything else is refused,
+    /// never followed); one already gone is fine.
+    pub fn remove_file(&self, name: &str) -> io::Result<()> {
+        match sys::kind_at(self, name) {
+            Ok(Kind::File) => match sys::remove(self, name) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            },
+            Ok(Kind::Link) => Err(link_refused(&self.path.join(name))),
+            Ok(_) => Err(io::Error::other("it is not a regular file")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every entry but hidden ones (temp files being written), each as
     /// `lstat` sees it. One that vanishes while being looked at (another
     /// machine renaming its temp file into place) is passed over. No file is

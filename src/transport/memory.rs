@@ -110,6 +110,17 @@ impl Transport for MemoryTransport {
         Ok(stored)
     }
 
+    fn remove(&self, names: &[ObjectName]) -> Result<Vec<PerObject<()>>, TransportError> {
+        let mut objects = self.objects.borrow_mut();
+        Ok(names
+            .iter()
+            .map(|n| {
+                objects.remove(n);
+                Ok(())
+            })
+            .collect())
+    }
+
     fn check_writable(&self) -> Result<(), TransportError> {
         Ok(())
     }

@@ -80,6 +80,11 @@ pub trait Transport {
         objects: &[(ObjectName, PathBuf)],
     ) -> Result<Vec<PerObject<RemoteObject>>, TransportError>;
 
+    /// Removes each object (a regular file; never anything through a
+    /// link); one already gone counts as removed. Per object, in request
+    /// order.
+    fn remove(&self, names: &[ObjectName]) -> Result<Vec<PerObject<()>>, TransportError>;
+
     /// Checks that the transport is there and can be written, leaving nothing.
     fn check_writable(&self) -> Result<(), TransportError>;
 }

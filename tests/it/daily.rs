@@ -142,3 +142,107 @@ fn project_keys_fold_case_on_forges_and_aliases_map_the_rest() {
     assert!(c.transcript(&c_repo, SID).is_file());
     assert!(c.transcript(&c_repo, SID2).is_file());
 }
+
+/// The conversations a machine holds, each as its lines with the
+/// `sessionId` value masked (a fork differs from its origin only there).
+fn conversations(m: &Machine) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = walk(&m.claude.join("projects"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl") && p.parent().unwrap().parent().unwrap().ends_with("projects"))
+        .map(|p| mask(&std::fs::read(p).unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+fn mask(bytes: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let mut out = String::new();
+    for line in text.split_inclusive('\n') {
+        match line.find("\"sessionId\":\"") {
+            Some(at) => {
+                let start = at + "\"sessionId\":\"".len();
+                out.push_str(&line[..start]);
+                out.push_str("<id>");
+                out.push_str(&line[start + 36..]);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out.into_bytes()
+}
+
+fn sync_bytes(w: &World) -> (usize, u64) {
+    let files: Vec<_> = walk(&w.sync_dir())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "ccsync"))
+        .collect();
+    let bytes = files.iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    (files.len(), bytes)
+}
+
+/// Three machines (one with the remote spelled in another case) continue
+/// one session each its own way, then push and pull: every machine ends
+/// with the same conversations, none twice; a fork pulled here is never
+/// pushed back, so it is never installed again where it came from; one
+/// more round writes nothing and advises nothing.
+#[test]
+fn three_machines_that_diverge_converge_without_duplicates() {
+    let w = World::new();
+    let (a, b, c) = (w.machine("a"), w.machine("b"), w.machine("c"));
+    for m in [&a, &b, &c] {
+        m.init(&w);
+    }
+    let repos = [
+        w.checkout("a/w", Some("git@github.com:acme/widget.git")),
+        w.checkout("b/w", Some("https://github.com/Acme/Widget")),
+        w.checkout("c/w", Some("ssh://git@github.com/acme/widget")),
+    ];
+    let ms = [&a, &b, &c];
+    a.write_session(&repos[0], SID, &transcript(SID, &repos[0], 40, "common"));
+    a.run(&repos[0], &["push"]).success();
+    for (m, r) in ms.iter().zip(&repos).skip(1) {
+        m.run(r, &["pull"]).success();
+    }
+    b.append(&repos[1], SID, &transcript(SID, &repos[1], 3, "bee"));
+    c.append(&repos[2], SID, &transcript(SID, &repos[2], 2, "sea"));
+    let round = || {
+        for (m, r) in ms.iter().zip(&repos) {
+            m.run(r, &["push"]).success();
+        }
+        for (m, r) in ms.iter().zip(&repos) {
+            m.run(r, &["pull"]).success();
+        }
+    };
+    round();
+    round();
+    let want = conversations(&b);
+    assert_eq!(want.len(), 2, "b's branch and c's");
+    for m in ms {
+        let have = conversations(m);
+        assert_eq!(have, want, "machine {} differs", m.name);
+    }
+    // Nothing sent twice: one object per branch. a's first copy went once
+    // b's extended it; no fork was pushed back.
+    let (objects, bytes) = sync_bytes(&w);
+    let distinct: u64 = want.iter().map(|c| c.len() as u64).sum();
+    eprintln!(
+        "sync dir: {objects} objects, {bytes} bytes for {distinct} bytes of conversations ({:.2}x)",
+        bytes as f64 / distinct as f64
+    );
+    assert_eq!(objects, 2);
+    assert!(bytes * 2 <= distinct * 3, "{bytes} > 1.5 x {distinct}");
+
+    // One more round: nothing written anywhere, nothing advised.
+    let before = snapshot(&w.sync_dir());
+    for (m, r) in ms.iter().zip(&repos) {
+        let out = m.run(r, &["push", "--json"]).success();
+        assert_eq!(stdout_json(&out)["pushed"], serde_json::json!([]), "{}", m.name);
+    }
+    for (m, r) in ms.iter().zip(&repos) {
+        let said = stderr(&m.run(r, &["pull"]).success());
+        assert!(!said.contains("ccsync push"), "{}: {said}", m.name);
+        assert!(said.contains("pulled 0 sessions"), "{}: {said}", m.name);
+    }
+    assert_eq!(snapshot(&w.sync_dir()), before);
+}

@@ -428,6 +428,30 @@ impl Transport for SshTransport {
         ))
     }
 
+    fn remove(&self, names: &[ObjectName]) -> Result<Vec<PerObject<()>>, TransportError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec![self.root_arg()];
+        args.extend(names.iter().map(ToString::to_string));
+        let (out, err) = self.run(scripts::REMOVE, &args)?;
+        let gone: Vec<&str> = std::str::from_utf8(&out)
+            .unwrap_or("")
+            .lines()
+            .filter_map(|l| l.strip_prefix("./"))
+            .collect();
+        let got = names
+            .iter()
+            .map(|n| gone.contains(&n.to_string().as_str()).then_some(Ok(())))
+            .collect();
+        Ok(self.per_object(
+            names.iter().map(ToString::to_string),
+            got,
+            &err,
+            "was not removed",
+        ))
+    }
+
     fn check_writable(&self) -> Result<(), TransportError> {
         self.run(scripts::PROBE, &[self.root_arg(), self.owner_name()])
             .map(drop)

@@ -7,6 +7,7 @@
 pub(super) const LIST: &str = include_str!("list.sh");
 pub(super) const FETCH: &str = include_str!("fetch.sh");
 pub(super) const STORE: &str = include_str!("store.sh");
+pub(super) const REMOVE: &str = include_str!("remove.sh");
 pub(super) const PROBE: &str = include_str!("probe.sh");
 pub(super) const CREATE: &str = include_str!("create.sh");
 
