@@ -96,6 +96,10 @@ pub struct Index {
     pub pushed: HashMap<String, Pushed>,
     #[serde(default)]
     pub pulled: HashMap<String, Pulled>,
+    /// Transcripts a pull advised pushing, as they were then: the same
+    /// advice is not given twice in a row.
+    #[serde(default)]
+    pub advised: HashMap<PathBuf, Stamp>,
     #[serde(skip)]
     dirty: bool,
 }
@@ -151,6 +155,19 @@ impl Index {
             .values()
             .flat_map(|p| p.covered.iter().map(move |c| (c.as_path(), p)))
             .collect()
+    }
+
+    /// Whether advice about `path` as it is now is news; remembers it.
+    pub fn advise_once(&mut self, path: &Path) -> bool {
+        let Some(stamp) = Stamp::of(path) else {
+            return false;
+        };
+        if self.advised.get(path) == Some(&stamp) {
+            return false;
+        }
+        self.advised.insert(path.to_path_buf(), stamp);
+        self.dirty = true;
+        true
     }
 
     pub fn forget_pushed(&mut self, object: &str) {

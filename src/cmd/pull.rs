@@ -205,10 +205,10 @@ pub fn describe(env: &Env, o: &SessionOutcome) {
             o.id
         ));
     }
-    // Advice only when it is actionable: lines this machine already pushed
-    // reach the others when they pull.
+    // Advice only when it is actionable (lines this machine already pushed
+    // reach the others when they pull), and not twice in a row.
     for (machine, verdict) in &o.verdicts {
-        if *verdict == Verdict::LocalAhead && !o.pushed_here {
+        if *verdict == Verdict::LocalAhead && o.advise_push {
             env.ui.status(format_args!(
                 "kept {}: this machine has lines that {machine}'s copy lacks; `ccsync push {}` sends them",
                 o.id, o.id

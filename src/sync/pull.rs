@@ -45,10 +45,10 @@ pub struct Outcome {
     pub held: Option<InUse>,
     /// Branches that diverged from this machine's, installed beside it.
     pub forks: Vec<Fork>,
-    /// Whether this machine's own copy in the transport already holds every
-    /// line of the local transcript (so lines other machines lack are on
-    /// their way, and there is nothing to advise).
-    pub pushed_here: bool,
+    /// Whether to advise `ccsync push` for lines other machines lack: not
+    /// when this machine's own copy in the transport already holds them,
+    /// nor when the last pull said so about the transcript as it is now.
+    pub advise_push: bool,
     /// Size and lines of the transcript after the pull.
     pub bytes: u64,
     pub lines: u64,
@@ -388,7 +388,7 @@ impl<'a> Installer<'a> {
                 .collect(),
             held,
             forks,
-            pushed_here: false,
+            advise_push: false,
             bytes,
             lines,
             parts,
@@ -780,7 +780,9 @@ pub fn pull(
             .extend(stale.into_iter().map(|n| (n, e.to_string()))),
     }
     for o in &mut report.outcomes {
-        o.pushed_here = already_pushed(index, &own, o, me);
+        o.advise_push = o.verdicts.iter().any(|(_, v)| *v == Verdict::LocalAhead)
+            && !already_pushed(index, &own, o, me)
+            && index.advise_once(&o.transcript);
     }
     Ok(report)
 }
@@ -849,8 +851,7 @@ fn remember(o: &Outcome, objects: &[(ObjectName, Stamp)]) -> Pulled {
     // Transcripts now equal to another machine's copy: pushing them would
     // only put a second copy of one conversation in the transport.
     let mut covered = Vec::new();
-    if o
-        .verdicts
+    if o.verdicts
         .iter()
         .any(|(_, v)| matches!(v, Verdict::Chosen | Verdict::UpToDate))
     {
@@ -938,7 +939,7 @@ fn unchanged_since_last_pull(
         verdicts,
         held: None,
         forks,
-        pushed_here: false,
+        advise_push: false,
         bytes: last.bytes,
         lines: last.lines,
         parts: PartsOutcome::default(),

@@ -77,6 +77,12 @@ fn advice_to_push_only_while_pushing_would_send_something() {
     b.append(&b_repo, SID, &transcript(SID, &b_repo, 1, "b"));
     let said = stderr(&b.run(&b_repo, &["pull"]).success());
     assert!(said.contains("`ccsync push"), "{said}");
+    // Not twice in a row.
+    let said = stderr(&b.run(&b_repo, &["pull"]).success());
+    assert!(!said.contains("ccsync push"), "{said}");
+    b.append(&b_repo, SID, &transcript(SID, &b_repo, 1, "b1"));
+    let said = stderr(&b.run(&b_repo, &["pull"]).success());
+    assert!(said.contains("`ccsync push"), "{said}");
     b.run(&b_repo, &["push"]).success();
     let said = stderr(&b.run(&b_repo, &["pull"]).success());
     assert!(!said.contains("ccsync push"), "{said}");
@@ -148,7 +154,10 @@ fn project_keys_fold_case_on_forges_and_aliases_map_the_rest() {
 fn conversations(m: &Machine) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = walk(&m.claude.join("projects"))
         .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl") && p.parent().unwrap().parent().unwrap().ends_with("projects"))
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "jsonl")
+                && p.parent().unwrap().parent().unwrap().ends_with("projects")
+        })
         .map(|p| mask(&std::fs::read(p).unwrap()))
         .collect();
     out.sort();
@@ -177,7 +186,10 @@ fn sync_bytes(w: &World) -> (usize, u64) {
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "ccsync"))
         .collect();
-    let bytes = files.iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    let bytes = files
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
     (files.len(), bytes)
 }
 
@@ -237,7 +249,12 @@ fn three_machines_that_diverge_converge_without_duplicates() {
     let before = snapshot(&w.sync_dir());
     for (m, r) in ms.iter().zip(&repos) {
         let out = m.run(r, &["push", "--json"]).success();
-        assert_eq!(stdout_json(&out)["pushed"], serde_json::json!([]), "{}", m.name);
+        assert_eq!(
+            stdout_json(&out)["pushed"],
+            serde_json::json!([]),
+            "{}",
+            m.name
+        );
     }
     for (m, r) in ms.iter().zip(&repos) {
         let said = stderr(&m.run(r, &["pull"]).success());
