@@ -43,6 +43,30 @@ pub enum Command {
     Import(ImportArgs),
     /// Check the setup and say what is wrong.
     Doctor(DoctorArgs),
+    /// Remove a machine's or a session's copies from the sync dir (never a
+    /// local transcript).
+    Forget(ForgetArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["session", "machine"]))]
+pub struct ForgetArgs {
+    /// Remove every machine's copy of this session (an id or a unique
+    /// prefix, in any case).
+    pub session: Option<String>,
+
+    /// Remove every copy this machine pushed and its claim on its name (a
+    /// machine that is gone, or an old name).
+    #[arg(long, value_name = "NAME")]
+    pub machine: Option<String>,
+
+    /// Do not ask.
+    #[arg(long, short)]
+    pub yes: bool,
+
+    /// Allow forgetting this machine's own name.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -170,6 +170,11 @@ impl Index {
         true
     }
 
+    /// For callers that changed the maps directly.
+    pub fn mark_changed(&mut self) {
+        self.dirty = true;
+    }
+
     pub fn forget_pushed(&mut self, object: &str) {
         self.dirty |= self.pushed.remove(object).is_some();
     }

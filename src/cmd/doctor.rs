@@ -45,11 +45,27 @@ struct SkippedJson {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
+struct MachineJson {
+    machine: String,
+    /// Session copies it has in the sync dir.
+    objects: usize,
+    /// When it last wrote a copy (or its claim), RFC 3339.
+    last_push: Option<String>,
+    /// Whether it has been silent for more than 30 days.
+    silent: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Report {
     checks: Vec<Check>,
     projects: Vec<ProjectJson>,
     untied: Vec<SkippedJson>,
+    machines: Vec<MachineJson>,
 }
+
+/// A machine that has not pushed for this long may be gone.
+const SILENT: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 struct Checks(Vec<Check>);
 
@@ -94,8 +110,9 @@ pub fn run(env: &Env, args: &DoctorArgs) -> Result<Outcome> {
             None
         }
     };
+    let mut machines = Vec::new();
     if let Some(config) = &config {
-        check_transport(env, config, &mut checks);
+        machines = check_transport(env, config, &mut checks);
     }
 
     let claude_root = env.claude.root();
@@ -184,6 +201,7 @@ pub fn run(env: &Env, args: &DoctorArgs) -> Result<Outcome> {
                     reason: s.reason.clone(),
                 })
                 .collect(),
+            machines,
         })?;
     } else {
         for c in &checks.0 {
@@ -203,6 +221,19 @@ pub fn run(env: &Env, args: &DoctorArgs) -> Result<Outcome> {
             env.ui
                 .data(format_args!("untied {}: {}", s.path.display(), s.reason))?;
         }
+        for m in &machines {
+            env.ui.data(format_args!(
+                "machine {}: {}, last push {}{}",
+                m.machine,
+                crate::ui::plural(m.objects, "copy", "copies"),
+                m.last_push.as_deref().unwrap_or("unknown"),
+                if m.silent {
+                    "  (silent for over 30 days)"
+                } else {
+                    ""
+                }
+            ))?;
+        }
     }
     Ok(if failed {
         Outcome::Problems
@@ -211,19 +242,25 @@ pub fn run(env: &Env, args: &DoctorArgs) -> Result<Outcome> {
     })
 }
 
-fn check_transport(env: &Env, config: &Config, checks: &mut Checks) {
+fn check_transport(env: &Env, config: &Config, checks: &mut Checks) -> Vec<MachineJson> {
     let (location, opener) = match env
         .location(&config.location)
         .and_then(|l| Ok((l, env.opener()?)))
     {
         Ok(found) => found,
-        Err(e) => return checks.push("transport", Status::Fail, format!("{e:#}")),
+        Err(e) => {
+            checks.push("transport", Status::Fail, format!("{e:#}"));
+            return Vec::new();
+        }
     };
     if let Location::Ssh(target) = &location {
         let ssh = SshTransport::from_opener(target.clone(), &opener);
         match ssh.version() {
             Ok(v) => checks.push("ssh", Status::Ok, v),
-            Err(e) => return checks.push("ssh", Status::Fail, e.to_string()),
+            Err(e) => {
+                checks.push("ssh", Status::Fail, e.to_string());
+                return Vec::new();
+            }
         }
         // The first command opens the shared connection; the second shows
         // what each later command costs.
@@ -241,7 +278,10 @@ fn check_transport(env: &Env, config: &Config, checks: &mut Checks) {
                     then.as_millis()
                 ),
             ),
-            Err(e) => return checks.push("connection", Status::Fail, e.to_string()),
+            Err(e) => {
+                checks.push("connection", Status::Fail, e.to_string());
+                return Vec::new();
+            }
         }
     }
     let transport = location.open(&opener);
@@ -253,13 +293,55 @@ fn check_transport(env: &Env, config: &Config, checks: &mut Checks) {
         ),
         Err(e) => {
             checks.push("transport", Status::Fail, e.to_string());
-            return;
+            return Vec::new();
         }
     }
     let Ok(machine) = config.machine_name() else {
-        return;
+        return Vec::new();
     };
     check_machine_name(config, &machine, transport.as_ref(), checks);
+    match transport.list() {
+        Ok(listing) => check_machines(&listing, checks),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Every machine with a claim or a copy in the sync dir, when it last
+/// wrote, and a warning for those silent for over 30 days.
+fn check_machines(listing: &ccsync::transport::Listing, checks: &mut Checks) -> Vec<MachineJson> {
+    let mut seen: BTreeMap<MachineName, (usize, Option<std::time::SystemTime>)> = BTreeMap::new();
+    for o in &listing.objects {
+        let (machine, is_copy) = match (o.name.session(), o.name.claimed_machine()) {
+            (Some((_, m)), _) => (m, true),
+            (None, Some(m)) => (m, false),
+            _ => continue,
+        };
+        let entry = seen.entry(machine).or_default();
+        entry.0 += usize::from(is_copy);
+        entry.1 = entry.1.max(o.modified);
+    }
+    let now = std::time::SystemTime::now();
+    seen.into_iter()
+        .map(|(machine, (objects, last))| {
+            let silent = last.is_some_and(|t| now.duration_since(t).is_ok_and(|d| d > SILENT));
+            if silent {
+                checks.push(
+                    "machines",
+                    Status::Warn,
+                    format!(
+                        "{machine} has not pushed since {}; if it is gone, `ccsync forget --machine {machine}` removes its copies",
+                        last.map_or_else(String::new, crate::ui::time)
+                    ),
+                );
+            }
+            MachineJson {
+                machine: machine.to_string(),
+                objects,
+                last_push: last.map(crate::ui::rfc3339),
+                silent,
+            }
+        })
+        .collect()
 }
 
 /// A pull skips this machine's own files, so a name shared with another

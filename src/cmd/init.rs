@@ -116,6 +116,23 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         },
     };
     env.config_dir.save_config(&config)?;
+    let mut outcome = Outcome::Success;
+    // A new name for this machine in the same sync dir: its copies and
+    // claim go with it, so nothing is left under the old name.
+    if let Some(previous) = &previous
+        && previous.location == config.location
+        && let Ok(old) = previous.machine_name()
+        && old != machine
+    {
+        outcome = carry_over(
+            env,
+            transport.as_ref(),
+            staging.path(),
+            &old,
+            &machine,
+            &config,
+        )?;
+    }
     let verb = if previous.is_some() {
         "updated"
     } else {
@@ -126,5 +143,53 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         transport.location(),
         env.config_dir.config_file().display()
     ));
-    Ok(Outcome::Success)
+    Ok(outcome)
+}
+
+/// Moves `old`'s copies to `new` and removes `old`'s claim, if it is this
+/// machine's.
+fn carry_over(
+    env: &Env,
+    transport: &dyn Transport,
+    staging: &std::path::Path,
+    old: &MachineName,
+    new: &MachineName,
+    config: &Config,
+) -> Result<Outcome> {
+    let renamed = ccsync::sync::machine::rename(transport, staging, old, new)?;
+    let mut index = env.load_index();
+    index.pushed.retain(|object, _| {
+        ObjectName::parse(
+            object.split('/').next().unwrap_or(""),
+            object.rsplit('/').next().unwrap_or(""),
+        )
+        .and_then(|n| n.session())
+        .is_none_or(|(_, m)| m != *old)
+    });
+    index.mark_changed();
+    env.save_index(&index);
+    for (name, reason) in &renamed.left {
+        env.ui.warn(format_args!(
+            "left {name} under the old name {old}: {reason}; run `ccsync init` with --name {new} again to retry"
+        ));
+    }
+    let ours =
+        matches!(read_claim(transport, old), Ok(Some(c)) if c.machine_id == config.machine_id);
+    if ours && renamed.left.is_empty() {
+        let claim = ObjectName::machine_claim(old);
+        if let Err(reason) = transport.remove(std::slice::from_ref(&claim))?.remove(0) {
+            env.ui.warn(format_args!(
+                "could not remove the claim on {old}: {reason}"
+            ));
+        }
+    }
+    env.ui.status(format_args!(
+        "carried {} from {old} to {new}",
+        crate::ui::plural(renamed.moved.len(), "copy", "copies")
+    ));
+    Ok(if renamed.left.is_empty() {
+        Outcome::Success
+    } else {
+        Outcome::Partial
+    })
 }

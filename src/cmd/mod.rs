@@ -3,6 +3,7 @@
 
 mod doctor;
 mod export;
+mod forget;
 mod import;
 mod init;
 mod list;
@@ -62,6 +63,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Export(args) => export::run(&env, args),
         Command::Import(args) => import::run(&env, args),
         Command::Doctor(args) => doctor::run(&env, args),
+        Command::Forget(args) => forget::run(&env, args),
     }
 }
 

@@ -3,6 +3,7 @@
 //! with each session is decided by the pure [`plan`].
 
 pub mod append;
+pub mod machine;
 pub mod plan;
 pub mod pull;
 pub mod push;

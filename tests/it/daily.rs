@@ -263,3 +263,109 @@ fn three_machines_that_diverge_converge_without_duplicates() {
     }
     assert_eq!(snapshot(&w.sync_dir()), before);
 }
+
+/// A machine that takes a new name carries its copies and claim along;
+/// `forget` removes another machine's copies or a session's (asking, or
+/// with --yes), never a local transcript; doctor lists the machines and
+/// flags one silent for over 30 days.
+#[test]
+fn machines_are_renamed_forgotten_and_listed() {
+    let w = World::new();
+    let (a, b, c) = (w.machine("a"), w.machine("b"), w.machine("c"));
+    for m in [&a, &b, &c] {
+        m.init(&w);
+    }
+    let repos = [
+        w.checkout("a/w", Some("git@github.com:acme/widget.git")),
+        w.checkout("b/w", Some("git@github.com:acme/widget.git")),
+        w.checkout("c/w", Some("git@github.com:acme/widget.git")),
+    ];
+    a.write_session(&repos[0], SID, &transcript(SID, &repos[0], 2, "a"));
+    a.write_session(&repos[0], SID2, &transcript(SID2, &repos[0], 2, "a2"));
+    a.run(&repos[0], &["push"]).success();
+    let third = "1d2c3b4a-0000-4000-8000-00000000000f";
+    c.write_session(&repos[2], third, &transcript(third, &repos[2], 2, "c"));
+    c.run(&repos[2], &["push"]).success();
+    let project = w.sync_dir().join("git=github.com_acme_widget");
+
+    // a becomes laptop: copies and claim follow, the bytes of the
+    // transcripts are the same.
+    let out = a
+        .run(
+            &w.root(),
+            &["init", w.sync_dir().to_str().unwrap(), "--name", "laptop"],
+        )
+        .success();
+    assert!(
+        stderr(&out).contains("carried 2 copies from a to laptop"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(project.join(format!("{SID}-laptop.ccsync")).is_file());
+    assert!(!project.join(format!("{SID}-a.ccsync")).exists());
+    assert!(!w.sync_dir().join("machines/a.json").exists());
+    assert!(w.sync_dir().join("machines/laptop.json").is_file());
+    let json = stdout_json(&a.run(&repos[0], &["push", "--json"]).success());
+    assert_eq!(
+        json["pushed"],
+        serde_json::json!([]),
+        "nothing to send again"
+    );
+    b.run(&repos[1], &["pull"]).success();
+    assert_eq!(
+        std::fs::read(b.transcript(&repos[1], SID)).unwrap(),
+        std::fs::read(a.transcript(&repos[0], SID)).unwrap()
+    );
+
+    // Doctor lists the machines; c is made silent for 40 days.
+    let forty_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86400);
+    for f in [
+        project.join(format!("{third}-c.ccsync")),
+        w.sync_dir().join("machines/c.json"),
+    ] {
+        std::fs::File::options()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_modified(forty_days_ago)
+            .unwrap();
+    }
+    let json = stdout_json(&b.run(&repos[1], &["doctor", "--json"]).success());
+    let machines = json["machines"].as_array().unwrap();
+    let names: Vec<&str> = machines
+        .iter()
+        .map(|m| m["machine"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["b", "c", "laptop"]);
+    assert_eq!(machines[1]["silent"], true);
+    assert_eq!(machines[2]["objects"], 2);
+    assert!(json.to_string().contains("forget --machine c"));
+
+    // Forgetting asks; without a terminal it needs --yes.
+    let out = b.run(&repos[1], &["forget", "--machine", "c"]).failure();
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert!(project.join(format!("{third}-c.ccsync")).is_file());
+    b.run(&repos[1], &["forget", "--machine", "b"]).failure();
+    b.run(&repos[1], &["forget", "--machine", "c", "--yes"])
+        .success();
+    assert!(!project.join(format!("{third}-c.ccsync")).exists());
+    assert!(!w.sync_dir().join("machines/c.json").exists());
+    assert!(
+        c.transcript(&repos[2], third).is_file(),
+        "local transcripts stay"
+    );
+
+    // A session: every machine's copy goes; none here.
+    b.run(&repos[1], &["push"]).success();
+    b.run(
+        &repos[1],
+        &["forget", &SID2[..8].to_ascii_uppercase(), "--yes"],
+    )
+    .success();
+    assert!(
+        !walk(&w.sync_dir())
+            .iter()
+            .any(|p| p.to_string_lossy().contains(SID2))
+    );
+    assert!(b.transcript(&repos[1], SID2).is_file());
+}

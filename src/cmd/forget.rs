@@ -1,0 +1,130 @@
+//! `ccsync forget SESSION | --machine NAME [--yes] [--force]`
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{Result, bail};
+
+use ccsync::names::{MachineName, SessionId};
+use ccsync::transport::ObjectName;
+
+use super::{Env, Outcome};
+use crate::cli::ForgetArgs;
+use crate::ui;
+
+pub fn run(env: &Env, args: &ForgetArgs) -> Result<Outcome> {
+    let (_, me, transport) = env.open_transport()?;
+    let _lock = env.lock()?;
+    let listing = transport.list()?;
+    let (what, doomed): (String, Vec<ObjectName>) = match (&args.session, &args.machine) {
+        (Some(wanted), _) => {
+            let id = session(&listing.objects, wanted)?;
+            let doomed = listing
+                .objects
+                .iter()
+                .filter(|o| o.name.session().is_some_and(|(s, _)| s == id))
+                .map(|o| o.name.clone())
+                .collect();
+            (format!("session {id}"), doomed)
+        }
+        (None, Some(name)) => {
+            let machine = MachineName::parse(name)?;
+            if machine == me && !args.force {
+                bail!(
+                    "{machine} is this machine; forgetting it removes every copy it pushed. Pass --force if that is what you want"
+                );
+            }
+            let doomed: Vec<ObjectName> = listing
+                .objects
+                .iter()
+                .filter(|o| {
+                    o.name.session().is_some_and(|(_, m)| m == machine)
+                        || o.name.claimed_machine().as_ref() == Some(&machine)
+                })
+                .map(|o| o.name.clone())
+                .collect();
+            (format!("machine {machine}"), doomed)
+        }
+        (None, None) => unreachable!("clap requires one"),
+    };
+    if doomed.is_empty() {
+        bail!(
+            "{} holds nothing of {what}; `ccsync list --remote` shows what is there",
+            transport.location()
+        );
+    }
+    let sessions = doomed.iter().filter(|n| n.session().is_some()).count();
+    let question = format!(
+        "remove {} of {what} from {}{}?",
+        ui::plural(sessions, "copy", "copies"),
+        transport.location(),
+        if sessions < doomed.len() {
+            " and its name claim"
+        } else {
+            ""
+        }
+    );
+    if !args.yes && !confirm(&question)? {
+        env.ui.status("nothing removed");
+        return Ok(Outcome::Success);
+    }
+    let mut failed = 0;
+    let mut index = env.load_index();
+    for (name, result) in doomed.iter().zip(transport.remove(&doomed)?) {
+        match result {
+            Ok(()) => index.forget_pushed(&name.to_string()),
+            Err(reason) => {
+                failed += 1;
+                env.ui.warn(format_args!("not removed {name}: {reason}"));
+            }
+        }
+    }
+    env.save_index(&index);
+    env.ui.status(format_args!(
+        "removed {} of {what} from {}; local transcripts are untouched",
+        ui::plural(doomed.len() - failed, "file", "files"),
+        transport.location()
+    ));
+    Ok(if failed > 0 {
+        Outcome::Partial
+    } else {
+        Outcome::Success
+    })
+}
+
+/// The session `wanted` names among the objects: a whole id or a unique
+/// prefix, in any case.
+fn session(objects: &[ccsync::transport::RemoteObject], wanted: &str) -> Result<SessionId> {
+    let wanted = wanted.to_ascii_lowercase();
+    let mut ids: Vec<SessionId> = objects
+        .iter()
+        .filter_map(|o| o.name.session())
+        .map(|(id, _)| id)
+        .filter(|id| id.as_str().starts_with(&wanted))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    match ids.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("no session starting with {wanted} in the sync dir"),
+        many => bail!(
+            "{wanted:?} matches {} sessions ({}); give more of the id",
+            many.len(),
+            many.iter()
+                .map(SessionId::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Asks on the terminal; without one, says to pass --yes.
+fn confirm(question: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("{question} Pass --yes to confirm (no terminal to ask on)");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}

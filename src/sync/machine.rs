@@ -1,0 +1,148 @@
+//! A machine's life in a transport: taking a new name carries its copies
+//! over, so none is left behind under the old one.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use super::receive;
+use crate::bundle::{self, OutPart, PartData};
+use crate::names::MachineName;
+use crate::transport::{ObjectName, PerObject, Transport, TransportError};
+
+/// What renaming did.
+#[derive(Debug, Default)]
+pub struct Renamed {
+    /// Copies now under the new name.
+    pub moved: Vec<ObjectName>,
+    /// Copies left under the old name, and why (they are still whole).
+    pub left: Vec<(ObjectName, String)>,
+}
+
+/// Rewrites every copy `old` has in the transport as `new`'s (the bundle
+/// names its machine, so the bytes change), then removes the old ones. A
+/// copy is removed only once its new one is stored: a failure leaves both.
+pub fn rename(
+    transport: &dyn Transport,
+    staging: &Path,
+    old: &MachineName,
+    new: &MachineName,
+) -> Result<Renamed, TransportError> {
+    let mut renamed = Renamed::default();
+    let names: Vec<ObjectName> = transport
+        .list()?
+        .objects
+        .into_iter()
+        .filter(|o| o.name.session().is_some_and(|(_, m)| m == *old))
+        .map(|o| o.name)
+        .collect();
+    let mut rewritten: Vec<Option<PerObject<std::path::PathBuf>>> = vec![None; names.len()];
+    let delivered = transport.fetch(&names, &mut |i, input| {
+        rewritten[i] = Some(rewrite(input, staging, i, new).map_err(|e| e.to_string()));
+    })?;
+    let mut batch = Vec::new();
+    for ((name, delivered), rewritten) in names.iter().zip(delivered).zip(rewritten) {
+        let (id, _) = name.session().expect("filtered above");
+        match delivered.and_then(|()| rewritten.unwrap_or_else(|| Err("it did not arrive".into())))
+        {
+            Ok(file) => {
+                let to =
+                    ObjectName::parse(name.dir(), &format!("{id}-{new}.{}", bundle::EXTENSION))
+                        .expect("a session object name");
+                batch.push((name.clone(), to, file));
+            }
+            Err(reason) => renamed.left.push((name.clone(), reason)),
+        }
+    }
+    let stores: Vec<(ObjectName, std::path::PathBuf)> = batch
+        .iter()
+        .map(|(_, to, f)| (to.clone(), f.clone()))
+        .collect();
+    let mut stored_old = Vec::new();
+    for ((from, to, _), result) in batch.iter().zip(transport.store(&stores)?) {
+        match result {
+            Ok(_) => {
+                stored_old.push(from.clone());
+                renamed.moved.push(to.clone());
+            }
+            Err(reason) => renamed.left.push((from.clone(), reason)),
+        }
+    }
+    for (name, result) in stored_old.iter().zip(transport.remove(&stored_old)?) {
+        if let Err(reason) = result {
+            renamed.left.push((name.clone(), reason));
+        }
+    }
+    Ok(renamed)
+}
+
+/// Decodes one bundle and writes it again as `machine`'s, in staging.
+fn rewrite(
+    input: &mut dyn std::io::Read,
+    staging: &Path,
+    i: usize,
+    machine: &MachineName,
+) -> Result<std::path::PathBuf, bundle::BundleError> {
+    let got = receive(input, &staging.join(format!("rename-{i}.jsonl.tmp")))?;
+    let mut meta = got.meta.clone();
+    meta.machine = machine.clone();
+    let parts: Vec<OutPart> = got
+        .parts
+        .iter()
+        .map(|p| OutPart {
+            path: p.path.clone(),
+            len: p.path.appended().then_some(p.len),
+            data: PartData::File(p.file.clone()),
+        })
+        .collect();
+    let out = staging.join(format!("rename-{i}.{}", bundle::EXTENSION));
+    let mut writer = BufWriter::new(std::fs::File::create(&out)?);
+    let mut transcript = std::fs::File::open(&got.transcript)?;
+    bundle::write(&meta, &mut transcript, got.body.len, &parts, &mut writer)?;
+    writer.flush()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::Bundle;
+    use crate::names::{PartPath, RelPath, SessionId};
+    use crate::project::ProjectKey;
+    use crate::transport::memory::MemoryTransport;
+
+    #[test]
+    fn copies_move_to_the_new_name_with_their_bytes() {
+        let t = MemoryTransport::new();
+        let key = ProjectKey::parse("git:example.org/a").unwrap();
+        let id = SessionId::parse("5c0375b4-57a5-4f26-b12d-d022ee4e51b7").unwrap();
+        let (old, new) = (
+            MachineName::parse("old").unwrap(),
+            MachineName::parse("new").unwrap(),
+        );
+        let bundle = Bundle {
+            meta: bundle::Meta {
+                version: 3,
+                session_id: id.clone(),
+                project_key: key.clone(),
+                original_cwd: "/w".into(),
+                relative_cwd: Some(RelPath::default()),
+                machine: old.clone(),
+                exported_at_ms: 7,
+            },
+            transcript: b"{\"a\":1}\n".to_vec(),
+            parts: vec![(PartPath::parse("tasks/1.json").unwrap(), vec![0, 1, 2])],
+        };
+        t.insert(
+            ObjectName::for_session(&key, &id, &old),
+            bundle.to_bytes().unwrap(),
+        );
+        let staging = tempfile::tempdir().unwrap();
+        let r = rename(&t, staging.path(), &old, &new).unwrap();
+        assert!(r.left.is_empty(), "{:?}", r.left);
+        assert_eq!(t.names(), [ObjectName::for_session(&key, &id, &new)]);
+        let moved = Bundle::decode(&t.get(&r.moved[0]).unwrap()).unwrap();
+        assert_eq!(moved.meta.machine, new);
+        assert_eq!(moved.transcript, bundle.transcript);
+        assert_eq!(moved.parts, bundle.parts);
+    }
+}
