@@ -76,9 +76,11 @@ impl Writers {
     }
 
     /// Whether `path` is in use: open for writing, or modified within
-    /// `recent`. A modification time in the future is no evidence either
-    /// way (another machine's clock, a restored backup): only a process
-    /// holding the file counts then; [`modified_in_future`] says by how much.
+    /// `recent` of now, either way (a writer on another machine or in a
+    /// container may run a clock a little ahead). A modification time
+    /// further in the future is no evidence at all (a clock far off, a
+    /// restored backup): only a process holding the file counts then;
+    /// [`modified_in_future`] says by how much.
     pub fn check(&self, path: &Path, recent: Duration) -> Option<InUse> {
         let meta = std::fs::metadata(path).ok()?;
         #[cfg(unix)]
@@ -88,21 +90,24 @@ impl Writers {
                 return Some(InUse::OpenForWriting { pid });
             }
         }
-        let ago = SystemTime::now()
-            .duration_since(meta.modified().ok()?)
-            .ok()?;
+        let ago = match SystemTime::now().duration_since(meta.modified().ok()?) {
+            Ok(ago) => ago,
+            Err(ahead) if ahead.duration() < recent => Duration::ZERO,
+            Err(_) => return None,
+        };
         (ago < recent).then_some(InUse::RecentlyModified { ago })
     }
 }
 
-/// How far in the future `path`'s modification time is, if it is more than
-/// a second ahead of this machine's clock.
-pub fn modified_in_future(path: &Path) -> Option<Duration> {
+/// How far in the future `path`'s modification time is, when it is at
+/// least `recent` (and a second) ahead of this machine's clock: too far to
+/// be a writer's.
+pub fn modified_in_future(path: &Path, recent: Duration) -> Option<Duration> {
     let modified = std::fs::metadata(path).ok()?.modified().ok()?;
     modified
         .duration_since(SystemTime::now())
         .ok()
-        .filter(|ahead| *ahead > Duration::from_secs(1))
+        .filter(|ahead| *ahead >= recent.max(Duration::from_secs(1)))
 }
 
 /// `/proc/<pid>/fdinfo/<fd>` has a `flags:` line in octal; the access mode
@@ -148,8 +153,14 @@ mod tests {
         f.as_file().set_modified(ahead).unwrap();
         let w = Writers::default();
         assert_eq!(w.check(f.path(), Duration::from_secs(60)), None);
-        let by = modified_in_future(f.path()).unwrap();
+        let by = modified_in_future(f.path(), Duration::from_secs(60)).unwrap();
         assert!(by > Duration::from_secs(3500), "{by:?}");
+        // A little ahead is still a writer's, perhaps on another clock.
+        f.as_file()
+            .set_modified(SystemTime::now() + Duration::from_millis(500))
+            .unwrap();
+        assert!(w.check(f.path(), Duration::from_secs(3)).is_some());
+        assert_eq!(modified_in_future(f.path(), Duration::from_secs(3)), None);
     }
 
     #[cfg(target_os = "linux")]

@@ -199,12 +199,21 @@ impl Env {
         let Ok(_lock) = self.config_dir.lock() else {
             return;
         };
-        for done in journal.recover() {
+        let writers = if journal.has_records() {
+            ccsync::claude::live::Writers::scan()
+        } else {
+            Default::default()
+        };
+        for done in journal.recover(&writers) {
             match done {
                 Recovered::Complete(_) => {}
                 Recovered::RolledBack { path, removed } => self.ui.status(format_args!(
-                    "an interrupted pull had appended {} to {}; removed them, so the file is as it was (pull again to bring it up to date)",
+                    "an interrupted pull left half a line at the end of {}; removed those {} (pull again to bring it up to date)",
+                    path.display(),
                     crate::ui::plural(removed as usize, "byte", "bytes"),
+                )),
+                Recovered::Later { path, why } => self.ui.warn(format_args!(
+                    "an interrupted pull may have left half a line at the end of {}, not checked now: {why}; the next ccsync command looks again",
                     path.display()
                 )),
                 Recovered::Unexplained { path, why } => self.ui.warn(format_args!(
@@ -213,7 +222,11 @@ impl Env {
                 )),
             }
         }
-        // After recovery: it reads the staged copies it names.
+        // After recovery, and not while a record is left: recovery reads
+        // the staged copies records name.
+        if journal.has_records() {
+            return;
+        }
         match self.config_dir.remove_stale_staging() {
             0 => {}
             n => self.ui.status(format_args!(

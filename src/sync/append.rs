@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::claude::live::{InUse, Writers};
 use crate::fsutil;
+use std::time::Duration;
 
 /// Where intents are recorded: a folder in ccsync's config dir.
 #[derive(Debug, Clone)]
@@ -45,12 +47,18 @@ struct Intent {
 /// What recovery did with one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recovered {
-    /// The append had finished (or never began): nothing to do.
+    /// The append had finished, or stopped between lines: nothing to do
+    /// (whole lines are a prefix of the incoming copy; the next pull adds
+    /// the rest).
     Complete(PathBuf),
-    /// Half-written lines were cut off: the file is as it was before.
+    /// The half line at the end was cut off; the whole lines before it stay
+    /// (the client may have read them already).
     RolledBack { path: PathBuf, removed: u64 },
     /// The file changed in a way the record cannot explain; left alone.
     Unexplained { path: PathBuf, why: String },
+    /// Left for the next run: a process has the file open for writing, or
+    /// it could not be read; the record stays.
+    Later { path: PathBuf, why: String },
 }
 
 impl Journal {
@@ -75,7 +83,7 @@ impl Journal {
     /// Completes or rolls back what killed runs left, then forgets their
     /// records. Only a caller holding ccsync's lock may call this: a live
     /// run's record describes an append under way.
-    pub fn recover(&self) -> Vec<Recovered> {
+    pub fn recover(&self, writers: &Writers) -> Vec<Recovered> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
@@ -90,10 +98,14 @@ impl Journal {
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Intent>(&b).ok());
             if let Some(intent) = intent {
-                match recover_one(&intent) {
-                    // Tried again by the next command.
-                    Err(_) => continue,
-                    Ok(r) => done.push(r),
+                let r = recover_one(&intent, writers).unwrap_or_else(|e| Recovered::Later {
+                    path: intent.dest.clone(),
+                    why: e.to_string(),
+                });
+                let keep = matches!(r, Recovered::Later { .. });
+                done.push(r);
+                if keep {
+                    continue;
                 }
             }
             let _ = std::fs::remove_file(&path);
@@ -216,7 +228,7 @@ fn roll_back(out: &File, from: u64, expected: u64) -> io::Result<()> {
     out.sync_all()
 }
 
-fn recover_one(intent: &Intent) -> io::Result<Recovered> {
+fn recover_one(intent: &Intent, writers: &Writers) -> io::Result<Recovered> {
     let path = intent.dest.clone();
     let unexplained = |why: &str| {
         Ok(Recovered::Unexplained {
@@ -234,35 +246,60 @@ fn recover_one(intent: &Intent) -> io::Result<Recovered> {
         return unexplained("it was replaced since");
     }
     let len = meta.len();
-    if len <= intent.from || len == intent.to {
+    if len <= intent.from || len >= intent.to {
+        // Nothing appended, or all of it (and perhaps the client's lines
+        // after it): whole lines either way.
         return Ok(Recovered::Complete(path));
     }
-    // What is past `from` must be a prefix of what was being appended; if
-    // the staged copy is gone, a last line without its newline is the sign.
-    let checked = (len - intent.from).min(intent.to - intent.from);
-    let ours = match tail_matches(&intent.dest, &intent.staged, intent.from, checked) {
-        Ok(same) => same,
-        Err(_) => {
-            let mut f = File::open(&intent.dest)?;
-            f.seek(SeekFrom::Start(len - 1))?;
-            let mut last = [0u8];
-            f.read_exact(&mut last)?;
-            len < intent.to && last[0] != b'\n'
+    // A process writing it may have read the lines already and be about
+    // to add its own: never cut under it.
+    if let Some(InUse::OpenForWriting { pid }) = writers.check(&intent.dest, Duration::ZERO) {
+        return Ok(Recovered::Later {
+            path,
+            why: format!("process {pid} has it open for writing"),
+        });
+    }
+    let cut = last_line_end(&intent.dest, intent.from, len)?;
+    if cut == len {
+        return Ok(Recovered::Complete(path));
+    }
+    // What is past the old end must be what was being appended; if the
+    // staged copy is gone, a last line without its newline is the sign.
+    match tail_matches(&intent.dest, &intent.staged, intent.from, len - intent.from) {
+        Ok(true) | Err(_) => {}
+        Ok(false) => {
+            return unexplained("what follows the old end is not what ccsync was appending");
         }
-    };
-    if !ours {
-        return unexplained("what follows the old end is not what ccsync was appending");
     }
-    if len > intent.to {
-        // Finished, and the client has written since.
-        return Ok(Recovered::Complete(path));
+    // Once more, just before cutting: a line that arrived meanwhile stays.
+    if out.metadata()?.len() != len {
+        return unexplained("another process wrote to it meanwhile");
     }
-    out.set_len(intent.from)?;
+    out.set_len(cut)?;
     out.sync_all()?;
     Ok(Recovered::RolledBack {
         path,
-        removed: len - intent.from,
+        removed: len - cut,
     })
+}
+
+/// Where the last complete line of `path` ends, at or after `from`, looking
+/// back from `len`: `from` when no newline follows it.
+fn last_line_end(path: &Path, from: u64, len: u64) -> io::Result<u64> {
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut end = len;
+    while end > from {
+        let start = end.saturating_sub(buf.len() as u64).max(from);
+        let n = (end - start) as usize;
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf[..n])?;
+        if let Some(i) = memchr::memrchr(b'\n', &buf[..n]) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(from)
 }
 
 /// Whether `a` and `b` hold the same `len` bytes from `offset`.
@@ -323,7 +360,8 @@ mod tests {
         assert!(!journal.has_records());
     }
 
-    /// A run killed mid-append: the next run cuts the half line off.
+    /// A run killed mid-append: the next run cuts the half line off, and
+    /// keeps the whole line before it (the client may have read it).
     #[test]
     fn a_killed_append_is_rolled_back_by_the_next_run() {
         let (_tmp, journal, dest, staged) = setup();
@@ -347,16 +385,60 @@ mod tests {
             .write_all(b"{\"b\":2}\n{\"c")
             .unwrap();
         assert!(journal.has_records());
-        let done = journal.recover();
+        let done = journal.recover(&Writers::default());
         assert_eq!(
             done,
             [Recovered::RolledBack {
                 path: dest.clone(),
-                removed: 11
+                removed: 3
             }]
         );
-        assert_eq!(std::fs::read(&dest).unwrap(), b"{\"a\":1}\n");
+        assert_eq!(std::fs::read(&dest).unwrap(), b"{\"a\":1}\n{\"b\":2}\n");
         assert!(!journal.has_records());
+    }
+
+    /// Never cut under a process that has the file open for writing: the
+    /// record stays for a later run.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_held_open_is_left_for_later() {
+        let (_tmp, journal, dest, staged) = setup();
+        let (dev, ino) = identity(&std::fs::metadata(&dest).unwrap());
+        journal
+            .record(&Intent {
+                dest: dest.clone(),
+                dev,
+                ino,
+                from: 8,
+                to: 24,
+                staged,
+            })
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&dest)
+            .unwrap()
+            .write_all(b"{\"b")
+            .unwrap();
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("exec 3>>\"$0\"; echo ready; exec sleep 30")
+            .arg(&dest)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = [0u8; 6];
+        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut ready).unwrap();
+        let done = journal.recover(&Writers::scan());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(matches!(done[0], Recovered::Later { .. }), "{done:?}");
+        assert!(journal.has_records());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"{\"a\":1}\n{\"b");
+        assert!(matches!(
+            journal.recover(&Writers::scan())[0],
+            Recovered::RolledBack { removed: 3, .. }
+        ));
     }
 
     /// The same with the staged copy gone: a missing final newline is enough.
@@ -380,16 +462,17 @@ mod tests {
             .unwrap()
             .write_all(b"{\"b")
             .unwrap();
-        assert!(matches!(journal.recover()[0], Recovered::RolledBack { .. }));
+        assert!(matches!(
+            journal.recover(&Writers::default())[0],
+            Recovered::RolledBack { .. }
+        ));
         assert_eq!(std::fs::read(&dest).unwrap(), b"{\"a\":1}\n");
         // Whole lines that are not ours (the client wrote after a finished
         // append) are never cut.
         journal.record(&intent).unwrap();
         std::fs::write(&dest, b"{\"a\":1}\n{\"x\":0}\n").unwrap();
-        let (dev, ino) = identity(&std::fs::metadata(&dest).unwrap());
-        let _ = (dev, ino);
         assert!(!matches!(
-            journal.recover()[0],
+            journal.recover(&Writers::default())[0],
             Recovered::RolledBack { .. }
         ));
         assert_eq!(std::fs::read(&dest).unwrap(), b"{\"a\":1}\n{\"x\":0}\n");
@@ -409,7 +492,10 @@ mod tests {
         };
         journal.record(&intent).unwrap();
         std::fs::copy(&staged, &dest).unwrap();
-        assert_eq!(journal.recover(), [Recovered::Complete(dest.clone())]);
+        assert_eq!(
+            journal.recover(&Writers::default()),
+            [Recovered::Complete(dest.clone())]
+        );
         #[cfg(unix)]
         {
             journal.record(&intent).unwrap();
@@ -417,7 +503,7 @@ mod tests {
             std::fs::write(&other, b"{\"a\":1}\n{\"b").unwrap();
             std::fs::rename(&other, &dest).unwrap();
             assert!(matches!(
-                journal.recover()[0],
+                journal.recover(&Writers::default())[0],
                 Recovered::Unexplained { .. }
             ));
             assert_eq!(std::fs::read(&dest).unwrap(), b"{\"a\":1}\n{\"b");

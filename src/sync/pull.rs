@@ -232,7 +232,7 @@ impl<'a> Installer<'a> {
         }
         let found = self.writers.check(path, self.recent);
         if found.is_none()
-            && let Some(ahead) = crate::claude::live::modified_in_future(path)
+            && let Some(ahead) = crate::claude::live::modified_in_future(path, self.recent)
         {
             let mut skewed = self.skewed.borrow_mut();
             if !skewed.iter().any(|(p, _)| p == path) {
@@ -801,15 +801,20 @@ fn superseded_own(
     if o.held.is_some() {
         return None;
     }
-    let cover = copies
+    let (cover, cover_machine) = copies
         .iter()
         .zip(&o.verdicts)
         .find(|(_, (_, v))| matches!(v, Verdict::Chosen | Verdict::UpToDate))
-        .map(|(c, _)| c)?;
+        .map(|(c, (m, _))| (c, m))?;
     let name = ObjectName::for_session(&o.key, &o.id, me);
     let pushed = index.pushed.get(&name.to_string())?;
+    // Two equal copies must not both go (each machine seeing the other's):
+    // of equals, only the machine whose name sorts after the other's
+    // removes its own.
+    let extended =
+        pushed.len < cover.body.len || (pushed.len == cover.body.len && me > cover_machine);
     let held = own.get(&name) == Some(&pushed.remote)
-        && pushed.len <= cover.body.len
+        && extended
         && pushed
             .parts
             .iter()

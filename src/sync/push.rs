@@ -428,6 +428,10 @@ pub fn push(
             }
         }
     }
+    // Leftovers of a killed push of this machine's go now, wherever they
+    // are (a store only looks in the folders it writes to); failing to is
+    // harmless.
+    let _ = transport.remove_own_temps();
     Ok(report)
 }
 

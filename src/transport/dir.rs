@@ -124,7 +124,17 @@ impl Transport for DirTransport {
                     continue;
                 }
             };
-            for file in dir.entries().map_err(self.io("read", &path))? {
+            // One unreadable folder is named, not the end of the listing.
+            let files = match dir.entries() {
+                Ok(files) => files,
+                Err(e) => {
+                    listing
+                        .refused
+                        .push((path.display().to_string(), format!("cannot read it: {e}")));
+                    continue;
+                }
+            };
+            for file in files {
                 match file.kind {
                     Kind::File => {}
                     Kind::Link => {
@@ -226,6 +236,22 @@ impl Transport for DirTransport {
                     .map_err(|e| format!("cannot remove {}: {e}", path.display()))
             })
             .collect())
+    }
+
+    fn remove_own_temps(&self) -> Result<(), TransportError> {
+        if self.owner.is_none() {
+            return Ok(());
+        }
+        let root = self.open_root()?;
+        root.remove_temps(self.owner(), STALE_TEMP);
+        for entry in root.entries().map_err(self.io("read", &self.root))? {
+            if entry.kind == Kind::Dir
+                && let Ok(Some(dir)) = root.child(&entry.name, false)
+            {
+                dir.remove_temps(self.owner(), STALE_TEMP);
+            }
+        }
+        Ok(())
     }
 
     fn check_writable(&self) -> Result<(), TransportError> {

@@ -396,12 +396,11 @@ impl Folder {
             {
                 continue;
             }
+            // Metadata only: opening a cloud drive's placeholder downloads it.
             let old = || {
-                self.open_file(&name)
-                    .ok()
-                    .flatten()
-                    .and_then(|f| f.metadata().ok()?.modified().ok())
-                    .is_some_and(|t| t < cutoff)
+                std::fs::symlink_metadata(self.path.join(&name))
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < cutoff)
             };
             if (mine(&name) || old()) && sys::remove(self, &name).is_ok() {
                 removed += 1;

@@ -85,6 +85,13 @@ pub trait Transport {
     /// order.
     fn remove(&self, names: &[ObjectName]) -> Result<Vec<PerObject<()>>, TransportError>;
 
+    /// Removes the temp files a killed run of this machine left (and other
+    /// machines' once stale), wherever they are; a store does as much for
+    /// the folders it writes to.
+    fn remove_own_temps(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
     /// Checks that the transport is there and can be written, leaving nothing.
     fn check_writable(&self) -> Result<(), TransportError>;
 }

@@ -50,6 +50,8 @@ pub struct SshTransport {
     /// killed run left at once.
     owner: Option<MachineName>,
     idle_timeout: Duration,
+    /// Whether a store ran, which sweeps leftover temp dirs on its way.
+    swept: std::cell::Cell<bool>,
 }
 
 impl SshTransport {
@@ -66,6 +68,7 @@ impl SshTransport {
             connect_timeout: 10,
             owner: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            swept: std::cell::Cell::new(false),
         }
     }
 
@@ -387,6 +390,7 @@ impl Transport for SshTransport {
         }
         let mut args = vec![self.root_arg(), self.owner_arg()];
         args.extend(objects.iter().map(|(n, _)| n.to_string()));
+        self.swept.set(true);
         let sending = objects.to_vec();
         let input: call::Input = Box::new(move |stdin| protocol::pack(stdin, &sending));
         let mut call = self.start(scripts::STORE, &args, Some(input))?;
@@ -450,6 +454,14 @@ impl Transport for SshTransport {
             &err,
             "was not removed",
         ))
+    }
+
+    fn remove_own_temps(&self) -> Result<(), TransportError> {
+        if self.swept.replace(true) || self.owner.is_none() {
+            return Ok(());
+        }
+        self.run(scripts::SWEEP, &[self.root_arg(), self.owner_arg()])
+            .map(drop)
     }
 
     fn check_writable(&self) -> Result<(), TransportError> {

@@ -25,3 +25,4 @@ for f in "$@"; do
     printf './%s\n' "$f"
   )
 done
+exit 0

@@ -8,6 +8,7 @@ pub(super) const LIST: &str = include_str!("list.sh");
 pub(super) const FETCH: &str = include_str!("fetch.sh");
 pub(super) const STORE: &str = include_str!("store.sh");
 pub(super) const REMOVE: &str = include_str!("remove.sh");
+pub(super) const SWEEP: &str = include_str!("sweep.sh");
 pub(super) const PROBE: &str = include_str!("probe.sh");
 pub(super) const CREATE: &str = include_str!("create.sh");
 
@@ -186,6 +187,49 @@ mod tests {
     }
 
     #[test]
+    fn remove_takes_files_and_never_anything_through_a_link() {
+        for shell in shells() {
+            let (_tmp, sync, outside) = world();
+            std::fs::write(outside.join("y.ccsync"), b"not ours").unwrap();
+            let before = contents(&outside);
+            std::fs::create_dir_all(sync.join("git=a")).unwrap();
+            std::fs::write(sync.join("git=a/x.ccsync"), b"ours").unwrap();
+            symlink(&outside, sync.join("git=link")).unwrap();
+            symlink(outside.join("y.ccsync"), sync.join("git=a/l.ccsync")).unwrap();
+            let sync_arg = sync.to_str().unwrap();
+            let ran = run(
+                &shell,
+                REMOVE,
+                &[
+                    sync_arg,
+                    "git=a/x.ccsync",
+                    "git=a/gone.ccsync",
+                    "git=a/l.ccsync",
+                    "git=link/y.ccsync",
+                ],
+                b"",
+            );
+            let what = shell.name;
+            assert_eq!(ran.code, Some(0), "{what}: {:?}", ran.other);
+            assert_eq!(
+                String::from_utf8(ran.stdout).unwrap(),
+                "./git=a/x.ccsync\n./git=a/gone.ccsync\n",
+                "{what}"
+            );
+            assert_eq!(
+                ran.skips,
+                [
+                    skip("git=a/l.ccsync", "link", "git=a/l.ccsync"),
+                    skip("git=link/y.ccsync", "link", "git=link"),
+                ],
+                "{what}"
+            );
+            assert!(!sync.join("git=a/x.ccsync").exists());
+            assert_eq!(contents(&outside), before, "{what}");
+        }
+    }
+
+    #[test]
     fn store_moves_into_place_and_never_through_a_link() {
         for shell in shells() {
             let (tmp, sync, outside) = world();
@@ -202,12 +246,14 @@ mod tests {
             std::fs::create_dir_all(sync.join(".ccsync-old-11111111")).unwrap();
             set_old(&sync.join(".ccsync-old-11111111"));
 
+            // A refused object last: the script still ends well (a loop
+            // would otherwise return its last object's failure).
             let names = [
                 "git=link/a.ccsync",
-                "git=file/b.ccsync",
                 "git=plain/c.ccsync",
                 "git=notdir/d.ccsync",
                 "machines/m.json",
+                "git=file/b.ccsync",
             ];
             let staged = tmp.path().join("staged");
             std::fs::write(&staged, b"bundle").unwrap();
@@ -239,8 +285,8 @@ mod tests {
                 ran.skips,
                 [
                     skip("git=link/a.ccsync", "link", "git=link"),
-                    skip("git=file/b.ccsync", "link", "git=file/b.ccsync"),
                     skip("git=notdir/d.ccsync", "not-folder", "git=notdir"),
+                    skip("git=file/b.ccsync", "link", "git=file/b.ccsync"),
                 ],
                 "{what}"
             );

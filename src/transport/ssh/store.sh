@@ -62,3 +62,4 @@ while [ "$n" -gt 0 ]; do
     if st=$(stamp "$b" 2>&1); then printf '%s ./%s\n' "$st" "$f"; else skip "$f" error "$st"; fi
   )
 done
+exit 0
