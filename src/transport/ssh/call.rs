@@ -29,10 +29,18 @@ const GRACE: Duration = Duration::from_secs(5);
 /// Stderr kept; enough for a skip line for every object of a large batch.
 const STDERR_CAP: usize = 16 << 20;
 
-/// When a byte last moved.
+/// Below this average rate (after the first idle limit), a host that
+/// trickles bytes to keep the idle watch quiet is given up on too: every
+/// call ends in bounded time.
+pub(super) const MIN_RATE: u64 = 4 << 10;
+
+/// When a byte last moved, how many moved, and how long the caller spent
+/// waiting for the host (time it spends on what it got is not the host's).
 struct Clock {
     start: Instant,
     last_ms: AtomicU64,
+    moved: AtomicU64,
+    waited_ms: AtomicU64,
 }
 
 impl Clock {
@@ -46,6 +54,25 @@ impl Clock {
 
     fn touch_at(&self, ms: u64) {
         self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn moved(&self, n: usize) {
+        self.moved.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn waited(&self, d: Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.waited_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    /// Whether fewer bytes moved than [`MIN_RATE`] asks for over the time
+    /// spent waiting for the host, once that passed the idle limit.
+    fn too_slow(&self, limit: Duration) -> bool {
+        let waited = Duration::from_millis(self.waited_ms.load(Ordering::Relaxed));
+        let Some(over) = waited.checked_sub(limit) else {
+            return false;
+        };
+        (self.moved.load(Ordering::Relaxed) as f64) < over.as_secs_f64() * MIN_RATE as f64
     }
 
     /// How long nothing has moved, counted from `since` at the earliest.
@@ -76,6 +103,8 @@ pub(super) struct Ended {
     pub stderr: Vec<u8>,
     /// Ended by the watch: nothing moved for the idle limit.
     pub stalled: bool,
+    /// Ended by the watch: bytes moved, but far too slowly.
+    pub slow: bool,
     /// How long nothing had moved when it ended.
     pub quiet: Duration,
     /// What writing stdin came to, for a call with input.
@@ -90,6 +119,7 @@ pub(super) struct Output {
     clock: Arc<Clock>,
     limit: Duration,
     stalled: bool,
+    slow: bool,
     eof: bool,
 }
 
@@ -128,6 +158,8 @@ impl Call {
         let clock = Arc::new(Clock {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
+            moved: AtomicU64::new(0),
+            waited_ms: AtomicU64::new(0),
         });
         let (out_tx, chunks) = mpsc::sync_channel(AHEAD);
         let (err_tx, err_done) = mpsc::channel();
@@ -145,6 +177,7 @@ impl Call {
                 clock: clock.clone(),
                 limit,
                 stalled: false,
+                slow: false,
                 eof: false,
             },
             err: err.clone(),
@@ -157,9 +190,8 @@ impl Call {
         // On failure to start a thread, `call` is dropped: the process is killed.
         let c = clock.clone();
         spawn("ssh stdout", move || pump(stdout, &out_tx, &c))?;
-        let c = clock.clone();
         spawn("ssh stderr", move || {
-            collect(stderr, &err, &c);
+            collect(stderr, &err);
             drop(err_tx);
         })?;
         if let (Some(fill), Some(stdin)) = (input, stdin) {
@@ -216,11 +248,15 @@ impl Call {
             let out_of_patience = patience.is_some_and(|p| since.elapsed() >= p);
             if self.clock.quiet(since) >= self.out.limit {
                 self.out.stalled = true;
+            } else if self.clock.too_slow(self.out.limit) {
+                self.out.stalled = true;
+                self.out.slow = true;
             }
             if self.out.stalled || out_of_patience {
                 let _ = self.child.kill();
                 return self.child.wait().ok();
             }
+            let waiting = Instant::now();
             if self.out.eof {
                 std::thread::sleep(tick);
             } else {
@@ -231,6 +267,7 @@ impl Call {
                     Err(RecvTimeoutError::Timeout) => {}
                 }
             }
+            self.clock.waited(waiting.elapsed());
             tick = (tick * 2).min(Duration::from_millis(20));
         }
     }
@@ -259,6 +296,7 @@ impl Call {
             status,
             stderr,
             stalled: self.out.stalled,
+            slow: self.out.slow,
             quiet,
             input,
         }
@@ -330,12 +368,26 @@ impl Output {
     fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
         let since = Instant::now();
         loop {
+            // What already arrived is taken without a look at the clock.
+            match self.chunks.try_recv() {
+                Ok(Ok(chunk)) => {
+                    self.clock.touch();
+                    return Ok(Some(chunk));
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(mpsc::TryRecvError::Disconnected) => return Ok(None),
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
             let quiet = self.clock.quiet(since);
-            if quiet >= self.limit {
+            if quiet >= self.limit || self.clock.too_slow(self.limit) {
+                self.slow = quiet < self.limit;
                 self.stalled = true;
                 return Err(stalled_error(self.limit));
             }
-            match self.chunks.recv_timeout(self.limit - quiet) {
+            let waiting = Instant::now();
+            let got = self.chunks.recv_timeout(self.limit - quiet);
+            self.clock.waited(waiting.elapsed());
+            match got {
                 Ok(Ok(chunk)) => {
                     self.clock.touch();
                     return Ok(Some(chunk));
@@ -362,6 +414,7 @@ fn pump(mut from: impl Read, to: &SyncSender<io::Result<Vec<u8>>>, clock: &Clock
             Ok(0) => return,
             Ok(n) => {
                 clock.touch();
+                clock.moved(n);
                 buf.truncate(n);
                 if to.send(Ok(buf)).is_err() {
                     return;
@@ -376,13 +429,14 @@ fn pump(mut from: impl Read, to: &SyncSender<io::Result<Vec<u8>>>, clock: &Clock
     }
 }
 
-fn collect(mut from: impl Read, into: &Mutex<Vec<u8>>, clock: &Clock) {
+fn collect(mut from: impl Read, into: &Mutex<Vec<u8>>) {
     let mut buf = [0; 8192];
     loop {
         match from.read(&mut buf) {
             Ok(0) => return,
+            // Words on stderr are not progress: a host that only talks
+            // would otherwise keep a call alive for ever.
             Ok(n) => {
-                clock.touch();
                 if let Ok(mut kept) = into.lock() {
                     let room = STDERR_CAP.saturating_sub(kept.len());
                     kept.extend_from_slice(&buf[..n.min(room)]);
@@ -407,6 +461,7 @@ impl<W: Write> Write for Clocked<W> {
         // A write into a pipe returns short only when its readers went
         // away while it waited: the bytes went in when it began, and
         // nothing has moved since.
+        self.clock.moved(n);
         if n == buf.len() {
             self.clock.touch();
         } else {
@@ -487,6 +542,32 @@ mod tests {
         assert!(
             took < limit + grace * 2 + Duration::from_secs(1),
             "{took:?}"
+        );
+    }
+
+    /// A host that trickles bytes to keep the idle watch quiet is given up
+    /// on too: every call ends in bounded time.
+    #[test]
+    fn a_trickle_ends_the_call() {
+        let limit = Duration::from_millis(400);
+        let started = Instant::now();
+        let mut call = Call::start(
+            sh("while :; do printf x; sleep 0.1; done"),
+            None,
+            limit,
+            None,
+        )
+        .unwrap()
+        .with_grace(Duration::from_millis(300));
+        let mut out = Vec::new();
+        let err = call.stdout().read_to_end(&mut out).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let ended = call.finish();
+        assert!(ended.stalled && ended.slow);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
         );
     }
 

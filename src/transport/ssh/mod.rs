@@ -39,6 +39,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// which then says nothing to the client but exit code 255).
 const KEEP_ALIVE: [&str; 4] = ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"];
 
+/// The most a script without input may print.
+const RUN_OUTPUT_CAP: u64 = 256 << 20;
+
 pub struct SshTransport {
     target: SshTarget,
     /// The ssh program and its leading arguments (`CCSYNC_SSH_COMMAND`).
@@ -178,6 +181,13 @@ impl SshTransport {
     /// The error for a call that did not succeed: it names the host, quotes
     /// what ssh or the remote said last, and never leaves the reason empty.
     fn failure(&self, ended: &Ended) -> TransportError {
+        if ended.slow {
+            return self.error(format!(
+                "{} sent and took less than {} KiB a second: the host or the network is failing; check them, then try again",
+                self.target.host,
+                call::MIN_RATE >> 10
+            ));
+        }
         if ended.stalled {
             return self.stalled();
         }
@@ -228,8 +238,17 @@ impl SshTransport {
     fn run(&self, script: &str, args: &[String]) -> Result<(Vec<u8>, Vec<u8>), TransportError> {
         let mut call = self.start(script, args, None)?;
         let mut out = Vec::new();
-        // A stall shows in how it ended.
-        let _ = call.stdout().read_to_end(&mut out);
+        // A stall shows in how it ended. A listing of 100,000 objects is a
+        // few MB: a host that sends more than this is not a sync dir.
+        let _ = call.stdout().take(RUN_OUTPUT_CAP + 1).read_to_end(&mut out);
+        if out.len() as u64 > RUN_OUTPUT_CAP {
+            drop(call.abort());
+            return Err(self.error(format!(
+                "{} sent more than {} MiB in answer to a listing; it is not a ccsync sync dir as expected",
+                self.target.host,
+                RUN_OUTPUT_CAP >> 20
+            )));
+        }
         let ended = call.finish();
         if ended.stalled || !ended.status.is_some_and(|s| s.success()) {
             return Err(self.failure(&ended));
@@ -482,6 +501,7 @@ mod tests {
             status: Some(ExitStatus::from_raw(status.map_or(9, |c| c << 8))),
             stderr: stderr.as_bytes().to_vec(),
             stalled: false,
+            slow: false,
             quiet: Duration::from_secs(quiet),
             input: None,
         }
