@@ -145,6 +145,42 @@ pub fn decide_part(
     }
 }
 
+/// What is known of this machine's own object of a session, and of the
+/// other machine's copy the local transcript now equals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnAndCover<'a> {
+    /// Transcript bytes in this machine's object (recorded at push).
+    pub own_len: u64,
+    /// Whether the local transcript starts with exactly those bytes (by
+    /// their recorded hash): then they are a prefix of the cover too.
+    pub own_is_prefix: bool,
+    /// Side files this machine's object carried, by path.
+    pub own_parts: Vec<&'a str>,
+    pub cover_len: u64,
+    pub cover_parts: Vec<&'a str>,
+    /// This machine's name and the cover's owner's.
+    pub me: &'a str,
+    pub cover_machine: &'a str,
+}
+
+/// Whether this machine's own object may go from the transport: the cover
+/// holds all it held (transcript and every side file), and of two equal
+/// copies only one side ever removes its own (the machine whose name sorts
+/// after the other's), so two machines each seeing the other's equal copy
+/// never both remove theirs.
+pub fn own_copy_superseded(f: &OwnAndCover) -> bool {
+    let extended = f.own_len < f.cover_len || (f.own_len == f.cover_len && f.me > f.cover_machine);
+    extended && f.own_is_prefix && f.own_parts.iter().all(|p| f.cover_parts.contains(p))
+}
+
+/// Whether push may skip a session because another machine's copy holds it:
+/// the last pull left the transcript equal to that copy (`covered`), the
+/// pull's objects are all still there as they were, and nothing it wrote
+/// here changed since.
+pub fn held_elsewhere(covered: bool, objects_unchanged: bool, files_unchanged: bool) -> bool {
+    covered && objects_unchanged && files_unchanged
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +294,38 @@ mod properties {
     }
 
     proptest! {
+        /// Whatever two machines know of each other's copies, they never
+        /// both remove their own, and one removes its own only when the
+        /// other's holds all of it.
+        #[test]
+        fn two_machines_never_both_remove_their_copies(
+            a_len in 0u64..5, b_len in 0u64..5,
+            a_parts in proptest::collection::vec(0u8..3, 0..3),
+            b_parts in proptest::collection::vec(0u8..3, 0..3),
+            same_history in any::<bool>(),
+        ) {
+            let name = |p: &u8| ["subagents/x.jsonl", "tasks/1.json", "todos/agent-a.json"][*p as usize];
+            let (ap, bp): (Vec<&str>, Vec<&str>) =
+                (a_parts.iter().map(name).collect(), b_parts.iter().map(name).collect());
+            let a = OwnAndCover {
+                own_len: a_len, own_is_prefix: same_history && a_len <= b_len,
+                own_parts: ap.clone(), cover_len: b_len, cover_parts: bp.clone(),
+                me: "a", cover_machine: "b",
+            };
+            let b = OwnAndCover {
+                own_len: b_len, own_is_prefix: same_history && b_len <= a_len,
+                own_parts: bp.clone(), cover_len: a_len, cover_parts: ap.clone(),
+                me: "b", cover_machine: "a",
+            };
+            prop_assert!(!(own_copy_superseded(&a) && own_copy_superseded(&b)));
+            for (f, own, cover) in [(&a, &ap, &bp), (&b, &bp, &ap)] {
+                if own_copy_superseded(f) {
+                    prop_assert!(f.own_len <= f.cover_len && f.own_is_prefix);
+                    prop_assert!(own.iter().all(|p| cover.contains(p)));
+                }
+            }
+        }
+
         /// Whatever the plan decides, every line of the local transcript and
         /// of every copy survives: in the result, or in a fork (Diverged).
         #[test]

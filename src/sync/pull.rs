@@ -808,18 +808,21 @@ fn superseded_own(
         .map(|(c, (m, _))| (c, m))?;
     let name = ObjectName::for_session(&o.key, &o.id, me);
     let pushed = index.pushed.get(&name.to_string())?;
-    // Two equal copies must not both go (each machine seeing the other's):
-    // of equals, only the machine whose name sorts after the other's
-    // removes its own.
-    let extended =
-        pushed.len < cover.body.len || (pushed.len == cover.body.len && me > cover_machine);
-    let held = own.get(&name) == Some(&pushed.remote)
-        && extended
-        && pushed
-            .parts
-            .iter()
-            .all(|(path, _)| cover.parts.iter().any(|p| p.path.to_string() == *path))
-        && transcript::sha256_of_prefix(&o.transcript, pushed.len).ok()? == pushed.sha256;
+    if own.get(&name) != Some(&pushed.remote) || pushed.len > cover.body.len {
+        return None;
+    }
+    let cover_parts: Vec<String> = cover.parts.iter().map(|p| p.path.to_string()).collect();
+    let facts = plan::OwnAndCover {
+        own_len: pushed.len,
+        own_is_prefix: transcript::sha256_of_prefix(&o.transcript, pushed.len).ok()?
+            == pushed.sha256,
+        own_parts: pushed.parts.iter().map(|(p, _)| p.as_str()).collect(),
+        cover_len: cover.body.len,
+        cover_parts: cover_parts.iter().map(String::as_str).collect(),
+        me: me.as_str(),
+        cover_machine: cover_machine.as_str(),
+    };
+    let held = plan::own_copy_superseded(&facts);
     held.then_some(name)
 }
 

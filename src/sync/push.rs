@@ -254,7 +254,11 @@ pub fn push(
     let listed: HashMap<String, Stamp> = listing.iter().map(|(n, s)| (n.to_string(), *s)).collect();
     let held_elsewhere = |session: &LocalSession| {
         covered.get(session.file.path.as_path()).is_some_and(|p| {
-            p.objects.iter().all(|(n, s)| listed.get(n) == Some(s)) && p.files_unchanged()
+            super::plan::held_elsewhere(
+                true,
+                p.objects.iter().all(|(n, s)| listed.get(n) == Some(s)),
+                p.files_unchanged(),
+            )
         })
     };
     let before: Vec<Before> = sessions
