@@ -33,6 +33,21 @@ pub enum Kind {
     Other,
 }
 
+impl Kind {
+    /// As `lstat` tells it.
+    pub fn of(t: std::fs::FileType) -> Self {
+        if t.is_symlink() {
+            Kind::Link
+        } else if t.is_dir() {
+            Kind::Dir
+        } else if t.is_file() {
+            Kind::File
+        } else {
+            Kind::Other
+        }
+    }
+}
+
 /// Why a folder or file inside the sync dir was not used.
 pub fn link_refused(path: &Path) -> io::Error {
     io::Error::other(format!(
@@ -174,17 +189,9 @@ mod sys {
     }
 
     pub fn kind_at(dir: &Folder, name: &str) -> io::Result<Kind> {
-        let meta = std::fs::symlink_metadata(dir.path.join(name))?;
-        let t = meta.file_type();
-        Ok(if t.is_symlink() {
-            Kind::Link
-        } else if t.is_dir() {
-            Kind::Dir
-        } else if t.is_file() {
-            Kind::File
-        } else {
-            Kind::Other
-        })
+        Ok(Kind::of(
+            std::fs::symlink_metadata(dir.path.join(name))?.file_type(),
+        ))
     }
 
     fn check(dir: &Folder, name: &str) -> io::Result<Option<Kind>> {
@@ -312,19 +319,9 @@ impl Folder {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            let t = meta.file_type();
-            let kind = if t.is_symlink() {
-                Kind::Link
-            } else if t.is_dir() {
-                Kind::Dir
-            } else if t.is_file() {
-                Kind::File
-            } else {
-                Kind::Other
-            };
             out.push(Entry {
                 name,
-                kind,
+                kind: Kind::of(meta.file_type()),
                 len: meta.len(),
                 modified: meta.modified().ok(),
             });

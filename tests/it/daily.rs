@@ -98,14 +98,11 @@ fn advice_to_push_only_while_pushing_would_send_something() {
 /// names the keys the sync dir holds and how to map one with `[aliases]`.
 #[test]
 fn project_keys_fold_case_on_forges_and_aliases_map_the_rest() {
-    let w = World::new();
-    let (a, b, c) = (w.machine("a"), w.machine("b"), w.machine("c"));
-    for m in [&a, &b, &c] {
-        m.init(&w);
-    }
-    let a_repo = w.checkout("a/w", Some("git@github.com:Acme/Widget.git"));
-    let b_repo = w.checkout("b/w", Some("https://github.com/acme/widget"));
-    let c_repo = w.checkout("c/w", Some("git@git.example.org:acme/widget.git"));
+    let (w, [a, b, c], [a_repo, b_repo, c_repo]) = three_machines([
+        "git@github.com:Acme/Widget.git",
+        "https://github.com/acme/widget",
+        "git@git.example.org:acme/widget.git",
+    ]);
     a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 2, "one"));
     a.run(&a_repo, &["push"]).success();
     let folded = w.sync_dir().join("git=github.com_acme_widget");
@@ -147,6 +144,17 @@ fn project_keys_fold_case_on_forges_and_aliases_map_the_rest() {
     c.run(&c_repo, &["pull"]).success();
     assert!(c.transcript(&c_repo, SID).is_file());
     assert!(c.transcript(&c_repo, SID2).is_file());
+}
+
+/// Machines a, b and c, set up, each with a checkout of `remotes[i]`.
+fn three_machines(remotes: [&str; 3]) -> (World, [Machine; 3], [std::path::PathBuf; 3]) {
+    let w = World::new();
+    let ms = [w.machine("a"), w.machine("b"), w.machine("c")];
+    for m in &ms {
+        m.init(&w);
+    }
+    let repos = [0, 1, 2].map(|i| w.checkout(&format!("{}/w", ms[i].name), Some(remotes[i])));
+    (w, ms, repos)
 }
 
 /// The conversations a machine holds, each as its lines with the
@@ -200,16 +208,11 @@ fn sync_bytes(w: &World) -> (usize, u64) {
 /// more round writes nothing and advises nothing.
 #[test]
 fn three_machines_that_diverge_converge_without_duplicates() {
-    let w = World::new();
-    let (a, b, c) = (w.machine("a"), w.machine("b"), w.machine("c"));
-    for m in [&a, &b, &c] {
-        m.init(&w);
-    }
-    let repos = [
-        w.checkout("a/w", Some("git@github.com:acme/widget.git")),
-        w.checkout("b/w", Some("https://github.com/Acme/Widget")),
-        w.checkout("c/w", Some("ssh://git@github.com/acme/widget")),
-    ];
+    let (w, [a, b, c], repos) = three_machines([
+        "git@github.com:acme/widget.git",
+        "https://github.com/Acme/Widget",
+        "ssh://git@github.com/acme/widget",
+    ]);
     let ms = [&a, &b, &c];
     a.write_session(&repos[0], SID, &transcript(SID, &repos[0], 40, "common"));
     a.run(&repos[0], &["push"]).success();
@@ -270,16 +273,7 @@ fn three_machines_that_diverge_converge_without_duplicates() {
 /// flags one silent for over 30 days.
 #[test]
 fn machines_are_renamed_forgotten_and_listed() {
-    let w = World::new();
-    let (a, b, c) = (w.machine("a"), w.machine("b"), w.machine("c"));
-    for m in [&a, &b, &c] {
-        m.init(&w);
-    }
-    let repos = [
-        w.checkout("a/w", Some("git@github.com:acme/widget.git")),
-        w.checkout("b/w", Some("git@github.com:acme/widget.git")),
-        w.checkout("c/w", Some("git@github.com:acme/widget.git")),
-    ];
+    let (w, [a, b, c], repos) = three_machines(["git@github.com:acme/widget.git"; 3]);
     a.write_session(&repos[0], SID, &transcript(SID, &repos[0], 2, "a"));
     a.write_session(&repos[0], SID2, &transcript(SID2, &repos[0], 2, "a2"));
     a.run(&repos[0], &["push"]).success();
