@@ -1,0 +1,178 @@
+//! What the index learns from a pull, and what it tells the next one.
+
+use std::collections::HashMap;
+
+use super::{Checkout, Fork, Outcome, PartsOutcome};
+use crate::claude::transcript;
+use crate::index::{Index, Pulled, Stamp};
+use crate::names::{MachineName, SessionId};
+use crate::sync::Received;
+use crate::sync::plan::{self, Action, Verdict};
+use crate::transport::ObjectName;
+
+/// This machine's own object for `o`'s session, when the copy the local
+/// transcript now equals holds everything that object held: its
+/// transcript (by the length and hash the index recorded at push) and
+/// every side file it carried.
+pub(super) fn superseded_own(
+    index: &Index,
+    own: &HashMap<ObjectName, Stamp>,
+    o: &Outcome,
+    copies: &[Received],
+    me: &MachineName,
+) -> Option<ObjectName> {
+    if o.held.is_some() {
+        return None;
+    }
+    let (cover, cover_machine) = copies
+        .iter()
+        .zip(&o.verdicts)
+        .find(|(_, (_, v))| matches!(v, Verdict::Chosen | Verdict::UpToDate))
+        .map(|(c, (m, _))| (c, m))?;
+    let name = ObjectName::for_session(&o.key, &o.id, me);
+    let pushed = index.pushed.get(&name.to_string())?;
+    if own.get(&name) != Some(&pushed.remote) || pushed.len > cover.body.len {
+        return None;
+    }
+    let cover_parts: Vec<String> = cover.parts.iter().map(|p| p.path.to_string()).collect();
+    let facts = plan::OwnAndCover {
+        own_len: pushed.len,
+        own_is_prefix: transcript::sha256_of_prefix(&o.transcript, pushed.len).ok()?
+            == pushed.sha256,
+        own_parts: pushed.parts.iter().map(|(p, _)| p.as_str()).collect(),
+        cover_len: cover.body.len,
+        cover_parts: cover_parts.iter().map(String::as_str).collect(),
+        me: me.as_str(),
+        cover_machine: cover_machine.as_str(),
+    };
+    let held = plan::own_copy_superseded(&facts);
+    held.then_some(name)
+}
+
+/// Whether this machine's object for `o`'s session in the transport is the
+/// one it last pushed, from the local transcript as it is now.
+pub(super) fn already_pushed(
+    index: &Index,
+    own: &HashMap<ObjectName, Stamp>,
+    o: &Outcome,
+    me: &MachineName,
+) -> bool {
+    let name = ObjectName::for_session(&o.key, &o.id, me);
+    index.pushed.get(&name.to_string()).is_some_and(|p| {
+        own.get(&name) == Some(&p.remote)
+            && p.source == o.transcript
+            && Stamp::of(&o.transcript) == Some(p.source_stamp)
+    })
+}
+
+/// What to remember of a settled session.
+pub(super) fn remember(o: &Outcome, objects: &[(ObjectName, Stamp)]) -> Pulled {
+    let mut files = vec![(o.transcript.clone(), Stamp::of(&o.transcript))];
+    files.extend(
+        o.forks
+            .iter()
+            .map(|f| (f.transcript.clone(), Stamp::of(&f.transcript))),
+    );
+    let parts = o
+        .parts
+        .files
+        .iter()
+        .chain(o.forks.iter().flat_map(|f| &f.parts.files));
+    files.extend(parts.map(|p| (p.clone(), Stamp::of(p))));
+    // Transcripts now equal to another machine's copy: pushing them would
+    // only put a second copy of one conversation in the transport.
+    let mut covered = Vec::new();
+    if o.verdicts
+        .iter()
+        .any(|(_, v)| matches!(v, Verdict::Chosen | Verdict::UpToDate))
+    {
+        covered.push(o.transcript.clone());
+    }
+    covered.extend(
+        o.forks
+            .iter()
+            .filter(|f| f.same_as_copy)
+            .map(|f| f.transcript.clone()),
+    );
+    Pulled {
+        objects: objects.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
+        files,
+        covered,
+        cwd: o.cwd.clone(),
+        transcript: o.transcript.clone(),
+        bytes: o.bytes,
+        lines: o.lines,
+        verdicts: o
+            .verdicts
+            .iter()
+            .map(|(m, v)| (m.to_string(), *v))
+            .collect(),
+        forks: o
+            .forks
+            .iter()
+            .map(|f| {
+                (
+                    f.machine.to_string(),
+                    f.id.to_string(),
+                    f.transcript.clone(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The outcome of the last pull of this session, if nothing it depended on
+/// has changed since; pulling again would then write nothing.
+pub(super) fn unchanged_since_last_pull(
+    index: &Index,
+    dir: &str,
+    id: &SessionId,
+    objects: &[(ObjectName, Stamp)],
+    checkout: &Checkout,
+) -> Option<Outcome> {
+    let last = index.pulled.get(&format!("{dir}/{id}"))?;
+    let same_objects = last.objects.len() == objects.len()
+        && last
+            .objects
+            .iter()
+            .zip(objects)
+            .all(|((name, stamp), (n, s))| *name == n.to_string() && stamp == s);
+    if !same_objects || !last.files_unchanged() || !last.cwd.starts_with(&checkout.root) {
+        return None;
+    }
+    let verdicts = last
+        .verdicts
+        .iter()
+        .map(|(m, v)| Some((MachineName::parse(m).ok()?, *v)))
+        .collect::<Option<Vec<_>>>()?;
+    let forks = last
+        .forks
+        .iter()
+        .map(|(m, fid, path)| {
+            Some(Fork {
+                machine: MachineName::parse(m).ok()?,
+                id: SessionId::parse(fid).ok()?,
+                transcript: path.clone(),
+                action: Action::Keep,
+                held: None,
+                parts: PartsOutcome::default(),
+                same_as_copy: false,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Outcome {
+        id: id.clone(),
+        key: checkout.key.clone(),
+        cwd: last.cwd.clone(),
+        transcript: last.transcript.clone(),
+        action: Action::Keep,
+        from: None,
+        verdicts,
+        held: None,
+        forks,
+        advise_push: false,
+        bytes: last.bytes,
+        lines: last.lines,
+        parts: PartsOutcome::default(),
+    })
+}

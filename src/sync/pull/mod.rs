@@ -1,0 +1,309 @@
+//! From bundles to local transcripts, in the exact folder the local Claude
+//! Code computes for the local checkout: `pull` lists and fetches what
+//! other machines put in the transport, `install` writes it (with `parts`
+//! for side files), and `bookkeeping` keeps the index.
+
+mod bookkeeping;
+mod install;
+mod parts;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use super::plan::{Action, PartAction, Verdict};
+use super::{Link, Received, SessionError};
+use crate::claude::live::InUse;
+use crate::index::Stamp;
+use crate::names::{MachineName, SessionId};
+use crate::project::{KeyMap, ProjectKey};
+use crate::transport::{ObjectName, TransportError, layout};
+use bookkeeping::{already_pushed, remember, superseded_own, unchanged_since_last_pull};
+
+pub use install::{Installer, LocalIndex, fork_id, local_index};
+
+/// A project's checkout on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    pub key: ProjectKey,
+    pub root: PathBuf,
+}
+
+/// What became of one session.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub id: SessionId,
+    pub key: ProjectKey,
+    /// The directory to run `claude --resume` from.
+    pub cwd: PathBuf,
+    pub transcript: PathBuf,
+    pub action: Action,
+    /// Which machine's copy was written, if any.
+    pub from: Option<MachineName>,
+    /// Every copy considered, with the plan's verdict.
+    pub verdicts: Vec<(MachineName, Verdict)>,
+    /// Set when the plan said to replace the transcript but Claude Code is
+    /// writing it, so it was left alone.
+    pub held: Option<InUse>,
+    /// Branches that diverged from this machine's, installed beside it.
+    pub forks: Vec<Fork>,
+    /// Whether to advise `ccsync push` for lines other machines lack: not
+    /// when this machine's own copy in the transport already holds them,
+    /// nor when the last pull said so about the transcript as it is now.
+    pub advise_push: bool,
+    /// Size and lines of the transcript after the pull.
+    pub bytes: u64,
+    pub lines: u64,
+    pub parts: PartsOutcome,
+}
+
+/// What became of a session's side files.
+#[derive(Debug, Clone, Default)]
+pub struct PartsOutcome {
+    /// How many were written: added, extended, or superseded by a newer state.
+    pub written: usize,
+    /// Kept as they are here although the incoming ones differ, and why.
+    pub kept: Vec<(PathBuf, PartAction)>,
+    /// Where every side file that arrived is on this machine.
+    pub files: Vec<PathBuf>,
+}
+
+/// Another machine's branch of a session that was continued on both,
+/// kept as a session of its own.
+#[derive(Debug, Clone)]
+pub struct Fork {
+    pub machine: MachineName,
+    pub id: SessionId,
+    pub transcript: PathBuf,
+    pub action: Action,
+    pub held: Option<InUse>,
+    pub parts: PartsOutcome,
+    /// Whether the fork now holds exactly the other machine's branch.
+    pub same_as_copy: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct PullReport {
+    pub outcomes: Vec<Outcome>,
+    pub failed: Vec<(SessionId, SessionError)>,
+    /// Files in the transport that were not read, and why.
+    pub bad_objects: Vec<(ObjectName, String)>,
+    /// Entries of the transport that were not looked into (links), and why.
+    pub refused: Vec<(String, String)>,
+    /// Projects in the transport with no checkout here (or not asked
+    /// for), with how many sessions each holds.
+    pub other_projects: Vec<(ProjectKey, usize)>,
+    /// This machine's own objects removed because another machine's copy
+    /// of the same session extends them.
+    pub superseded: Vec<ObjectName>,
+    /// Such objects that could not be removed, and why (they do no harm).
+    pub not_removed: Vec<(ObjectName, String)>,
+}
+
+impl PullReport {
+    /// Whether anything asked for was left undone.
+    pub fn incomplete(&self) -> bool {
+        !self.failed.is_empty()
+            || !self.bad_objects.is_empty()
+            || !self.refused.is_empty()
+            || self
+                .outcomes
+                .iter()
+                .any(|o| o.held.is_some() || o.forks.iter().any(|f| f.held.is_some()))
+    }
+}
+
+/// Pulls every session of `checkouts` that other machines put in the
+/// transport (only `only`, if given). Bad files are reported and skipped.
+/// A session whose objects and local files are as the last pull left them
+/// (by `index`) is neither fetched nor read.
+pub fn pull(
+    link: &mut Link,
+    installer: &Installer,
+    checkouts: &[Checkout],
+    keys: &KeyMap,
+    only: Option<&SessionId>,
+) -> Result<PullReport, TransportError> {
+    let Link {
+        transport,
+        staging,
+        machine: me,
+        ref mut index,
+        progress,
+    } = *link;
+    let roots: HashMap<String, &Checkout> = checkouts
+        .iter()
+        .map(|c| (layout::key_dir(&c.key), c))
+        .collect();
+    // Which checkout a folder in the transport is for: its own key's, or
+    // the one its key maps to here (case folded, aliased). Copies of one
+    // session in two such folders are one session.
+    let mut folder_of: HashMap<String, Option<String>> = HashMap::new();
+    let mut root_of = |dir: &str| -> Option<String> {
+        folder_of
+            .entry(dir.to_owned())
+            .or_insert_with(|| {
+                if roots.contains_key(dir) {
+                    return Some(dir.to_owned());
+                }
+                let local = keys.local(&layout::key_of_dir(dir)?);
+                Some(layout::key_dir(&local)).filter(|d| roots.contains_key(d))
+            })
+            .clone()
+    };
+    let mut elsewhere: BTreeMap<ProjectKey, std::collections::BTreeSet<SessionId>> =
+        BTreeMap::new();
+    let mut groups: BTreeMap<(String, SessionId), Vec<(ObjectName, Stamp)>> = BTreeMap::new();
+    let mut own: HashMap<ObjectName, Stamp> = HashMap::new();
+    let listing = transport.list()?;
+    let mut report = PullReport::default();
+    for (path, reason) in &listing.refused {
+        report.refused.push((path.clone(), reason.clone()));
+    }
+    for object in listing.objects {
+        let Some((id, machine)) = object.name.session() else {
+            continue;
+        };
+        if machine == *me {
+            own.insert(
+                object.name.clone(),
+                Stamp::new(object.size, object.modified),
+            );
+            continue;
+        }
+        let Some(root) = root_of(object.name.dir()) else {
+            if let Some(key) = layout::key_of_dir(object.name.dir()) {
+                elsewhere.entry(keys.local(&key)).or_default().insert(id);
+            }
+            continue;
+        };
+        if only.is_none_or(|o| *o == id) {
+            if object.size > crate::bundle::MAX_BUNDLE_BYTES {
+                report.bad_objects.push((
+                    object.name.clone(),
+                    crate::transport::dir::too_large("it", object.size),
+                ));
+                continue;
+            }
+            let stamp = Stamp::new(object.size, object.modified);
+            groups
+                .entry((root, id))
+                .or_default()
+                .push((object.name, stamp));
+        }
+    }
+
+    report.other_projects = elsewhere
+        .into_iter()
+        .map(|(key, ids)| (key, ids.len()))
+        .collect();
+
+    let mut wanted = Vec::new();
+    for ((dir, id), objects) in &groups {
+        match unchanged_since_last_pull(index, dir, id, objects, roots[dir]) {
+            Some(outcome) => report.outcomes.push(outcome),
+            None => wanted.extend(objects.iter().map(|(name, _)| (dir.clone(), name.clone()))),
+        }
+    }
+    let (wanted_roots, wanted): (Vec<String>, Vec<ObjectName>) = wanted.into_iter().unzip();
+    // Each bundle is decoded as it streams in: nothing holds a whole one.
+    let mut arrived: Vec<Option<Result<Received, String>>> =
+        (0..wanted.len()).map(|_| None).collect();
+    let delivered = transport.fetch(&wanted, &mut |i, input| {
+        let into = staging.join(format!("{i}.jsonl.tmp"));
+        arrived[i] = Some(super::receive(input, &into).map_err(|e| e.to_string()));
+    })?;
+
+    let mut sessions: BTreeMap<(String, SessionId), Vec<Received>> = BTreeMap::new();
+    let mut spoiled = std::collections::HashSet::new();
+    for (((name, root), delivered), arrived) in wanted
+        .into_iter()
+        .zip(wanted_roots)
+        .zip(delivered)
+        .zip(arrived)
+    {
+        let (id, machine) = name.session().expect("filtered above");
+        let checkout = roots[&root];
+        let received = delivered
+            .and_then(|()| arrived.unwrap_or_else(|| Err("it did not arrive".into())))
+            .and_then(|r| {
+                let m = &r.meta;
+                if m.session_id != id
+                    || m.machine != machine
+                    || keys.local(&m.project_key) != checkout.key
+                {
+                    Err("its contents do not match its name and folder in the sync dir".to_owned())
+                } else {
+                    Ok(r)
+                }
+            });
+        match received {
+            Ok(r) => sessions.entry((root, id)).or_default().push(r),
+            Err(reason) => {
+                spoiled.insert((root, id));
+                report.bad_objects.push((name, reason));
+            }
+        }
+    }
+
+    progress.start(sessions.len() as u64);
+    let mut stale = Vec::new();
+    for ((dir, id), mut copies) in sessions {
+        progress.step();
+        copies.sort_by(|a, b| {
+            b.body
+                .len
+                .cmp(&a.body.len)
+                .then_with(|| a.meta.machine.cmp(&b.meta.machine))
+        });
+        let key = format!("{dir}/{id}");
+        let checkout = roots[&dir];
+        match installer.install(&copies, &checkout.root) {
+            Ok(mut outcome) => {
+                // Known here by this machine's key, whatever the copies say.
+                outcome.key = checkout.key.clone();
+                if let Some(name) = superseded_own(index, &own, &outcome, &copies, me) {
+                    stale.push(name);
+                }
+                let settled =
+                    outcome.held.is_none() && outcome.forks.iter().all(|f| f.held.is_none());
+                if settled && !spoiled.contains(&(dir.clone(), id.clone())) {
+                    index.set_pulled(key, remember(&outcome, &groups[&(dir, id)]));
+                } else {
+                    index.forget_pulled(&key);
+                }
+                report.outcomes.push(outcome);
+            }
+            Err(e) => {
+                index.forget_pulled(&key);
+                report.failed.push((id, e));
+            }
+        }
+    }
+    // Once another machine's copy of a session holds all this machine's
+    // copy held, this machine's is only a second copy of one conversation.
+    match transport.remove(&stale) {
+        Ok(results) => {
+            for (name, result) in stale.into_iter().zip(results) {
+                match result {
+                    Ok(()) => {
+                        index.forget_pushed(&name.to_string());
+                        own.remove(&name);
+                        report.superseded.push(name);
+                    }
+                    Err(reason) => report.not_removed.push((name, reason)),
+                }
+            }
+        }
+        Err(e) => report
+            .not_removed
+            .extend(stale.into_iter().map(|n| (n, e.to_string()))),
+    }
+    for o in &mut report.outcomes {
+        o.advise_push = o.verdicts.iter().any(|(_, v)| *v == Verdict::LocalAhead)
+            && !already_pushed(index, &own, o, me)
+            && index.advise_once(&o.transcript);
+    }
+    Ok(report)
+}
