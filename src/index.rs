@@ -9,8 +9,6 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sync::plan::Verdict;
-
 /// Size and modification time (ns since the epoch) of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stamp {
@@ -60,6 +58,18 @@ pub struct Pushed {
     pub remote: Stamp,
 }
 
+/// What a pull concluded about a copy, as the index keeps it (the same
+/// names as the plan's verdicts, so older index files still read; the
+/// index depends on nothing above it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Seen {
+    Chosen,
+    UpToDate,
+    Contained,
+    LocalAhead,
+    Diverged,
+}
+
 /// What a pull last left for a session: the objects it read, the local
 /// files it left, and what it concluded. While the objects and files are
 /// unchanged, pulling again would conclude the same and write nothing.
@@ -71,7 +81,7 @@ pub struct Pulled {
     pub transcript: PathBuf,
     pub bytes: u64,
     pub lines: u64,
-    pub verdicts: Vec<(String, Verdict)>,
+    pub verdicts: Vec<(String, Seen)>,
     /// Forks kept beside it: machine, session id, transcript.
     pub forks: Vec<(String, String, PathBuf)>,
     /// Transcripts this pull left equal to another machine's copy.

@@ -16,7 +16,7 @@ pub enum Action {
 }
 
 /// What the plan concluded about each incoming copy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// This copy is the one written.
     Chosen,
@@ -28,6 +28,32 @@ pub enum Verdict {
     LocalAhead,
     /// Neither contains the other: both sides added different lines.
     Diverged,
+}
+
+impl From<Verdict> for crate::index::Seen {
+    fn from(v: Verdict) -> Self {
+        use crate::index::Seen;
+        match v {
+            Verdict::Chosen => Seen::Chosen,
+            Verdict::UpToDate => Seen::UpToDate,
+            Verdict::Contained => Seen::Contained,
+            Verdict::LocalAhead => Seen::LocalAhead,
+            Verdict::Diverged => Seen::Diverged,
+        }
+    }
+}
+
+impl From<crate::index::Seen> for Verdict {
+    fn from(v: crate::index::Seen) -> Self {
+        use crate::index::Seen;
+        match v {
+            Seen::Chosen => Verdict::Chosen,
+            Seen::UpToDate => Verdict::UpToDate,
+            Seen::Contained => Verdict::Contained,
+            Seen::LocalAhead => Verdict::LocalAhead,
+            Seen::Diverged => Verdict::Diverged,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +168,47 @@ pub fn decide_part(
         _ if supersedes => PartAction::Write,
         (true, std::cmp::Ordering::Greater) => PartAction::LocalAhead,
         (false, _) => PartAction::Differs,
+    }
+}
+
+/// How the transcript here relates to this machine's earlier copy in the
+/// transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Earlier {
+    /// The same bytes, the same place and side files.
+    Same,
+    /// It starts with the earlier copy's bytes, and has more (or moved).
+    Extended,
+    /// It no longer starts with them: truncated or rewritten here.
+    Rewound,
+}
+
+pub fn earlier(starts_with_it: bool, same: bool) -> Earlier {
+    match (starts_with_it, same) {
+        (true, true) => Earlier::Same,
+        (true, false) => Earlier::Extended,
+        (false, _) => Earlier::Rewound,
+    }
+}
+
+/// What push does with a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushAction {
+    Send,
+    /// Already there as it is here.
+    Unchanged,
+    /// Sending would take lines away from every other machine.
+    Refuse,
+}
+
+/// Push never rewinds: this machine's earlier copy is only replaced by one
+/// that extends it, unless forced.
+pub fn push_action(earlier: Option<Earlier>, force: bool) -> PushAction {
+    match earlier {
+        None | Some(Earlier::Extended) => PushAction::Send,
+        Some(Earlier::Same) => PushAction::Unchanged,
+        Some(Earlier::Rewound) if force => PushAction::Send,
+        Some(Earlier::Rewound) => PushAction::Refuse,
     }
 }
 

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use super::plan::{self, Earlier, PushAction};
 use super::scan::{SecretScan, Secrets};
 use super::{Link, Received, SessionError, receive};
 use crate::bundle::{self, Body, Meta, OutPart, PartData};
@@ -345,9 +346,17 @@ pub fn push(
                 _ => Ok(None),
             },
         };
-        match earlier {
-            Ok(None) | Ok(Some((Earlier::Extended, ..))) => {}
-            Ok(Some((Earlier::Same, len, sha256, remote))) => {
+        let earlier = match earlier {
+            Ok(e) => e,
+            Err(e) => {
+                report.failed.push((id, e));
+                continue;
+            }
+        };
+        match plan::push_action(earlier.as_ref().map(|e| e.0), force) {
+            PushAction::Send => {}
+            PushAction::Unchanged => {
+                let (_, len, sha256, remote) = earlier.expect("an earlier copy");
                 index.set_pushed(
                     object.to_string(),
                     record(&out, source_stamp, len, sha256, remote),
@@ -355,7 +364,8 @@ pub fn push(
                 report.unchanged.push(id);
                 continue;
             }
-            Ok(Some((Earlier::Rewound, len, ..))) if !force => {
+            PushAction::Refuse => {
+                let (_, len, ..) = earlier.expect("an earlier copy");
                 report.failed.push((
                     id.clone(),
                     SessionError::WouldRewind {
@@ -364,11 +374,6 @@ pub fn push(
                         local_bytes: out.len,
                     },
                 ));
-                continue;
-            }
-            Ok(Some((Earlier::Rewound, ..))) => {}
-            Err(e) => {
-                report.failed.push((id, e));
                 continue;
             }
         }
@@ -463,12 +468,6 @@ fn record(
     }
 }
 
-enum Earlier {
-    Same,
-    Extended,
-    Rewound,
-}
-
 /// How what is here relates to what this machine pushed before.
 fn compare(out: &Outgoing, before: &Received) -> Result<Earlier, SessionError> {
     let same_place = before.meta.original_cwd == out.meta.original_cwd
@@ -481,7 +480,10 @@ fn compare(out: &Outgoing, before: &Received) -> Result<Earlier, SessionError> {
                 source,
             },
         )?;
-    Ok(relation(prefix, out.len == before.body.len && same_place))
+    Ok(plan::earlier(
+        prefix,
+        out.len == before.body.len && same_place,
+    ))
 }
 
 /// Whether the earlier copy carries exactly the side files that would go now.
@@ -524,15 +526,7 @@ fn compare_indexed(out: &Outgoing, pushed: &index::Pushed) -> Result<Earlier, Se
                 source,
             }
         })? == pushed.sha256;
-    Ok(relation(prefix, out.len == pushed.len && same_place))
-}
-
-fn relation(prefix: bool, same: bool) -> Earlier {
-    match (prefix, same) {
-        (true, true) => Earlier::Same,
-        (true, false) => Earlier::Extended,
-        (false, _) => Earlier::Rewound,
-    }
+    Ok(plan::earlier(prefix, out.len == pushed.len && same_place))
 }
 
 /// This machine's copies already in the transport, unpacked; `None` for one

@@ -105,7 +105,7 @@ pub(super) fn remember(o: &Outcome, objects: &[(ObjectName, Stamp)]) -> Pulled {
         verdicts: o
             .verdicts
             .iter()
-            .map(|(m, v)| (m.to_string(), *v))
+            .map(|(m, v)| (m.to_string(), (*v).into()))
             .collect(),
         forks: o
             .forks
@@ -143,7 +143,7 @@ pub(super) fn unchanged_since_last_pull(
     let verdicts = last
         .verdicts
         .iter()
-        .map(|(m, v)| Some((MachineName::parse(m).ok()?, *v)))
+        .map(|(m, v)| Some((MachineName::parse(m).ok()?, (*v).into())))
         .collect::<Option<Vec<_>>>()?;
     let forks = last
         .forks
