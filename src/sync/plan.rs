@@ -241,11 +241,11 @@ pub fn own_copy_superseded(f: &OwnAndCover) -> bool {
 }
 
 /// Whether push may skip a session because another machine's copy holds it:
-/// the last pull left the transcript equal to that copy (`covered`), the
-/// pull's objects are all still there as they were, and nothing it wrote
-/// here changed since.
-pub fn held_elsewhere(covered: bool, objects_unchanged: bool, files_unchanged: bool) -> bool {
-    covered && objects_unchanged && files_unchanged
+/// a pull left the transcript equal to that copy (`covered`), the pull's
+/// objects are all still there as they were, and the transcript has not
+/// changed here since.
+pub fn held_elsewhere(covered: bool, objects_unchanged: bool, unchanged_here: bool) -> bool {
+    covered && objects_unchanged && unchanged_here
 }
 
 #[cfg(test)]

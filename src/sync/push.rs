@@ -253,12 +253,17 @@ pub fn push(
         .collect();
     let covered = index.covered();
     let listed: HashMap<String, Stamp> = listing.iter().map(|(n, s)| (n.to_string(), *s)).collect();
+    // Only this transcript need be as that pull left it: the record's other
+    // files may have changed since (another group's pull wrote them).
     let held_elsewhere = |session: &LocalSession| {
-        covered.get(session.file.path.as_path()).is_some_and(|p| {
+        let path = session.file.path.as_path();
+        covered.get(path).is_some_and(|p| {
             super::plan::held_elsewhere(
                 true,
                 p.objects.iter().all(|(n, s)| listed.get(n) == Some(s)),
-                p.files_unchanged(),
+                p.files
+                    .iter()
+                    .any(|(f, stamp)| f == path && *stamp == Stamp::of(path)),
             )
         })
     };

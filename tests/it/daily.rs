@@ -363,3 +363,55 @@ fn machines_are_renamed_forgotten_and_listed() {
     );
     assert!(b.transcript(&repos[1], SID2).is_file());
 }
+
+/// A fork this machine got of the other machine's branch, continued here
+/// and pushed, goes back to that machine as the session it came from (its
+/// lines extend it), not as a second copy of that conversation.
+#[test]
+fn a_fork_continued_elsewhere_comes_back_as_its_origin() {
+    let (w, [a, b, _c], repos) = three_machines(["git@github.com:acme/widget.git"; 3]);
+    a.write_session(&repos[0], SID, &transcript(SID, &repos[0], 20, "common"));
+    a.run(&repos[0], &["push"]).success();
+    b.run(&repos[1], &["pull"]).success();
+    a.append(&repos[0], SID, &transcript(SID, &repos[0], 2, "aye"));
+    b.append(&repos[1], SID, &transcript(SID, &repos[1], 3, "bee"));
+    for _ in 0..2 {
+        a.run(&repos[0], &["push"]).success();
+        b.run(&repos[1], &["push"]).success();
+        a.run(&repos[0], &["pull"]).success();
+        b.run(&repos[1], &["pull"]).success();
+    }
+    assert_eq!(conversations(&a), conversations(&b));
+    // On a, the fork holding b's branch goes on.
+    let fork = walk(&a.project_dir(&repos[0]))
+        .into_iter()
+        .find(|p| {
+            p.extension().is_some_and(|e| e == "jsonl") && !p.ends_with(format!("{SID}.jsonl"))
+        })
+        .expect("a fork of b's branch on a");
+    let fork_id = fork.file_stem().unwrap().to_str().unwrap().to_owned();
+    a.append(
+        &repos[0],
+        &fork_id,
+        &transcript(&fork_id, &repos[0], 2, "on a"),
+    );
+    for _ in 0..2 {
+        a.run(&repos[0], &["push"]).success();
+        b.run(&repos[1], &["push"]).success();
+        a.run(&repos[0], &["pull"]).success();
+        b.run(&repos[1], &["pull"]).success();
+    }
+    let (ca, cb) = (conversations(&a), conversations(&b));
+    assert_eq!(ca.len(), 2, "a's branch and b's, continued on a");
+    assert_eq!(ca, cb);
+    assert!(
+        !b.transcript(&repos[1], &fork_id).exists(),
+        "b's own session took it"
+    );
+    let (objects, bytes) = sync_bytes(&w);
+    let distinct: u64 = ca.iter().map(|c| c.len() as u64).sum();
+    assert!(
+        objects <= 2 && bytes * 2 <= distinct * 3,
+        "{objects} objects, {bytes} bytes for {distinct}"
+    );
+}

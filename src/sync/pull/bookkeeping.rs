@@ -161,7 +161,13 @@ pub(super) fn unchanged_since_last_pull(
         })
         .collect::<Option<Vec<_>>>()?;
     Some(Outcome {
-        id: id.clone(),
+        // The session written may be another than the group's: a branch
+        // that came back under a fork id went to its own session.
+        id: last
+            .transcript
+            .file_stem()
+            .and_then(|s| SessionId::parse(&s.to_string_lossy()).ok())
+            .unwrap_or_else(|| id.clone()),
         key: checkout.key.clone(),
         cwd: last.cwd.clone(),
         transcript: last.transcript.clone(),

@@ -37,6 +37,20 @@ pub fn fork_id(id: &SessionId, machine: &MachineName, generation: u32) -> Sessio
     SessionId::parse(&uuid.hyphenated().to_string()).expect("a v4 UUID is a session id")
 }
 
+/// For every local session and every machine, the ids its forks holding
+/// that machine's branch would have: fork id to local session.
+pub fn fork_origins(local: &LocalIndex, machines: &[MachineName]) -> HashMap<SessionId, SessionId> {
+    let mut out = HashMap::new();
+    for id in local.keys() {
+        for m in machines {
+            for g in 0..MAX_FORK_GENERATIONS {
+                out.insert(fork_id(id, m, g), id.clone());
+            }
+        }
+    }
+    out
+}
+
 /// How many times one machine's branch may diverge again before ccsync
 /// stops making forks of it.
 const MAX_FORK_GENERATIONS: u32 = 64;
@@ -186,6 +200,52 @@ impl<'a> Installer<'a> {
 
     /// Installs one session from the copies of it that arrived, under
     /// `root`. Copies must be of one session, longest first.
+    /// `copies` rewritten as the local session they are a fork of (by
+    /// their derived id, `origins`), when none of them diverged from it:
+    /// then they hold that session's own line (the other machine pulled
+    /// it as a fork, and perhaps went on with it), and installing them as a
+    /// session of their own would hold one conversation twice here. Their
+    /// lines differ from the local session's only in the `sessionId`
+    /// value, which is set back to the local one.
+    pub fn returning_branch(
+        &self,
+        copies: &[Received],
+        origins: &HashMap<SessionId, SessionId>,
+    ) -> Result<Option<Vec<Received>>, SessionError> {
+        let id = &copies[0].meta.session_id;
+        if self.local.contains_key(id) {
+            return Ok(None);
+        }
+        let Some(origin) = origins.get(id) else {
+            return Ok(None);
+        };
+        let Some(path) = self.local.get(origin).and_then(|p| p.first()) else {
+            return Ok(None);
+        };
+        let Some(local_len) = file_len(path)? else {
+            return Ok(None);
+        };
+        let mut rewritten = Vec::with_capacity(copies.len());
+        for (i, copy) in copies.iter().enumerate() {
+            let branch = copy.transcript.with_extension(format!("origin{i}"));
+            write_with_id(&copy.transcript, &branch, id, origin)?;
+            let mut r = copy.clone();
+            r.meta.session_id = origin.clone();
+            r.transcript = branch;
+            rewritten.push(r);
+        }
+        let files: Vec<(&Path, u64)> = rewritten
+            .iter()
+            .map(|c| (c.transcript.as_path(), c.body.len))
+            .collect();
+        let plan =
+            plan_files(Some((path, local_len)), &files).map_err(|source| SessionError::Read {
+                path: path.clone(),
+                source,
+            })?;
+        Ok((!plan.verdicts.contains(&Verdict::Diverged)).then_some(rewritten))
+    }
+
     pub fn install(&self, copies: &[Received], root: &Path) -> Result<Outcome, SessionError> {
         let first = &copies[0].meta;
         let id = &first.session_id;
@@ -312,20 +372,7 @@ impl<'a> Installer<'a> {
             let id = fork_id(from, &copy.meta.machine, generation);
             let dest = ClaudeHome::transcript_path(dir, &id);
             let branch = copy.transcript.with_extension(format!("fork{generation}"));
-            fsutil::write_atomic(&branch, |f| {
-                let mut out = std::io::BufWriter::new(f);
-                transcript::copy_with_session_id(
-                    &copy.transcript,
-                    &mut out,
-                    from.as_str(),
-                    id.as_str(),
-                )?;
-                std::io::Write::flush(&mut out)
-            })
-            .map_err(|source| SessionError::Write {
-                path: branch.clone(),
-                source,
-            })?;
+            write_with_id(&copy.transcript, &branch, from, &id)?;
             let local_len = file_len(&dest)?;
             let branch_len = std::fs::metadata(&branch).map_err(|source| SessionError::Read {
                 path: branch.clone(),
@@ -381,6 +428,25 @@ impl<'a> Installer<'a> {
             generation += 1;
         }
     }
+}
+
+/// Writes `src`'s lines to `dest` with their `sessionId` value `from` set
+/// to `to`, and nothing else changed.
+fn write_with_id(
+    src: &Path,
+    dest: &Path,
+    from: &SessionId,
+    to: &SessionId,
+) -> Result<(), SessionError> {
+    fsutil::write_atomic(dest, |f| {
+        let mut out = std::io::BufWriter::new(f);
+        transcript::copy_with_session_id(src, &mut out, from.as_str(), to.as_str())?;
+        std::io::Write::flush(&mut out)
+    })
+    .map_err(|source| SessionError::Write {
+        path: dest.to_path_buf(),
+        source,
+    })
 }
 
 pub(super) fn file_len(path: &Path) -> Result<Option<u64>, SessionError> {

@@ -249,6 +249,17 @@ pub fn pull(
 
     progress.start(sessions.len() as u64);
     let mut stale = Vec::new();
+    // Every machine that has copies here, this one too: whose branches a
+    // fork id may hold.
+    let mut machines: Vec<MachineName> = sessions
+        .values()
+        .flatten()
+        .map(|r| r.meta.machine.clone())
+        .chain(std::iter::once(me.clone()))
+        .collect();
+    machines.sort();
+    machines.dedup();
+    let mut origins = None;
     for ((dir, id), mut copies) in sessions {
         progress.step();
         copies.sort_by(|a, b| {
@@ -259,6 +270,19 @@ pub fn pull(
         });
         let key = format!("{dir}/{id}");
         let checkout = roots[&dir];
+        // A branch of one of this machine's sessions, coming back under
+        // the fork id another machine gave it, is that session again.
+        let origins =
+            origins.get_or_insert_with(|| install::fork_origins(&installer.local, &machines));
+        let copies = match installer.returning_branch(&copies, origins) {
+            Ok(Some(as_origin)) => as_origin,
+            Ok(None) => copies,
+            Err(e) => {
+                index.forget_pulled(&key);
+                report.failed.push((id, e));
+                continue;
+            }
+        };
         match installer.install(&copies, &checkout.root) {
             Ok(mut outcome) => {
                 // Known here by this machine's key, whatever the copies say.
