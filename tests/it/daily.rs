@@ -415,3 +415,177 @@ fn a_fork_continued_elsewhere_comes_back_as_its_origin() {
         "{objects} objects, {bytes} bytes for {distinct}"
     );
 }
+
+/// A tiny deterministic generator, so a failing sequence can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+/// `push`, on a machine that may have no session of the project yet.
+fn push_any(m: &Machine, r: &std::path::Path) {
+    let out = m.run(r, &["push"]);
+    let code = out.get_output().status.code();
+    assert!(
+        code == Some(0) || (code == Some(1) && stderr(&out).contains("no session of project")),
+        "{}: {}",
+        m.name,
+        stderr(&out)
+    );
+}
+
+/// One line for `id` in `cwd`, unique by `tag`.
+fn one_line(id: &str, cwd: &std::path::Path, tag: &str) -> Vec<u8> {
+    transcript(id, cwd, 1, tag)
+}
+
+/// Random appends, pushes and pulls on three machines, then every machine
+/// pushes and pulls until nothing moves: all hold the same conversations,
+/// none twice (nor one inside another), no line appended anywhere is lost,
+/// and one more round writes nothing anywhere.
+///
+/// Ignored: the part of issue 10 still open. Seeds 1 and 7 converge; with
+/// seed 42 forks of forks (ids derived from ids derived from the session)
+/// leave one machine holding a conversation that is a prefix of another,
+/// and another holding one twice under two fork ids. Branch identity by
+/// content (see docs/design.md) is the next step; this test says when it
+/// holds. Run it with `cargo test -- --ignored random_back_and_forth`.
+#[test]
+#[ignore = "issue 10: convergence of forks of forks is not complete yet"]
+fn random_back_and_forth_converges() {
+    for seed in [1u64, 7, 42, 2026] {
+        let mut rng = Lcg(seed);
+        let (w, ms, repos) = three_machines([
+            "git@github.com:acme/widget.git",
+            "https://github.com/Acme/Widget",
+            "ssh://git@github.com/acme/widget",
+        ]);
+        ms[0].write_session(&repos[0], SID, &transcript(SID, &repos[0], 3, "start"));
+        let mut tags: Vec<String> = Vec::new();
+        for step in 0..40 {
+            let i = rng.below(3);
+            let (m, r) = (&ms[i], &repos[i]);
+            match rng.below(4) {
+                0 | 1 => {
+                    // Go on with one of the sessions here, a fork included.
+                    let sessions: Vec<_> = std::fs::read_dir(m.project_dir(r))
+                        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+                        .collect();
+                    if sessions.is_empty() {
+                        continue;
+                    }
+                    let path = &sessions[rng.below(sessions.len())];
+                    let id = path.file_stem().unwrap().to_str().unwrap().to_owned();
+                    let tag = format!("s{seed}-{step}-{}", m.name);
+                    m.append(r, &id, &one_line(&id, r, &tag));
+                    tags.push(tag);
+                }
+                2 => {
+                    push_any(m, r);
+                }
+                _ => {
+                    m.run(r, &["pull"]).success();
+                }
+            }
+        }
+        for _ in 0..3 {
+            for (m, r) in ms.iter().zip(&repos) {
+                push_any(m, r);
+            }
+            for (m, r) in ms.iter().zip(&repos) {
+                m.run(r, &["pull"]).success();
+            }
+        }
+        let want = conversations(&ms[0]);
+        let show = || {
+            for (m, r) in ms.iter().zip(&repos) {
+                for p in std::fs::read_dir(m.project_dir(r)).unwrap().flatten() {
+                    if p.path().is_file() {
+                        let text = String::from_utf8(std::fs::read(p.path()).unwrap()).unwrap();
+                        let tags: Vec<&str> = text
+                            .lines()
+                            .filter_map(|l| l.split("\"content\":").nth(1))
+                            .map(|c| {
+                                c.trim_start_matches(['"', '[', '{'])
+                                    .split(' ')
+                                    .next()
+                                    .unwrap_or("")
+                            })
+                            .collect();
+                        eprintln!(
+                            "{} {}: {tags:?}",
+                            m.name,
+                            &p.file_name().to_string_lossy()[..8]
+                        );
+                    }
+                }
+            }
+            for o in walk(&w.sync_dir()) {
+                eprintln!("sync: {}", o.file_name().unwrap().to_string_lossy());
+            }
+        };
+        for m in &ms {
+            let have = conversations(m);
+            if have != want {
+                show();
+            }
+            assert_eq!(have, want, "seed {seed}: machine {} differs", m.name);
+            for (x, a) in have.iter().enumerate() {
+                for (y, b) in have.iter().enumerate() {
+                    assert!(
+                        x == y || !b.starts_with(a),
+                        "seed {seed}: {} holds one conversation twice",
+                        m.name
+                    );
+                }
+            }
+        }
+        let all: Vec<u8> = want.concat();
+        for tag in &tags {
+            assert!(
+                all.windows(tag.len()).any(|win| win == tag.as_bytes()),
+                "seed {seed}: line {tag} was lost"
+            );
+        }
+        // At rest: one more round writes nothing anywhere.
+        let before = (
+            snapshot(&w.sync_dir()),
+            ms.iter()
+                .map(|m| snapshot(&m.claude.join("projects")))
+                .collect::<Vec<_>>(),
+        );
+        for (m, r) in ms.iter().zip(&repos) {
+            push_any(m, r);
+        }
+        for (m, r) in ms.iter().zip(&repos) {
+            m.run(r, &["pull"]).success();
+        }
+        let after = (
+            snapshot(&w.sync_dir()),
+            ms.iter()
+                .map(|m| snapshot(&m.claude.join("projects")))
+                .collect::<Vec<_>>(),
+        );
+        assert!(
+            before == after,
+            "seed {seed}: another round changed something"
+        );
+        let (objects, bytes) = sync_bytes(&w);
+        let distinct: u64 = want.iter().map(|c| c.len() as u64).sum();
+        eprintln!(
+            "seed {seed}: {} conversations, {objects} objects, {bytes} bytes for {distinct} ({:.2}x)",
+            want.len(),
+            bytes as f64 / distinct as f64
+        );
+    }
+}

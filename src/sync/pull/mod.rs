@@ -157,6 +157,16 @@ pub fn pull(
     let mut groups: BTreeMap<(String, SessionId), Vec<(ObjectName, Stamp)>> = BTreeMap::new();
     let mut own: HashMap<ObjectName, Stamp> = HashMap::new();
     let listing = transport.list()?;
+    let known_machines: Vec<MachineName> = listing
+        .objects
+        .iter()
+        .filter_map(|o| {
+            o.name
+                .session()
+                .map(|(_, m)| m)
+                .or_else(|| o.name.claimed_machine())
+        })
+        .collect();
     let mut report = PullReport::default();
     for (path, reason) in &listing.refused {
         report.refused.push((path.clone(), reason.clone()));
@@ -249,14 +259,10 @@ pub fn pull(
 
     progress.start(sessions.len() as u64);
     let mut stale = Vec::new();
-    // Every machine that has copies here, this one too: whose branches a
-    // fork id may hold.
-    let mut machines: Vec<MachineName> = sessions
-        .values()
-        .flatten()
-        .map(|r| r.meta.machine.clone())
-        .chain(std::iter::once(me.clone()))
-        .collect();
+    // Every machine the transport knows (by its copies or its claim), this
+    // one too: whose branches a fork id may hold.
+    let mut machines: Vec<MachineName> = known_machines;
+    machines.push(me.clone());
     machines.sort();
     machines.dedup();
     let mut origins = None;
