@@ -32,7 +32,11 @@ pub fn run(env: &Env, args: &ImportArgs) -> Result<Outcome> {
         None => env.cwd.clone(),
     };
     let placement = env.resolver().place(&dir.to_string_lossy());
-    if placement.key != bundle.project_key {
+    let keys = match env.config_dir.load_config() {
+        Ok(Some(config)) => config.key_map()?,
+        _ => Default::default(),
+    };
+    if placement.key != keys.local(&bundle.project_key) {
         env.ui.warn(format_args!(
             "{} is project {}, but the bundle is for {}; installing for {} as asked",
             dir.display(),
