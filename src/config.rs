@@ -257,8 +257,10 @@ impl ConfigDir {
         })
     }
 
-    /// Removes staging dirs that killed runs left behind: those whose
-    /// lock no live process holds (a crash releases it), at once.
+    /// Removes staging dirs that killed runs left behind, at once. The
+    /// caller holds the config dir's lock, and every run that makes staging
+    /// holds it too while it lives: so no live run owns any staging here,
+    /// and each dir's own lock (a crash releases it) only confirms it.
     pub fn remove_stale_staging(&self) -> usize {
         let Ok(entries) = std::fs::read_dir(&self.root) else {
             return 0;
@@ -274,12 +276,8 @@ impl ConfigDir {
             let dir = entry.path();
             let abandoned = match std::fs::File::open(dir.join(STAGING_LOCK)) {
                 Ok(lock) => lock.try_lock().is_ok(),
-                // Made by an older ccsync, or a moment before its lock:
-                // give it a minute.
-                Err(_) => entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t.elapsed().is_ok_and(|a| a.as_secs() > 60)),
+                // Killed before it made its lock.
+                Err(e) => e.kind() == io::ErrorKind::NotFound,
             };
             if abandoned && std::fs::remove_dir_all(&dir).is_ok() {
                 removed += 1;
@@ -352,12 +350,12 @@ mod tests {
         std::fs::create_dir_all(&dead).unwrap();
         std::fs::write(dead.join(STAGING_LOCK), b"").unwrap();
         std::fs::write(dead.join("0.jsonl.tmp"), b"big").unwrap();
-        // One a moment old without its lock yet: left for now.
-        let young = dir.root().join(format!("{STAGING_PREFIX}young"));
-        std::fs::create_dir_all(&young).unwrap();
-        assert_eq!(dir.remove_stale_staging(), 1);
+        // One killed before it made its lock.
+        let early = dir.root().join(format!("{STAGING_PREFIX}early"));
+        std::fs::create_dir_all(&early).unwrap();
+        assert_eq!(dir.remove_stale_staging(), 2);
         assert!(!dead.exists());
-        assert!(young.exists());
+        assert!(!early.exists());
         assert!(live.path().exists(), "a live run's staging stays");
     }
 
