@@ -278,9 +278,16 @@ pub fn pull(
         let checkout = roots[&dir];
         // A branch of one of this machine's sessions, coming back under
         // the fork id another machine gave it, is that session again.
-        let origins =
-            origins.get_or_insert_with(|| install::fork_origins(&installer.local, &machines));
-        let copies = match installer.returning_branch(&copies, origins) {
+        // (Only for an id not here: the map of fork ids is built once, and
+        // only then.)
+        let returning = if installer.local.contains_key(&id) {
+            Ok(None)
+        } else {
+            let origins =
+                origins.get_or_insert_with(|| install::fork_origins(&installer.local, &machines));
+            installer.returning_branch(&copies, origins)
+        };
+        let copies = match returning {
             Ok(Some(as_origin)) => as_origin,
             Ok(None) => copies,
             Err(e) => {
