@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Result, bail};
 
-use ccsync::names::{MachineName, SessionId};
+use ccsync::names::MachineName;
 use ccsync::transport::ObjectName;
 
 use super::{Env, Outcome};
@@ -17,7 +17,7 @@ pub fn run(env: &Env, args: &ForgetArgs) -> Result<Outcome> {
     let listing = transport.list()?;
     let (what, doomed): (String, Vec<ObjectName>) = match (&args.session, &args.machine) {
         (Some(wanted), _) => {
-            let id = session(&listing.objects, wanted)?;
+            let id = super::remote_session(&listing.objects, &transport.location(), wanted, None)?;
             let doomed = listing
                 .objects
                 .iter()
@@ -89,32 +89,6 @@ pub fn run(env: &Env, args: &ForgetArgs) -> Result<Outcome> {
     } else {
         Outcome::Success
     })
-}
-
-/// The session `wanted` names among the objects: a whole id or a unique
-/// prefix, in any case.
-fn session(objects: &[ccsync::transport::RemoteObject], wanted: &str) -> Result<SessionId> {
-    let wanted = wanted.to_ascii_lowercase();
-    let mut ids: Vec<SessionId> = objects
-        .iter()
-        .filter_map(|o| o.name.session())
-        .map(|(id, _)| id)
-        .filter(|id| id.as_str().starts_with(&wanted))
-        .collect();
-    ids.sort();
-    ids.dedup();
-    match ids.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => bail!("no session starting with {wanted} in the sync dir"),
-        many => bail!(
-            "{wanted:?} matches {} sessions ({}); give more of the id",
-            many.len(),
-            many.iter()
-                .map(SessionId::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
 }
 
 /// Asks on the terminal; without one, says to pass --yes.

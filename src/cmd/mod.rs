@@ -193,12 +193,14 @@ impl Env {
     /// Needs the lock; if another ccsync holds it, that one did this.
     fn tidy_after_killed_runs(&self) {
         let journal = self.config_dir.journal();
-        if !journal.has_records() && !self.config_dir.has_staging() {
+        let records = journal.has_records();
+        if !records && !self.config_dir.has_staging() {
             return;
         }
         let Ok(_lock) = self.config_dir.lock() else {
             return;
         };
+        // Asked again under the lock: a run may have died in between.
         let writers = if journal.has_records() {
             ccsync::claude::live::Writers::scan()
         } else {
@@ -386,6 +388,48 @@ impl Local {
                 )
             }),
         }
+    }
+}
+
+/// The session `wanted` names among a transport's `objects` (at
+/// `location`): a whole id or a unique prefix, in any case. Copies of
+/// `skip` do not count (a pull passes over this machine's own).
+pub fn remote_session(
+    objects: &[ccsync::transport::RemoteObject],
+    location: &str,
+    wanted: &str,
+    skip: Option<&MachineName>,
+) -> Result<ccsync::names::SessionId> {
+    let wanted = wanted.to_ascii_lowercase();
+    if wanted.is_empty() || !wanted.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        bail!("{wanted:?} is not a session id or the start of one (hex digits and dashes)");
+    }
+    let mut ids: Vec<ccsync::names::SessionId> = objects
+        .iter()
+        .filter_map(|o| o.name.session())
+        .filter(|(id, m)| Some(m) != skip && id.as_str().starts_with(&wanted))
+        .map(|(id, _)| id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let from = if skip.is_some() {
+        " from another machine"
+    } else {
+        ""
+    };
+    match ids.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!(
+            "no session starting with {wanted} in {location}{from}; `ccsync list --remote` shows what is there"
+        ),
+        many => bail!(
+            "{wanted:?} matches {} sessions in {location} ({}); give more of the id",
+            many.len(),
+            many.iter()
+                .map(|id| id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

@@ -280,47 +280,23 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-/// The session `wanted` names in the sync dir: a whole id or a unique
-/// prefix, in any case. Only other machines' copies count: a pull skips
-/// this machine's own.
+/// The session `wanted` names in the sync dir: a whole id (no listing
+/// needed) or a unique prefix. Only other machines' copies count: a pull
+/// skips this machine's own.
 fn remote_session(
     transport: &dyn ccsync::transport::Transport,
     me: &ccsync::names::MachineName,
     wanted: &str,
 ) -> Result<SessionId> {
-    let wanted = wanted.to_ascii_lowercase();
-    if let Ok(id) = SessionId::parse(&wanted) {
+    if let Ok(id) = SessionId::parse(&wanted.to_ascii_lowercase()) {
         return Ok(id);
     }
-    if wanted.is_empty() || !wanted.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-        bail!("{wanted:?} is not a session id or the start of one (hex digits and dashes)");
-    }
-    let mut ids: Vec<SessionId> = transport
-        .list()?
-        .objects
-        .iter()
-        .filter_map(|o| o.name.session())
-        .filter(|(id, m)| m != me && id.as_str().starts_with(&wanted))
-        .map(|(id, _)| id)
-        .collect();
-    ids.sort();
-    ids.dedup();
-    match ids.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => bail!(
-            "no session starting with {wanted} in {} from another machine; `ccsync list --remote` shows what is there",
-            transport.location()
-        ),
-        many => bail!(
-            "{wanted:?} matches {} sessions in {} ({}); give more of the id",
-            many.len(),
-            transport.location(),
-            many.iter()
-                .map(SessionId::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
+    super::remote_session(
+        &transport.list()?.objects,
+        &transport.location(),
+        wanted,
+        Some(me),
+    )
 }
 
 pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
