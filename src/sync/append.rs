@@ -349,6 +349,19 @@ mod tests {
         (tmp, journal, dest, staged)
     }
 
+    /// The record an append of `staged`'s 16 bytes past 8 onto `dest` makes.
+    fn intent(dest: &Path, staged: &Path) -> Intent {
+        let (dev, ino) = identity(&std::fs::metadata(dest).unwrap());
+        Intent {
+            dest: dest.to_path_buf(),
+            dev,
+            ino,
+            from: 8,
+            to: 24,
+            staged: staged.to_path_buf(),
+        }
+    }
+
     #[test]
     fn an_append_leaves_no_record() {
         let (_tmp, journal, dest, staged) = setup();
@@ -365,18 +378,7 @@ mod tests {
     #[test]
     fn a_killed_append_is_rolled_back_by_the_next_run() {
         let (_tmp, journal, dest, staged) = setup();
-        let meta = std::fs::metadata(&dest).unwrap();
-        let (dev, ino) = identity(&meta);
-        journal
-            .record(&Intent {
-                dest: dest.clone(),
-                dev,
-                ino,
-                from: 8,
-                to: 24,
-                staged: staged.clone(),
-            })
-            .unwrap();
+        journal.record(&intent(&dest, &staged)).unwrap();
         // The kill came after one line and a half.
         std::fs::OpenOptions::new()
             .append(true)
@@ -403,17 +405,7 @@ mod tests {
     #[test]
     fn a_file_held_open_is_left_for_later() {
         let (_tmp, journal, dest, staged) = setup();
-        let (dev, ino) = identity(&std::fs::metadata(&dest).unwrap());
-        journal
-            .record(&Intent {
-                dest: dest.clone(),
-                dev,
-                ino,
-                from: 8,
-                to: 24,
-                staged,
-            })
-            .unwrap();
+        journal.record(&intent(&dest, &staged)).unwrap();
         std::fs::OpenOptions::new()
             .append(true)
             .open(&dest)
@@ -445,15 +437,7 @@ mod tests {
     #[test]
     fn without_the_staged_copy_a_half_line_is_still_cut() {
         let (_tmp, journal, dest, staged) = setup();
-        let (dev, ino) = identity(&std::fs::metadata(&dest).unwrap());
-        let intent = Intent {
-            dest: dest.clone(),
-            dev,
-            ino,
-            from: 8,
-            to: 24,
-            staged: staged.clone(),
-        };
+        let intent = intent(&dest, &staged);
         journal.record(&intent).unwrap();
         std::fs::remove_file(&staged).unwrap();
         std::fs::OpenOptions::new()
@@ -481,15 +465,7 @@ mod tests {
     #[test]
     fn a_finished_append_and_a_replaced_file_are_left_alone() {
         let (_tmp, journal, dest, staged) = setup();
-        let (dev, ino) = identity(&std::fs::metadata(&dest).unwrap());
-        let intent = Intent {
-            dest: dest.clone(),
-            dev,
-            ino,
-            from: 8,
-            to: 24,
-            staged: staged.clone(),
-        };
+        let intent = intent(&dest, &staged);
         journal.record(&intent).unwrap();
         std::fs::copy(&staged, &dest).unwrap();
         assert_eq!(

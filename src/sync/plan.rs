@@ -240,12 +240,11 @@ pub fn own_copy_superseded(f: &OwnAndCover) -> bool {
     extended && f.own_is_prefix && f.own_parts.iter().all(|p| f.cover_parts.contains(p))
 }
 
-/// Whether push may skip a session because another machine's copy holds it:
-/// a pull left the transcript equal to that copy (`covered`), the pull's
-/// objects are all still there as they were, and the transcript has not
-/// changed here since.
-pub fn held_elsewhere(covered: bool, objects_unchanged: bool, unchanged_here: bool) -> bool {
-    covered && objects_unchanged && unchanged_here
+/// Whether push may skip a transcript that a pull left equal to another
+/// machine's copy: only while the pull's objects are all still there as
+/// they were, and the transcript has not changed here since.
+pub fn held_elsewhere(objects_unchanged: bool, unchanged_here: bool) -> bool {
+    objects_unchanged && unchanged_here
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub(super) fn superseded_own(
         .map(|(c, (m, _))| (c, m))?;
     let name = ObjectName::for_session(&o.key, &o.id, me);
     let pushed = index.pushed.get(&name.to_string())?;
+    // Cheap checks first: hashing the prefix reads the transcript.
     if own.get(&name) != Some(&pushed.remote) || pushed.len > cover.body.len {
         return None;
     }

@@ -110,7 +110,6 @@ pub fn push(
         let path = session.file.path.as_path();
         covered.get(path).is_some_and(|p| {
             super::plan::held_elsewhere(
-                true,
                 p.objects.iter().all(|(n, s)| listed.get(n) == Some(s)),
                 p.files
                     .iter()
@@ -123,12 +122,11 @@ pub fn push(
         .zip(&names)
         .zip(&parts)
         .map(|(((session, placement), object), parts)| {
+            if held_elsewhere(session) {
+                return Before::HeldElsewhere;
+            }
             let Some(remote) = listing.get(object) else {
-                return if held_elsewhere(session) {
-                    Before::HeldElsewhere
-                } else {
-                    Before::Absent
-                };
+                return Before::Absent;
             };
             match index.pushed.get(&object.to_string()) {
                 Some(p) if p.remote == *remote => {
@@ -140,13 +138,10 @@ pub fn push(
                         && parts.as_ref().is_some_and(|x| p.parts == x.stamps());
                     if same_source {
                         Before::Unchanged
-                    } else if held_elsewhere(session) {
-                        Before::HeldElsewhere
                     } else {
                         Before::Indexed(p.clone())
                     }
                 }
-                _ if held_elsewhere(session) => Before::HeldElsewhere,
                 _ => Before::Unknown,
             }
         })
