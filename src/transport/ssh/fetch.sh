@@ -5,9 +5,6 @@
 cd -- "$1" 2>/dev/null || { echo "no such directory" >&2; exit 3; }
 max=$2
 shift 2
-skip() {
-  printf 'ccsync-skip\t%s\t%s\t%s\n' "$1" "$2" "$(printf '%s' "$3" | tr '\t\n' '  ')" >&2
-}
 if stat -c %s . >/dev/null 2>&1; then
   size() { stat -c %s -- "$1"; }
 else

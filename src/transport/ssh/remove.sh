@@ -6,9 +6,6 @@ cd -- "$1" 2>/dev/null || { echo "no such directory" >&2; exit 3; }
 shift
 top=$(pwd -P) || exit 4
 case $top in */) ;; *) top=$top/ ;; esac
-skip() {
-  printf 'ccsync-skip\t%s\t%s\t%s\n' "$1" "$2" "$(printf '%s' "$3" | tr '\t\n' '  ')" >&2
-}
 for f in "$@"; do
   d=${f%/*}
   if [ -L "$d" ]; then skip "$f" link "$d"; continue; fi

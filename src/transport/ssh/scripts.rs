@@ -5,10 +5,12 @@
 //! Exit codes 3 and 4 say the sync dir is missing or cannot be written.
 
 pub(super) const LIST: &str = include_str!("list.sh");
-pub(super) const FETCH: &str = include_str!("fetch.sh");
-pub(super) const STORE: &str = include_str!("store.sh");
-pub(super) const REMOVE: &str = include_str!("remove.sh");
-pub(super) const SWEEP: &str = include_str!("sweep.sh");
+// `lib.sh` (the `skip` and `sweep` functions) goes before the scripts that
+// use them.
+pub(super) const FETCH: &str = concat!(include_str!("lib.sh"), include_str!("fetch.sh"));
+pub(super) const STORE: &str = concat!(include_str!("lib.sh"), include_str!("store.sh"));
+pub(super) const REMOVE: &str = concat!(include_str!("lib.sh"), include_str!("remove.sh"));
+pub(super) const SWEEP: &str = concat!(include_str!("lib.sh"), include_str!("sweep.sh"));
 pub(super) const PROBE: &str = include_str!("probe.sh");
 pub(super) const CREATE: &str = include_str!("create.sh");
 

@@ -9,23 +9,12 @@ shift 2
 umask 077
 top=$(pwd -P) || exit 4
 case $top in */) ;; *) top=$top/ ;; esac
-skip() {
-  printf 'ccsync-skip\t%s\t%s\t%s\n' "$1" "$2" "$(printf '%s' "$3" | tr '\t\n' '  ')" >&2
-}
 if stat -c %s . >/dev/null 2>&1; then
   stamp() { stat -c '%s %Y' -- "$1"; }
 else
   stamp() { stat -f '%z %m' -- "$1"; }
 fi
-# Leftover temp dirs, at the top only: this machine's at once (it runs one
-# ccsync at a time, so they are a killed run's), others' after an hour
-# (that machine may be sending right now). Exactly eight characters after
-# the name, as mktemp makes them, so `laptop` never takes `laptop-2`'s.
-# find without -L never enters a link; rm -rf on a link removes the link.
-if [ -n "$owner" ]; then
-  find . -mindepth 1 -maxdepth 1 -name ".ccsync-$owner-????????" -exec rm -rf -- {} + 2>/dev/null
-fi
-find . -mindepth 1 -maxdepth 1 -name '.ccsync-*' -mmin +60 -exec rm -rf -- {} + 2>/dev/null
+sweep "$owner"
 t=$(mktemp -d "$top.ccsync-${owner:-unknown}-XXXXXXXX") || exit 4
 trap 'rm -rf -- "$t"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
