@@ -1,11 +1,11 @@
 //! The bundle codec on a transcript of real shape: JSON lines full of
 //! escaped quotes, non-ASCII text and long lines.
 
+mod common;
+
 use std::hint::black_box;
 
-use ccsync::bundle::{self, Meta};
-use ccsync::names::{MachineName, RelPath, SessionId};
-use ccsync::project::ProjectKey;
+use ccsync::bundle;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn transcript(bytes: usize) -> Vec<u8> {
@@ -24,21 +24,9 @@ fn transcript(bytes: usize) -> Vec<u8> {
     out
 }
 
-fn meta() -> Meta {
-    Meta {
-        version: bundle::CURRENT_VERSION,
-        session_id: SessionId::parse("5c0375b4-57a5-4f26-b12d-d022ee4e51b7").unwrap(),
-        project_key: ProjectKey::parse("git:github.com/acme/widget").unwrap(),
-        original_cwd: "/home/a/widget".into(),
-        relative_cwd: Some(RelPath::default()),
-        machine: MachineName::parse("laptop").unwrap(),
-        exported_at_ms: 0,
-    }
-}
-
 fn codec(c: &mut Criterion) {
     let t = transcript(8 << 20);
-    let meta = meta();
+    let meta = common::meta();
     let mut encoded = Vec::new();
     bundle::write(&meta, &mut t.as_slice(), t.len() as u64, &[], &mut encoded).unwrap();
 

@@ -3,12 +3,12 @@
 //! and signatures): the scan's share of a push is the ratio of the scan's
 //! time to `bundle::write`'s. The budget is 10%.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
-use ccsync::bundle::{self, Meta};
-use ccsync::names::{MachineName, RelPath, SessionId};
-use ccsync::project::ProjectKey;
+use ccsync::bundle;
 use ccsync::secrets::Scanner;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -124,18 +124,6 @@ fn transcript(bytes: usize) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn meta() -> Meta {
-    Meta {
-        version: bundle::CURRENT_VERSION,
-        session_id: SessionId::parse("5c0375b4-57a5-4f26-b12d-d022ee4e51b7").unwrap(),
-        project_key: ProjectKey::parse("git:github.com/acme/widget").unwrap(),
-        original_cwd: "/home/a/widget".into(),
-        relative_cwd: Some(RelPath::default()),
-        machine: MachineName::parse("laptop").unwrap(),
-        exported_at_ms: 0,
-    }
-}
-
 fn secrets(c: &mut Criterion) {
     let t = transcript(64 << 20);
     let scanner = Scanner::global();
@@ -143,7 +131,7 @@ fn secrets(c: &mut Criterion) {
         scanner.scan_bytes(&t).is_clean(),
         "the generated transcript holds no credential"
     );
-    let meta = meta();
+    let meta = common::meta();
 
     let mut group = c.benchmark_group("secrets");
     group.throughput(Throughput::Bytes(t.len() as u64));

@@ -29,12 +29,14 @@ fn plain_push_sends_every_changed_session_of_the_project() {
 /// `pull` takes an id or a unique prefix, in any case, like push.
 #[test]
 fn pull_takes_a_prefix_in_any_case() {
-    let w = World::new();
-    let (a, b) = (w.machine("a"), w.machine("b"));
-    a.init(&w);
-    b.init(&w);
-    let a_repo = w.checkout("a/w", Some("git@github.com:acme/widget.git"));
-    let b_repo = w.checkout("b/w", Some("https://github.com/acme/widget"));
+    // `_w` keeps the world (its temp dir) to the end.
+    let Pair {
+        w: _w,
+        a,
+        a_repo,
+        b,
+        b_repo,
+    } = pair();
     a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 2, "one"));
     a.write_session(&a_repo, SID2, &transcript(SID2, &a_repo, 2, "two"));
     let twin = "0b000000-0000-4000-8000-000000000001";
@@ -65,12 +67,14 @@ fn pull_takes_a_prefix_in_any_case() {
 /// nothing about them.
 #[test]
 fn advice_to_push_only_while_pushing_would_send_something() {
-    let w = World::new();
-    let (a, b) = (w.machine("a"), w.machine("b"));
-    a.init(&w);
-    b.init(&w);
-    let a_repo = w.checkout("a/w", Some("git@github.com:acme/widget.git"));
-    let b_repo = w.checkout("b/w", Some("https://github.com/acme/widget"));
+    // `_w` keeps the world (its temp dir) to the end.
+    let Pair {
+        w: _w,
+        a,
+        a_repo,
+        b,
+        b_repo,
+    } = pair();
     a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 2, "one"));
     a.run(&a_repo, &["push"]).success();
     b.run(&b_repo, &["pull"]).success();

@@ -56,6 +56,33 @@ impl World {
     }
 }
 
+/// Machines a and b, set up, each with a checkout of the same project
+/// (cloned over SSH on a, over HTTPS on b).
+pub struct Pair {
+    pub w: World,
+    pub a: Machine,
+    pub a_repo: PathBuf,
+    pub b: Machine,
+    pub b_repo: PathBuf,
+}
+
+pub fn pair() -> Pair {
+    let w = World::new();
+    let a = w.machine("a");
+    let b = w.machine("b");
+    let a_repo = w.checkout("a/w", Some("git@github.com:acme/widget.git"));
+    let b_repo = w.checkout("b/w", Some("https://github.com/acme/widget"));
+    a.init(&w);
+    b.init(&w);
+    Pair {
+        w,
+        a,
+        a_repo,
+        b,
+        b_repo,
+    }
+}
+
 pub fn git(dir: &Path, args: &[&str]) {
     let status = StdCommand::new("git")
         .args(args)

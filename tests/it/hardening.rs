@@ -8,33 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::env::*;
 
-/// Machines A and B, both with a checkout of the same project, B's Claude
-/// Code config dir wherever the caller puts it.
-struct Pair {
-    w: World,
-    a: Machine,
-    a_repo: PathBuf,
-    b: Machine,
-    b_repo: PathBuf,
-}
-
-fn pair() -> Pair {
-    let w = World::new();
-    let a = w.machine("a");
-    let b = w.machine("b");
-    let a_repo = w.checkout("a/w", Some("git@github.com:acme/widget.git"));
-    let b_repo = w.checkout("b/w", Some("https://github.com/acme/widget"));
-    a.init(&w);
-    b.init(&w);
-    Pair {
-        w,
-        a,
-        a_repo,
-        b,
-        b_repo,
-    }
-}
-
 /// `n` lines of about `width` bytes each, for session `id`.
 fn lines(id: &str, cwd: &Path, n: usize, width: usize, tag: &str) -> Vec<u8> {
     transcript(id, cwd, n, &format!("{tag}{}", "x".repeat(width)))

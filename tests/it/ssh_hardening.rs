@@ -229,14 +229,18 @@ fn an_oversized_object_is_reported_never_sent_and_the_others_still_arrive() {
         .set_len(ccsync::bundle::MAX_BUNDLE_BYTES + 1)
         .unwrap();
 
+    // Named by path, with why, and no reason left empty.
+    let says_too_large = |out: &assert_cmd::assert::Assert| {
+        let err = stderr(out);
+        assert_no_empty_reason(&err);
+        assert!(
+            err.contains(&format!("{WIDGET}/{SID2}-laptop.ccsync")),
+            "{err}"
+        );
+        assert!(err.contains("over the 1024 MiB bundle limit"), "{err}");
+    };
     let out = run(&s.b, &s.ssh, &s.b_repo, &["pull"]).code(3);
-    let err = stderr(&out);
-    assert_no_empty_reason(&err);
-    assert!(
-        err.contains(&format!("{WIDGET}/{SID2}-laptop.ccsync")),
-        "{err}"
-    );
-    assert!(err.contains("over the 1024 MiB bundle limit"), "{err}");
+    says_too_large(&out);
     assert!(s.b.transcript(&s.b_repo, SID).is_file());
     assert!(!s.b.transcript(&s.b_repo, SID2).exists());
 
@@ -250,13 +254,7 @@ fn an_oversized_object_is_reported_never_sent_and_the_others_still_arrive() {
     let out = run(&s.a, &s.ssh, &s.a_repo, &["push", "--all", "--json"]).code(3);
     let sent = s.server.bytes_written() - sent;
     assert!(sent < 64 << 20, "the host sent {sent} bytes");
-    let err = stderr(&out);
-    assert_no_empty_reason(&err);
-    assert!(
-        err.contains(&format!("{WIDGET}/{SID2}-laptop.ccsync")),
-        "{err}"
-    );
-    assert!(err.contains("over the 1024 MiB bundle limit"), "{err}");
+    says_too_large(&out);
     let json = stdout_json(&out);
     assert_eq!(json["failed"][0]["sessionId"], SID2, "{json}");
     assert_eq!(json["unchanged"][0], SID, "{json}");
