@@ -84,9 +84,10 @@ pub struct Pulled {
     pub verdicts: Vec<(String, Seen)>,
     /// Forks kept beside it: machine, session id, transcript.
     pub forks: Vec<(String, String, PathBuf)>,
-    /// Transcripts this pull left equal to another machine's copy.
+    /// Transcripts this pull left equal to another machine's copy, with
+    /// the name of that copy's object.
     #[serde(default)]
-    pub covered: Vec<PathBuf>,
+    pub covers: Vec<(PathBuf, String)>,
 }
 
 impl Pulled {
@@ -158,13 +159,16 @@ impl Index {
         }
     }
 
-    /// For each transcript a pull left equal to another machine's copy, the
-    /// record of that pull.
-    pub fn covered(&self) -> HashMap<&Path, &Pulled> {
-        self.pulled
-            .values()
-            .flat_map(|p| p.covered.iter().map(move |c| (c.as_path(), p)))
-            .collect()
+    /// For each transcript a pull left equal to another machine's copy,
+    /// the records of those pulls with the name of the copy's object.
+    pub fn covered(&self) -> HashMap<&Path, Vec<(&Pulled, &str)>> {
+        let mut out: HashMap<&Path, Vec<(&Pulled, &str)>> = HashMap::new();
+        for p in self.pulled.values() {
+            for (path, object) in &p.covers {
+                out.entry(path.as_path()).or_default().push((p, object));
+            }
+        }
+        out
     }
 
     /// Whether advice about `path` as it is now is news; remembers it.

@@ -371,6 +371,24 @@ pub fn complete_len_of(file: &mut File) -> io::Result<(u64, u64)> {
     Ok((0, total))
 }
 
+/// What identifies a transcript's conversation cheaply: a hash of its
+/// first line with that session's `sessionId` value masked (a fork differs
+/// from its origin only there). Transcripts whose keys differ are never a
+/// prefix one of the other; `None` when there is no complete first line.
+/// A first line longer than 1 MiB is keyed by its first MiB.
+pub fn first_line_key(path: &Path, id: &str) -> io::Result<Option<[u8; 32]>> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    const CAP: u64 = 1 << 20;
+    let mut line = Vec::new();
+    BufReader::new(File::open(path)?.take(CAP)).read_until(b'\n', &mut line)?;
+    if line.last() != Some(&b'\n') && line.len() < CAP as usize {
+        return Ok(None);
+    }
+    let masked = with_session_id(&line, id, "");
+    Ok(Some(Sha256::digest(&masked).into()))
+}
+
 /// Whether the first `len` bytes of the two files are the same.
 pub fn same_prefix(a: &Path, b: &Path, len: u64) -> io::Result<bool> {
     use std::io::Read;

@@ -420,7 +420,7 @@ fn a_pull_killed_at_any_moment_loses_nothing() {
     let mut finals = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         // Big enough that writes take a while: ~1.5 MB each.
-        let bytes = transcript(id, &a_repo, 3000 + i, &"x".repeat(400));
+        let bytes = transcript(id, &a_repo, 3000 + i, &format!("{i}{}", "x".repeat(400)));
         a.write_session(&a_repo, id, &bytes);
         finals.push(bytes);
     }

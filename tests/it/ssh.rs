@@ -101,7 +101,8 @@ fn many_sessions_take_at_most_three_ssh_processes() {
         .map(|i| format!("{i:08x}-2222-4333-8444-555555555555"))
         .collect();
     for id in &ids {
-        s.a.write_session(&s.a_repo, id, &transcript(id, &s.a_repo, 10, "many"));
+        let tag = format!("many{}", &id[..8]);
+        s.a.write_session(&s.a_repo, id, &transcript(id, &s.a_repo, 10, &tag));
     }
     let before = s.server.ssh_count();
     let out = run(&s.a, &s.ssh, &s.a_repo, &["push", "--all", "--json"]).success();

@@ -7,11 +7,11 @@ use crate::claude::transcript;
 use crate::index::{Index, Pulled, Stamp};
 use crate::names::{MachineName, SessionId};
 use crate::sync::Received;
-use crate::sync::plan::{self, Action, Verdict};
+use crate::sync::plan::{self, Action};
 use crate::transport::ObjectName;
 
-/// This machine's own object for `o`'s session, when the copy the local
-/// transcript now equals holds everything that object held: its
+/// This machine's own objects for the sessions `o` wrote or found equal
+/// to a copy, when that copy holds everything the object held: its
 /// transcript (by the length and hash the index recorded at push) and
 /// every side file it carried.
 pub(super) fn superseded_own(
@@ -20,34 +20,36 @@ pub(super) fn superseded_own(
     o: &Outcome,
     copies: &[Received],
     me: &MachineName,
-) -> Option<ObjectName> {
-    if o.held.is_some() {
-        return None;
-    }
-    let (cover, cover_machine) = copies
-        .iter()
-        .zip(&o.verdicts)
-        .find(|(_, (_, v))| matches!(v, Verdict::Chosen | Verdict::UpToDate))
-        .map(|(c, (m, _))| (c, m))?;
-    let name = ObjectName::for_session(&o.key, &o.id, me);
-    let pushed = index.pushed.get(&name.to_string())?;
-    // Cheap checks first: hashing the prefix reads the transcript.
-    if own.get(&name) != Some(&pushed.remote) || pushed.len > cover.body.len {
-        return None;
-    }
-    let cover_parts: Vec<String> = cover.parts.iter().map(|p| p.path.to_string()).collect();
-    let facts = plan::OwnAndCover {
-        own_len: pushed.len,
-        own_is_prefix: transcript::sha256_of_prefix(&o.transcript, pushed.len).ok()?
-            == pushed.sha256,
-        own_parts: pushed.parts.iter().map(|(p, _)| p.as_str()).collect(),
-        cover_len: cover.body.len,
-        cover_parts: cover_parts.iter().map(String::as_str).collect(),
-        me: me.as_str(),
-        cover_machine: cover_machine.as_str(),
-    };
-    let held = plan::own_copy_superseded(&facts);
-    held.then_some(name)
+) -> Vec<ObjectName> {
+    let homes = std::iter::once((&o.id, &o.transcript, o.cover, &o.held)).chain(
+        o.forks
+            .iter()
+            .map(|f| (&f.id, &f.transcript, f.cover, &f.held)),
+    );
+    homes
+        .filter(|(_, _, _, held)| held.is_none())
+        .filter_map(|(id, transcript, cover, _)| {
+            let cover = &copies[cover?];
+            let name = ObjectName::for_session(&o.key, id, me);
+            let pushed = index.pushed.get(&name.to_string())?;
+            // Cheap checks first: hashing the prefix reads the transcript.
+            if own.get(&name) != Some(&pushed.remote) || pushed.len > cover.body.len {
+                return None;
+            }
+            let cover_parts: Vec<String> = cover.parts.iter().map(|p| p.path.to_string()).collect();
+            let facts = plan::OwnAndCover {
+                own_len: pushed.len,
+                own_is_prefix: transcript::sha256_of_prefix(transcript, pushed.len).ok()?
+                    == pushed.sha256,
+                own_parts: pushed.parts.iter().map(|(p, _)| p.as_str()).collect(),
+                cover_len: cover.body.len,
+                cover_parts: cover_parts.iter().map(String::as_str).collect(),
+                me: me.as_str(),
+                cover_machine: cover.meta.machine.as_str(),
+            };
+            plan::own_copy_superseded(&facts).then_some(name)
+        })
+        .collect()
 }
 
 /// Whether this machine's object for `o`'s session in the transport is the
@@ -67,7 +69,11 @@ pub(super) fn already_pushed(
 }
 
 /// What to remember of a settled session.
-pub(super) fn remember(o: &Outcome, objects: &[(ObjectName, Stamp)]) -> Pulled {
+pub(super) fn remember(
+    o: &Outcome,
+    objects: &[(ObjectName, Stamp)],
+    copies: &[Received],
+) -> Pulled {
     let mut files = vec![(o.transcript.clone(), Stamp::of(&o.transcript))];
     files.extend(
         o.forks
@@ -82,23 +88,21 @@ pub(super) fn remember(o: &Outcome, objects: &[(ObjectName, Stamp)]) -> Pulled {
     files.extend(parts.map(|p| (p.clone(), Stamp::of(p))));
     // Transcripts now equal to another machine's copy: pushing them would
     // only put a second copy of one conversation in the transport.
-    let mut covered = Vec::new();
-    if o.verdicts
-        .iter()
-        .any(|(_, v)| matches!(v, Verdict::Chosen | Verdict::UpToDate))
-    {
-        covered.push(o.transcript.clone());
-    }
-    covered.extend(
-        o.forks
+    let object_of = |i: usize| {
+        let machine = &copies[i].meta.machine;
+        objects
             .iter()
-            .filter(|f| f.same_as_copy)
-            .map(|f| f.transcript.clone()),
-    );
+            .find(|(n, _)| n.session().is_some_and(|(_, m)| m == *machine))
+            .map(|(n, _)| n.to_string())
+    };
+    let covers = std::iter::once((&o.transcript, o.cover))
+        .chain(o.forks.iter().map(|f| (&f.transcript, f.cover)))
+        .filter_map(|(t, cover)| Some((t.clone(), object_of(cover?)?)))
+        .collect();
     Pulled {
         objects: objects.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
         files,
-        covered,
+        covers,
         cwd: o.cwd.clone(),
         transcript: o.transcript.clone(),
         bytes: o.bytes,
@@ -157,7 +161,7 @@ pub(super) fn unchanged_since_last_pull(
                 action: Action::Keep,
                 held: None,
                 parts: PartsOutcome::default(),
-                same_as_copy: false,
+                cover: None,
             })
         })
         .collect::<Option<Vec<_>>>()?;
@@ -181,5 +185,6 @@ pub(super) fn unchanged_since_last_pull(
         bytes: last.bytes,
         lines: last.lines,
         parts: PartsOutcome::default(),
+        cover: None,
     })
 }

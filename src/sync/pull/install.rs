@@ -1,64 +1,27 @@
-//! Writing one session: its plan on files, the transcript, forks.
+//! Writing one session's copies where the plan places them: the session
+//! of their id, another session here holding their branch, or a fork.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
+use super::kin::{Keyed, LocalIndex, Oracle, local_index};
 use super::{Fork, Outcome, PartsOutcome};
 use crate::claude::ClaudeHome;
 use crate::claude::live::{InUse, Writers};
 use crate::claude::transcript;
 use crate::fsutil;
-use crate::names::{MachineName, SessionId};
+use crate::names::SessionId;
 use crate::sync::append::Journal;
-use crate::sync::plan::{self, Action, Side, Verdict};
+use crate::sync::plan::{self, Action, Home, Placement, Verdict};
 use crate::sync::{Received, SessionError};
-
-/// Where each session id is on this machine.
-pub type LocalIndex = HashMap<SessionId, Vec<PathBuf>>;
-
-pub fn local_index(claude: &ClaudeHome) -> io::Result<LocalIndex> {
-    let mut index = LocalIndex::new();
-    for f in claude.session_files()?.0 {
-        index.entry(f.id).or_default().push(f.path);
-    }
-    Ok(index)
-}
-
-/// The id of the `generation`-th fork of `id` holding `machine`'s branch.
-/// Derived, not random, so pulling again finds the fork it made before.
-pub fn fork_id(id: &SessionId, machine: &MachineName, generation: u32) -> SessionId {
-    let digest = Sha256::digest(format!("ccsync fork\0{id}\0{machine}\0{generation}"));
-    let bytes: [u8; 16] = digest[..16].try_into().expect("16 bytes");
-    let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
-    SessionId::parse(&uuid.hyphenated().to_string()).expect("a v4 UUID is a session id")
-}
-
-/// For every local session and every machine, the ids its forks holding
-/// that machine's branch would have: fork id to local session.
-pub fn fork_origins(local: &LocalIndex, machines: &[MachineName]) -> HashMap<SessionId, SessionId> {
-    let mut out = HashMap::new();
-    for id in local.keys() {
-        for m in machines {
-            for g in 0..MAX_FORK_GENERATIONS {
-                out.insert(fork_id(id, m, g), id.clone());
-            }
-        }
-    }
-    out
-}
-
-/// How many times one machine's branch may diverge again before ccsync
-/// stops making forks of it.
-const MAX_FORK_GENERATIONS: u32 = 64;
 
 /// Installs sessions into the local Claude Code config dir.
 pub struct Installer<'a> {
     pub claude: &'a ClaudeHome,
-    pub local: LocalIndex,
+    pub(super) local: RefCell<LocalIndex>,
     pub writers: Writers,
     /// Replace transcripts even when they look in use.
     pub force: bool,
@@ -66,66 +29,29 @@ pub struct Installer<'a> {
     pub recent: Duration,
     /// Where appends record their intent, so a killed one is undone.
     pub journal: Option<Journal>,
-    skewed: std::cell::RefCell<Vec<(PathBuf, Duration)>>,
+    skewed: RefCell<Vec<(PathBuf, Duration)>>,
+    /// Per project folder, its sessions' first-line keys (read once).
+    pub(super) keyed: RefCell<HashMap<PathBuf, Vec<Keyed>>>,
 }
 
-/// Compares transcripts on disk for the plan, each pair once.
-struct Oracle<'a> {
-    local: Option<(&'a Path, u64)>,
-    copies: Vec<(&'a Path, u64)>,
-    seen: HashMap<(Side, Side), bool>,
-    failure: Option<io::Error>,
-}
-
-impl<'a> Oracle<'a> {
-    fn side(&self, s: Side) -> Option<(&'a Path, u64)> {
-        match s {
-            Side::Local => self.local,
-            Side::Copy(i) => Some(self.copies[i]),
-        }
-    }
-
-    fn starts_with(&mut self, a: Side, b: Side) -> bool {
-        if let Some(&known) = self.seen.get(&(a, b)) {
-            return known;
-        }
-        let answer = match (self.side(a), self.side(b)) {
-            (_, None) => true,
-            (None, Some((_, len))) => len == 0,
-            (Some((pa, la)), Some((pb, lb))) => {
-                la >= lb
-                    && transcript::same_prefix(pa, pb, lb).unwrap_or_else(|e| {
-                        self.failure.get_or_insert(e);
-                        false
-                    })
-            }
-        };
-        self.seen.insert((a, b), answer);
-        answer
-    }
-}
-
-/// Plans on files: the local transcript (if any) and the copies.
-fn plan_files(local: Option<(&Path, u64)>, copies: &[(&Path, u64)]) -> io::Result<plan::Plan> {
-    let mut oracle = Oracle {
-        local,
-        copies: copies.to_vec(),
-        seen: HashMap::new(),
-        failure: None,
-    };
-    let lens: Vec<u64> = copies.iter().map(|c| c.1).collect();
-    let plan = plan::decide_with(local.map(|l| l.1), &lens, |a, b| oracle.starts_with(a, b));
-    match oracle.failure {
-        Some(e) => Err(e),
-        None => Ok(plan),
-    }
+/// What became of one home's transcript and side files.
+struct Settled {
+    id: SessionId,
+    transcript: PathBuf,
+    action: Action,
+    held: Option<InUse>,
+    parts: PartsOutcome,
+    /// The copy written, if one was.
+    written: Option<usize>,
+    /// The copy the transcript now equals, if any.
+    cover: Option<usize>,
 }
 
 impl<'a> Installer<'a> {
     pub fn new(claude: &'a ClaudeHome, force: bool, recent: Duration) -> io::Result<Self> {
         Ok(Self {
             claude,
-            local: local_index(claude)?,
+            local: RefCell::new(local_index(claude)?),
             writers: if force {
                 Writers::default()
             } else {
@@ -135,6 +61,7 @@ impl<'a> Installer<'a> {
             recent,
             journal: None,
             skewed: Default::default(),
+            keyed: Default::default(),
         })
     }
 
@@ -199,53 +126,10 @@ impl<'a> Installer<'a> {
     }
 
     /// Installs one session from the copies of it that arrived, under
-    /// `root`. Copies must be of one session, longest first.
-    /// `copies` rewritten as the local session they are a fork of (by
-    /// their derived id, `origins`), when none of them diverged from it:
-    /// then they hold that session's own line (the other machine pulled
-    /// it as a fork, and perhaps went on with it), and installing them as a
-    /// session of their own would hold one conversation twice here. Their
-    /// lines differ from the local session's only in the `sessionId`
-    /// value, which is set back to the local one.
-    pub fn returning_branch(
-        &self,
-        copies: &[Received],
-        origins: &HashMap<SessionId, SessionId>,
-    ) -> Result<Option<Vec<Received>>, SessionError> {
-        let id = &copies[0].meta.session_id;
-        if self.local.contains_key(id) {
-            return Ok(None);
-        }
-        let Some(origin) = origins.get(id) else {
-            return Ok(None);
-        };
-        let Some(path) = self.local.get(origin).and_then(|p| p.first()) else {
-            return Ok(None);
-        };
-        let Some(local_len) = file_len(path)? else {
-            return Ok(None);
-        };
-        let mut rewritten = Vec::with_capacity(copies.len());
-        for (i, copy) in copies.iter().enumerate() {
-            let branch = copy.transcript.with_extension(format!("origin{i}"));
-            write_with_id(&copy.transcript, &branch, id, origin)?;
-            let mut r = copy.clone();
-            r.meta.session_id = origin.clone();
-            r.transcript = branch;
-            rewritten.push(r);
-        }
-        let files: Vec<(&Path, u64)> = rewritten
-            .iter()
-            .map(|c| (c.transcript.as_path(), c.body.len))
-            .collect();
-        let plan =
-            plan_files(Some((path, local_len)), &files).map_err(|source| SessionError::Read {
-                path: path.clone(),
-                source,
-            })?;
-        Ok((!plan.verdicts.contains(&Verdict::Diverged)).then_some(rewritten))
-    }
-
+    /// `root`. Copies must be of one session, longest first. Where each
+    /// goes is the plan's ([`plan::place`]): into the session of their id,
+    /// into another session here that holds their branch (their lines are
+    /// then written with that session's id), or into a new fork.
     pub fn install(&self, copies: &[Received], root: &Path) -> Result<Outcome, SessionError> {
         let first = &copies[0].meta;
         let id = &first.session_id;
@@ -264,47 +148,151 @@ impl<'a> Installer<'a> {
                 source,
             })?;
         let dest = ClaudeHome::transcript_path(&dir, id);
-        if let Some(existing) = self
-            .local
-            .get(id)
-            .and_then(|paths| paths.iter().find(|p| **p != dest))
-        {
+        if let Some(existing) = self.elsewhere(id, &dest) {
             return Err(SessionError::Elsewhere {
                 id: id.clone(),
-                existing: existing.clone(),
+                existing,
                 wanted: dest,
             });
         }
-        let local_len = file_len(&dest)?;
-        let files: Vec<(&Path, u64)> = copies
+        let own_len = file_len(&dest)?;
+        let others = self.kin_of(&dir, id, copies);
+        let lens: Vec<u64> = copies.iter().map(|c| c.body.len).collect();
+        let other_lens: Vec<u64> = others.iter().map(|k| k.len).collect();
+        let mut oracle = Oracle::new(id, own_len.map(|l| (dest.as_path(), l)), &others, copies);
+        let placements = plan::place(own_len, &other_lens, &lens, |a, b| oracle.starts_with(a, b));
+        if let Some(e) = oracle.failure.take() {
+            return Err(e);
+        }
+        let mut settled = Vec::with_capacity(placements.len());
+        for p in &placements {
+            let (target, path, local_len) = match p.home {
+                Home::Own => (id.clone(), dest.clone(), own_len),
+                Home::Other(j) => (
+                    others[j].id.clone(),
+                    others[j].path.clone(),
+                    Some(others[j].len),
+                ),
+                Home::Fork(_) => {
+                    let lead = match p.action {
+                        Action::Install { from } | Action::FastForward { from } => from,
+                        Action::Keep => p.copies[0].0,
+                    };
+                    let fid = self.free_fork_id(id, &copies[lead].meta.machine)?;
+                    let path = ClaudeHome::transcript_path(&dir, &fid);
+                    (fid, path, None)
+                }
+            };
+            let mut sources = HashMap::new();
+            for &(c, _) in &p.copies {
+                sources.insert(c, oracle.as_session(c, &target)?);
+            }
+            let s = self.settle(copies, p, &sources, target, path, local_len, &dir)?;
+            if local_len.is_none() && s.written.is_some() {
+                self.note_new(&s.id, &s.transcript, &dir);
+            }
+            settled.push((p, s));
+        }
+        // The session reported is the own id's; when every copy went to
+        // another session here, that one.
+        let main = settled
             .iter()
-            .map(|c| (c.transcript.as_path(), c.body.len))
+            .position(|(p, _)| p.home == Home::Own)
+            .unwrap_or(0);
+        let (main_plan, main) = settled.remove(main);
+        let machine_of = |i: usize| copies[i].meta.machine.clone();
+        let forks = settled
+            .into_iter()
+            .map(|(p, s)| Fork {
+                machine: machine_of(s.written.or(s.cover).unwrap_or(p.copies[0].0)),
+                id: s.id,
+                transcript: s.transcript,
+                action: s.action,
+                held: s.held,
+                parts: s.parts,
+                cover: s.cover,
+            })
             .collect();
-        let read_err = |source| SessionError::Read {
-            path: dest.clone(),
-            source,
+        let verdicts = copies
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let v = main_plan
+                    .copies
+                    .iter()
+                    .find(|(k, _)| *k == i)
+                    .map_or(Verdict::Diverged, |(_, v)| *v);
+                (c.meta.machine.clone(), v)
+            })
+            .collect();
+        let main_len = if main.id == *id {
+            own_len
+        } else {
+            others.iter().find(|k| k.id == main.id).map(|k| k.len)
         };
-        let plan = plan_files(local_len.map(|l| (dest.as_path(), l)), &files).map_err(read_err)?;
-        let chosen = match plan.action {
+        let (bytes, lines) = match (main.written, main_len) {
+            (Some(i), _) => (copies[i].body.len, copies[i].body.lines),
+            (None, Some(len)) => (
+                len,
+                transcript::count_lines_of(&main.transcript, len).map_err(|source| {
+                    SessionError::Read {
+                        path: main.transcript.clone(),
+                        source,
+                    }
+                })?,
+            ),
+            (None, None) => (0, 0),
+        };
+        Ok(Outcome {
+            id: main.id,
+            key: first.project_key.clone(),
+            cwd,
+            transcript: main.transcript,
+            action: main.action,
+            from: main.written.map(machine_of),
+            verdicts,
+            held: main.held,
+            forks,
+            advise_push: false,
+            bytes,
+            lines,
+            parts: main.parts,
+            cover: main.cover,
+        })
+    }
+
+    /// Writes one home as its placement says: side files of every copy it
+    /// takes (the chosen one first: it alone may supersede what is here),
+    /// then the transcript that refers to them; nothing while Claude Code
+    /// writes the session.
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &self,
+        copies: &[Received],
+        p: &Placement,
+        sources: &HashMap<usize, PathBuf>,
+        id: SessionId,
+        dest: PathBuf,
+        local_len: Option<u64>,
+        dir: &Path,
+    ) -> Result<Settled, SessionError> {
+        let chosen = match p.action {
             Action::Install { from } | Action::FastForward { from } => Some(from),
             Action::Keep => None,
         };
-        // The side files of every copy that is not a fork, the chosen one
-        // first: it alone may supersede what is here. They go in before the
-        // transcript that refers to them, and not at all while Claude Code
-        // writes the session.
         let mut order: Vec<usize> = chosen.into_iter().collect();
         order.extend(
-            (0..copies.len())
-                .filter(|&i| Some(i) != chosen && plan.verdicts[i] != Verdict::Diverged),
+            p.copies
+                .iter()
+                .map(|(c, _)| *c)
+                .filter(|&c| Some(c) != chosen),
         );
         let mut parts = PartsOutcome::default();
         // In use, and something to write: the transcript or a side file.
-        let live = local_len.and_then(|_| self.in_use(&dest));
-        let live = match live {
+        let live = match local_len.and_then(|_| self.in_use(&dest)) {
             Some(l)
                 if chosen.is_some()
-                    || self.parts_pending(order.iter().map(|&i| &copies[i]), &dir, id)? =>
+                    || self.parts_pending(order.iter().map(|&i| &copies[i]), dir, &id)? =>
             {
                 Some(l)
             }
@@ -314,125 +302,37 @@ impl<'a> Installer<'a> {
             Some(live) => (Action::Keep, Some(live)),
             None => {
                 for &i in &order {
-                    let supersedes = Some(i) == chosen;
-                    self.install_parts(&copies[i], &dir, id, supersedes, &mut parts)?;
+                    self.install_parts(&copies[i], dir, &id, Some(i) == chosen, &mut parts)?;
                 }
                 match chosen {
-                    Some(from) => {
-                        self.apply(plan.action, &dest, &copies[from].transcript, local_len)?
-                    }
+                    Some(from) => self.apply(p.action, &dest, &sources[&from], local_len)?,
                     None => (Action::Keep, None),
                 }
             }
         };
         let written = chosen.filter(|_| held.is_none());
-        let mut forks = Vec::new();
-        for (copy, verdict) in copies.iter().zip(&plan.verdicts) {
-            if *verdict == Verdict::Diverged {
-                forks.push(self.fork(copy, &dir)?);
-            }
-        }
-        let (bytes, lines) = match (written, local_len) {
-            (Some(i), _) => (copies[i].body.len, copies[i].body.lines),
-            (None, Some(len)) => (
-                len,
-                transcript::count_lines_of(&dest, len).map_err(read_err)?,
-            ),
-            (None, None) => (0, 0),
-        };
-        Ok(Outcome {
-            id: id.clone(),
-            key: first.project_key.clone(),
-            cwd,
+        let cover = written.or_else(|| {
+            p.copies
+                .iter()
+                .find(|(_, v)| *v == Verdict::UpToDate)
+                .map(|(c, _)| *c)
+                .filter(|_| held.is_none())
+        });
+        Ok(Settled {
+            id,
             transcript: dest,
             action,
-            from: written.map(|i| copies[i].meta.machine.clone()),
-            verdicts: copies
-                .iter()
-                .zip(plan.verdicts)
-                .map(|(c, v)| (c.meta.machine.clone(), v))
-                .collect(),
             held,
-            forks,
-            advise_push: false,
-            bytes,
-            lines,
             parts,
+            written,
+            cover,
         })
-    }
-
-    /// Keeps `copy`, a branch that diverged from the local transcript, as a
-    /// session of its own: the same lines with their `sessionId` set to the
-    /// fork's id. A fork that exists already is brought up to date the same
-    /// way a session is; one that diverged again gets the next generation.
-    fn fork(&self, copy: &Received, dir: &Path) -> Result<Fork, SessionError> {
-        let from = &copy.meta.session_id;
-        let mut generation = 0;
-        loop {
-            let id = fork_id(from, &copy.meta.machine, generation);
-            let dest = ClaudeHome::transcript_path(dir, &id);
-            let branch = copy.transcript.with_extension(format!("fork{generation}"));
-            write_with_id(&copy.transcript, &branch, from, &id)?;
-            let local_len = file_len(&dest)?;
-            let branch_len = std::fs::metadata(&branch).map_err(|source| SessionError::Read {
-                path: branch.clone(),
-                source,
-            })?;
-            let plan = plan_files(
-                local_len.map(|l| (dest.as_path(), l)),
-                &[(&branch, branch_len.len())],
-            )
-            .map_err(|source| SessionError::Read {
-                path: dest.clone(),
-                source,
-            })?;
-            if plan.verdicts[0] != Verdict::Diverged || generation + 1 == MAX_FORK_GENERATIONS {
-                // The fork's side files are the copy's, under the fork's id.
-                let mut parts = PartsOutcome::default();
-                let live = local_len.and_then(|_| self.in_use(&dest));
-                let held = match live {
-                    Some(l)
-                        if matches!(plan.action, Action::FastForward { .. })
-                            || self.parts_pending([copy], dir, &id)? =>
-                    {
-                        Some(l)
-                    }
-                    _ => None,
-                };
-                if held.is_some() {
-                    return Ok(Fork {
-                        machine: copy.meta.machine.clone(),
-                        id,
-                        transcript: dest,
-                        action: Action::Keep,
-                        held,
-                        parts,
-                        same_as_copy: false,
-                    });
-                }
-                let supersedes = plan.action != Action::Keep;
-                self.install_parts(copy, dir, &id, supersedes, &mut parts)?;
-                let (action, held) = self.apply(plan.action, &dest, &branch, local_len)?;
-                let same_as_copy = held.is_none()
-                    && (action != Action::Keep || plan.verdicts[0] == Verdict::UpToDate);
-                return Ok(Fork {
-                    machine: copy.meta.machine.clone(),
-                    id,
-                    transcript: dest,
-                    action,
-                    held,
-                    parts,
-                    same_as_copy,
-                });
-            }
-            generation += 1;
-        }
     }
 }
 
 /// Writes `src`'s lines to `dest` with their `sessionId` value `from` set
 /// to `to`, and nothing else changed.
-fn write_with_id(
+pub(super) fn write_with_id(
     src: &Path,
     dest: &Path,
     from: &SessionId,

@@ -1,10 +1,13 @@
 //! From bundles to local transcripts, in the exact folder the local Claude
 //! Code computes for the local checkout: `pull` lists and fetches what
-//! other machines put in the transport, `install` writes it (with `parts`
-//! for side files), and `bookkeeping` keeps the index.
+//! other machines put in the transport, `kin` finds the sessions here
+//! that may hold a branch, `install` writes each copy where the plan
+//! places it (with `parts` for side files), and `bookkeeping` keeps the
+//! index.
 
 mod bookkeeping;
 mod install;
+mod kin;
 mod parts;
 #[cfg(test)]
 mod tests;
@@ -21,7 +24,8 @@ use crate::project::{KeyMap, ProjectKey};
 use crate::transport::{ObjectName, TransportError, layout};
 use bookkeeping::{already_pushed, remember, superseded_own, unchanged_since_last_pull};
 
-pub use install::{Installer, LocalIndex, fork_id, local_index};
+pub use install::Installer;
+pub use kin::{LocalIndex, fork_id, local_index};
 
 /// A project's checkout on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +60,9 @@ pub struct Outcome {
     pub bytes: u64,
     pub lines: u64,
     pub parts: PartsOutcome,
+    /// The copy (by index among those that arrived) the transcript now
+    /// equals, if any: holding it here adds nothing to the sync dir.
+    pub cover: Option<usize>,
 }
 
 /// What became of a session's side files.
@@ -69,8 +76,8 @@ pub struct PartsOutcome {
     pub files: Vec<PathBuf>,
 }
 
-/// Another machine's branch of a session that was continued on both,
-/// kept as a session of its own.
+/// Another machine's branch of a session, kept as a session of its own:
+/// a fork made for it, or the session here that already held it.
 #[derive(Debug, Clone)]
 pub struct Fork {
     pub machine: MachineName,
@@ -79,8 +86,8 @@ pub struct Fork {
     pub action: Action,
     pub held: Option<InUse>,
     pub parts: PartsOutcome,
-    /// Whether the fork now holds exactly the other machine's branch.
-    pub same_as_copy: bool,
+    /// The copy this session now equals, if any.
+    pub cover: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -157,16 +164,6 @@ pub fn pull(
     let mut groups: BTreeMap<(String, SessionId), Vec<(ObjectName, Stamp)>> = BTreeMap::new();
     let mut own: HashMap<ObjectName, Stamp> = HashMap::new();
     let listing = transport.list()?;
-    let known_machines: Vec<MachineName> = listing
-        .objects
-        .iter()
-        .filter_map(|o| {
-            o.name
-                .session()
-                .map(|(_, m)| m)
-                .or_else(|| o.name.claimed_machine())
-        })
-        .collect();
     let mut report = PullReport::default();
     for (path, reason) in &listing.refused {
         report.refused.push((path.clone(), reason.clone()));
@@ -259,13 +256,10 @@ pub fn pull(
 
     progress.start(sessions.len() as u64);
     let mut stale = Vec::new();
-    // Every machine the transport knows (by its copies or its claim), this
-    // one too: whose branches a fork id may hold.
-    let mut machines: Vec<MachineName> = known_machines;
-    machines.push(me.clone());
-    machines.sort();
-    machines.dedup();
-    let mut origins = None;
+    // Sessions whose id is here first: a copy goes to the session of its
+    // own id before another session's branch can claim it.
+    let mut sessions: Vec<_> = sessions.into_iter().collect();
+    sessions.sort_by_key(|((_, id), _)| !installer.has(id));
     for ((dir, id), mut copies) in sessions {
         progress.step();
         copies.sort_by(|a, b| {
@@ -276,37 +270,15 @@ pub fn pull(
         });
         let key = format!("{dir}/{id}");
         let checkout = roots[&dir];
-        // A branch of one of this machine's sessions, coming back under
-        // the fork id another machine gave it, is that session again.
-        // (Only for an id not here: the map of fork ids is built once, and
-        // only then.)
-        let returning = if installer.local.contains_key(&id) {
-            Ok(None)
-        } else {
-            let origins =
-                origins.get_or_insert_with(|| install::fork_origins(&installer.local, &machines));
-            installer.returning_branch(&copies, origins)
-        };
-        let copies = match returning {
-            Ok(Some(as_origin)) => as_origin,
-            Ok(None) => copies,
-            Err(e) => {
-                index.forget_pulled(&key);
-                report.failed.push((id, e));
-                continue;
-            }
-        };
         match installer.install(&copies, &checkout.root) {
             Ok(mut outcome) => {
                 // Known here by this machine's key, whatever the copies say.
                 outcome.key = checkout.key.clone();
-                if let Some(name) = superseded_own(index, &own, &outcome, &copies, me) {
-                    stale.push(name);
-                }
+                stale.extend(superseded_own(index, &own, &outcome, &copies, me));
                 let settled =
                     outcome.held.is_none() && outcome.forks.iter().all(|f| f.held.is_none());
                 if settled && !spoiled.contains(&(dir.clone(), id.clone())) {
-                    index.set_pulled(key, remember(&outcome, &groups[&(dir, id)]));
+                    index.set_pulled(key, remember(&outcome, &groups[&(dir, id)], &copies));
                 } else {
                     index.forget_pulled(&key);
                 }

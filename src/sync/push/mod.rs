@@ -104,17 +104,23 @@ pub fn push(
         .collect();
     let covered = index.covered();
     let listed: HashMap<String, Stamp> = listing.iter().map(|(n, s)| (n.to_string(), *s)).collect();
-    // Only this transcript need be as that pull left it: the record's other
-    // files may have changed since (another group's pull wrote them).
+    // Only this transcript and the copy it equals need be as that pull
+    // left them: the record's other files and objects may have changed
+    // since (another group's pull wrote them, a machine removed a copy
+    // this one's extends).
     let held_elsewhere = |session: &LocalSession| {
         let path = session.file.path.as_path();
-        covered.get(path).is_some_and(|p| {
-            super::plan::held_elsewhere(
-                p.objects.iter().all(|(n, s)| listed.get(n) == Some(s)),
-                p.files
-                    .iter()
-                    .any(|(f, stamp)| f == path && *stamp == Stamp::of(path)),
-            )
+        covered.get(path).is_some_and(|records| {
+            records.iter().any(|(p, object)| {
+                super::plan::held_elsewhere(
+                    p.objects
+                        .iter()
+                        .any(|(n, s)| n == object && listed.get(n) == Some(s)),
+                    p.files
+                        .iter()
+                        .any(|(f, stamp)| f == path && *stamp == Stamp::of(path)),
+                )
+            })
         })
     };
     let before: Vec<Before> = sessions

@@ -3,6 +3,13 @@
 //! A transcript only grows while Claude Code works on it, so a copy that
 //! starts with everything the other has is simply further along. The plan
 //! never chooses a copy that would drop a line this machine has.
+//! [`place`] says which session here each incoming branch belongs to.
+
+mod branches;
+#[cfg(test)]
+mod simulation;
+
+pub use branches::{Home, Placement, Who, place, place_bytes};
 
 /// What becomes of the local transcript.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,10 +248,10 @@ pub fn own_copy_superseded(f: &OwnAndCover) -> bool {
 }
 
 /// Whether push may skip a transcript that a pull left equal to another
-/// machine's copy: only while the pull's objects are all still there as
-/// they were, and the transcript has not changed here since.
-pub fn held_elsewhere(objects_unchanged: bool, unchanged_here: bool) -> bool {
-    objects_unchanged && unchanged_here
+/// machine's copy: only while that copy is still there as it was, and the
+/// transcript has not changed here since.
+pub fn held_elsewhere(copy_unchanged: bool, unchanged_here: bool) -> bool {
+    copy_unchanged && unchanged_here
 }
 
 #[cfg(test)]
