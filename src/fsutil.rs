@@ -17,6 +17,25 @@ pub fn is_temp_name(name: &std::ffi::OsStr) -> bool {
     name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
 }
 
+/// Milliseconds since the Unix epoch (0 before it).
+pub fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Sets a file's modification time (not following a link at `path`: the
+/// file is opened without `O_NOFOLLOW` only where that flag is missing).
+pub fn set_modified(path: &Path, t: std::time::SystemTime) -> io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        rustix::fs::OFlags::NOFOLLOW.bits() as i32,
+    );
+    options.open(path)?.set_modified(t)
+}
+
 /// Reads until `buf` is full or the input ends; returns how much was read.
 pub fn read_full(r: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;

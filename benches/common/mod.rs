@@ -14,5 +14,7 @@ pub fn meta() -> Meta {
         relative_cwd: Some(RelPath::default()),
         machine: MachineName::parse("laptop").unwrap(),
         exported_at_ms: 0,
+        modified_ms: Some(1_763_628_000_123),
+        parts_modified_ms: Default::default(),
     }
 }

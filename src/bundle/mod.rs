@@ -8,7 +8,10 @@
 //! checksum, so an encoder can stream it and hash as it goes. Version 3 is
 //! version 2 plus the session's side files (`parts`, see [`parts`]); it is
 //! written only for sessions that have side files, so a peer that reads
-//! version 2 still reads every session without them.
+//! version 2 still reads every session without them. Version 4 is version
+//! 3 (parts optional) plus the modification times of the transcript
+//! (`modifiedAt`) and of each side file (`partsModifiedAt`, by path), in
+//! Unix milliseconds, so a pull can give files the source's times.
 //!
 //! Outer layers (compression, encryption) wrap the whole file; this module
 //! recognises their magic bytes and says what the file is instead of failing
@@ -17,6 +20,7 @@
 pub mod json;
 pub mod parts;
 
+use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 use serde::{Deserialize, Serialize};
@@ -26,8 +30,8 @@ use crate::names::{MachineName, NameError, PartPath, RelPath, SessionId};
 use crate::project::ProjectKey;
 pub use parts::{OutPart, PartBody, PartData, PartSink};
 
-pub const CURRENT_VERSION: u32 = 3;
-pub const SUPPORTED_VERSIONS: [u32; 3] = [1, 2, 3];
+pub const CURRENT_VERSION: u32 = 4;
+pub const SUPPORTED_VERSIONS: [u32; 4] = [1, 2, 3, 4];
 /// Bundles larger than this are refused before they are read.
 pub const MAX_BUNDLE_BYTES: u64 = 1 << 30;
 /// File name extension in the sync dir and for `export`.
@@ -63,7 +67,7 @@ pub enum BundleError {
     #[error("it has no `_schemaVersion` field, so it is not a .ccsync bundle")]
     NoVersion,
     #[error(
-        "it has schema version {0}, which this ccsync does not read (it reads versions 1 to 3); upgrade ccsync"
+        "it has schema version {0}, which this ccsync does not read (it reads versions 1 to 4); upgrade ccsync"
     )]
     UnknownVersion(String),
     #[error("its fields are not those of a version {version} bundle: {source}")]
@@ -102,6 +106,10 @@ pub struct Meta {
     pub relative_cwd: Option<RelPath>,
     pub machine: MachineName,
     pub exported_at_ms: u64,
+    /// When the transcript was last modified on the source (version 4).
+    pub modified_ms: Option<u64>,
+    /// When each side file was last modified on the source (version 4).
+    pub parts_modified_ms: BTreeMap<PartPath, u64>,
 }
 
 /// What was learned of the transcript while it streamed past.
@@ -123,7 +131,7 @@ struct V1 {
     line_count: f64,
 }
 
-/// Versions 2 and 3 without the transcript and parts, in the order the
+/// Versions 2 to 4 without the transcript and parts, in the order the
 /// fields are written.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -136,6 +144,10 @@ struct V2Head {
     relative_cwd: String,
     machine_name: String,
     exported_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    modified_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    parts_modified_at: BTreeMap<String, u64>,
     #[serde(skip_serializing)]
     line_count: u64,
     #[serde(skip_serializing)]
@@ -184,7 +196,8 @@ impl Tally {
 
 /// Writes a bundle, streaming exactly `len` bytes (complete lines, UTF-8)
 /// of the transcript from `transcript`, and each part, hashing them on the
-/// way: memory stays small whatever their sizes. Version 2 when there are no
+/// way: memory stays small whatever their sizes. Version 4 when `meta` has
+/// the transcript's modification time; else version 2 when there are no
 /// parts, else version 3.
 pub fn write(
     meta: &Meta,
@@ -194,7 +207,11 @@ pub fn write(
     out: &mut (impl Write + Send),
 ) -> Result<(Body, Vec<PartBody>), BundleError> {
     let head = V2Head {
-        schema_version: if parts.is_empty() { 2 } else { 3 },
+        schema_version: match (meta.modified_ms, parts.is_empty()) {
+            (Some(_), _) => 4,
+            (None, true) => 2,
+            (None, false) => 3,
+        },
         session_id: meta.session_id.to_string(),
         project_key: meta.project_key.to_string(),
         original_cwd: meta.original_cwd.clone(),
@@ -205,6 +222,17 @@ pub fn write(
             .to_owned(),
         machine_name: meta.machine.to_string(),
         exported_at: meta.exported_at_ms,
+        modified_at: meta.modified_ms,
+        parts_modified_at: meta
+            .modified_ms
+            .map(|_| {
+                meta.parts_modified_ms
+                    .iter()
+                    .filter(|(p, _)| parts.iter().any(|o| o.path == **p))
+                    .map(|(p, t)| (p.to_string(), *t))
+                    .collect()
+            })
+            .unwrap_or_default(),
         line_count: 0,
         sha256: String::new(),
     };
@@ -329,7 +357,7 @@ pub fn read(
             }
             Ok((decode_v1(fields)?, tally.finish(), Vec::new()))
         }
-        serde_json::Value::Number(n) if matches!(n.as_u64(), Some(2 | 3)) => {
+        serde_json::Value::Number(n) if matches!(n.as_u64(), Some(2..=4)) => {
             let version = n.as_u64().unwrap_or(2) as u32;
             let tally = tally.ok_or_else(|| missing_jsonl(version))?;
             let part_bodies = match (version, part_bodies) {
@@ -344,7 +372,7 @@ pub fn read(
             };
             let last = tally.last;
             let body = tally.finish();
-            let meta = decode_v2(version, fields, &body)?;
+            let meta = decode_v2(version, fields, &body, &part_bodies)?;
             if last.is_some_and(|b| b != b'\n') {
                 return Err(field("jsonl", "does not end with a complete line"));
             }
@@ -492,6 +520,8 @@ fn decode_v1(fields: serde_json::Map<String, serde_json::Value>) -> Result<Meta,
         relative_cwd: None,
         machine: MachineName::parse(&v.machine_name).map_err(name_field("machineName"))?,
         exported_at_ms: whole_number("exportedAt", v.exported_at)?,
+        modified_ms: None,
+        parts_modified_ms: BTreeMap::new(),
     })
 }
 
@@ -499,10 +529,33 @@ fn decode_v2(
     version: u32,
     mut fields: serde_json::Map<String, serde_json::Value>,
     body: &Body,
+    parts: &[PartBody],
 ) -> Result<Meta, BundleError> {
     fields.insert("_schemaVersion".into(), version.into());
     let v: V2Head = serde_json::from_value(fields.into()).map_err(shape(version))?;
     check_cwd(&v.original_cwd)?;
+    let not_in = |name: &'static str| field(name, format!("is not part of version {version}"));
+    match (version, v.modified_at) {
+        (4, None) => {
+            return Err(BundleError::Shape {
+                version,
+                source: serde::de::Error::missing_field("modifiedAt"),
+            });
+        }
+        (2 | 3, Some(_)) => return Err(not_in("modifiedAt")),
+        (2 | 3, None) if !v.parts_modified_at.is_empty() => return Err(not_in("partsModifiedAt")),
+        _ => {}
+    }
+    let mut parts_modified_ms = BTreeMap::new();
+    for (path, ms) in v.parts_modified_at {
+        let Some(part) = parts.iter().find(|p| p.path.to_string() == path) else {
+            return Err(field(
+                "partsModifiedAt",
+                format!("names {path:?}, a side file the bundle does not carry"),
+            ));
+        };
+        parts_modified_ms.insert(part.path.clone(), ms);
+    }
     if body.sha256 != v.sha256 {
         return Err(BundleError::Checksum {
             expected: v.sha256.chars().take(64).collect(),
@@ -526,11 +579,14 @@ fn decode_v2(
         relative_cwd: Some(RelPath::parse(&v.relative_cwd).map_err(name_field("relativeCwd"))?),
         machine: MachineName::parse(&v.machine_name).map_err(name_field("machineName"))?,
         exported_at_ms: v.exported_at,
+        modified_ms: v.modified_at,
+        parts_modified_ms,
     })
 }
 
 impl Bundle {
-    /// Writes version 3, or 2 when there are no parts.
+    /// Writes version 4 when the meta has modification times, else 3, or
+    /// 2 when there are no parts.
     pub fn encode(&self, mut out: impl Write + Send) -> Result<(), BundleError> {
         let len = self.transcript.len() as u64;
         let parts: Vec<OutPart> = self
@@ -588,6 +644,8 @@ mod tests {
                 relative_cwd: Some(RelPath::parse("sub").unwrap()),
                 machine: MachineName::parse("laptop").unwrap(),
                 exported_at_ms: 1_715_380_000_000,
+                modified_ms: None,
+                parts_modified_ms: Default::default(),
             },
             transcript: b"{\"parentUuid\":null,\"b\":\"\xc3\xa4\\u0000\"}\n{}\n".to_vec(),
             parts: Vec::new(),
@@ -748,7 +806,7 @@ mod tests {
             (b"[1,2]".to_vec(), "not a JSON object"),
             (b"\"x\"".to_vec(), "not a JSON object"),
             (b"{}".to_vec(), "no `_schemaVersion`"),
-            (b"{\"_schemaVersion\":4}".to_vec(), "version 4"),
+            (b"{\"_schemaVersion\":5}".to_vec(), "version 5"),
             (b"{\"_schemaVersion\":\"1\"}".to_vec(), "version \"1\""),
             (b"\x1f\x8b\x08\x00".to_vec(), "gzip"),
             (
@@ -897,6 +955,8 @@ mod properties {
                         relative_cwd: Some(RelPath::parse(&rel.join("/")).unwrap_or_default()),
                         machine: MachineName::parse(&machine).unwrap(),
                         exported_at_ms: at,
+                        modified_ms: None,
+                        parts_modified_ms: Default::default(),
                     },
                     transcript,
                     parts,

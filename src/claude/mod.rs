@@ -60,6 +60,20 @@ impl ClaudeHome {
         &self.root
     }
 
+    /// How long the client keeps a transcript it has not modified:
+    /// `cleanupPeriodDays` in `settings.json` (default 30 days). Older
+    /// transcripts, with their side files, are deleted when it starts.
+    pub fn cleanup_period(&self) -> std::time::Duration {
+        const DAY: u64 = 24 * 60 * 60;
+        let days = std::fs::read(self.root.join("settings.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("cleanupPeriodDays")?.as_f64())
+            .filter(|d| d.is_finite() && *d >= 0.0)
+            .unwrap_or(30.0);
+        std::time::Duration::from_secs((days.min(1e6) * DAY as f64) as u64)
+    }
+
     pub fn projects_dir(&self) -> PathBuf {
         self.root.join("projects")
     }

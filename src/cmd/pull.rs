@@ -340,6 +340,7 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
     };
     let report = pull::pull(&mut link, &installer, &checkouts, &keys, only.as_ref())?;
     warn_skewed(env, installer.take_skewed());
+    note_clamped(env, &installer);
     if let Some(id) = &only
         && report.outcomes.is_empty()
         && report.failed.is_empty()
@@ -411,6 +412,22 @@ pub fn warn_skewed(env: &Env, skewed: Vec<(std::path::PathBuf, std::time::Durati
             "{} is modified in the future (clock skew?): {} ahead of this machine's clock; not taken as a sign that Claude Code is writing it",
             path.display(),
             humantime::format_duration(std::time::Duration::from_secs(ahead.as_secs()))
+        ));
+    }
+}
+
+/// Files that kept a later time than their source's, so that the client's
+/// cleanup does not delete them at its next start.
+pub fn note_clamped(env: &Env, installer: &pull::Installer) {
+    let (clamped, oldest) = installer.take_clamped();
+    if let Some(first) = clamped.first() {
+        env.ui.status(format_args!(
+            "{} older on the source than this machine's cleanupPeriodDays allows ({}{}) got the time {} instead, so Claude Code does not delete {}",
+            crate::ui::plural(clamped.len(), "file", "files"),
+            first.display(),
+            if clamped.len() > 1 { ", …" } else { "" },
+            crate::ui::time(oldest),
+            if clamped.len() > 1 { "them" } else { "it" },
         ));
     }
 }

@@ -121,13 +121,16 @@ mod tests {
         );
         let bundle = Bundle {
             meta: bundle::Meta {
-                version: 3,
+                version: 4,
                 session_id: id.clone(),
                 project_key: key.clone(),
                 original_cwd: "/w".into(),
                 relative_cwd: Some(RelPath::default()),
                 machine: old.clone(),
                 exported_at_ms: 7,
+                modified_ms: Some(1_763_000_000_123),
+                parts_modified_ms: [(PartPath::parse("tasks/1.json").unwrap(), 1_763_000_000_456)]
+                    .into(),
             },
             transcript: b"{\"a\":1}\n".to_vec(),
             parts: vec![(PartPath::parse("tasks/1.json").unwrap(), vec![0, 1, 2])],
@@ -142,6 +145,10 @@ mod tests {
         assert_eq!(t.names(), [ObjectName::for_session(&key, &id, &new)]);
         let moved = Bundle::decode(&t.get(&r.moved[0]).unwrap()).unwrap();
         assert_eq!(moved.meta.machine, new);
+        assert_eq!(
+            (moved.meta.modified_ms, &moved.meta.parts_modified_ms),
+            (bundle.meta.modified_ms, &bundle.meta.parts_modified_ms)
+        );
         assert_eq!(moved.transcript, bundle.transcript);
         assert_eq!(moved.parts, bundle.parts);
     }

@@ -14,3 +14,4 @@ mod ssh;
 mod ssh_hardening;
 mod sshd;
 mod sync;
+mod times;

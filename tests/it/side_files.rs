@@ -191,10 +191,10 @@ fn before_len(m: &Machine, repo: &Path) -> usize {
     std::fs::metadata(m.transcript(repo, SID)).unwrap().len() as usize
 }
 
-/// A session without side files still travels as version 2, which older
-/// ccsync builds read.
+/// Sessions travel as version 4 (with file times), with `parts` only when
+/// there are side files.
 #[test]
-fn a_session_without_side_files_stays_version_2() {
+fn a_bundle_carries_parts_only_when_there_are_side_files() {
     let w = World::new();
     let a = w.machine("a");
     let repo = w.checkout("a/w", Some("git@github.com:acme/widget.git"));
@@ -202,11 +202,9 @@ fn a_session_without_side_files_stays_version_2() {
     let file = w.root().join("s.ccsync");
     a.run(&repo, &["export", SID, "-o", file.to_str().unwrap()])
         .success();
-    assert!(
-        std::fs::read(&file)
-            .unwrap()
-            .starts_with(b"{\"_schemaVersion\":2,")
-    );
+    let text = String::from_utf8(std::fs::read(&file).unwrap()).unwrap();
+    assert!(text.starts_with("{\"_schemaVersion\":4,"));
+    assert!(!text.contains("\"parts\":"));
     write_all(
         &a.claude,
         &[(format!("tasks/{SID}/1.json"), b"{}".to_vec())],
@@ -215,9 +213,7 @@ fn a_session_without_side_files_stays_version_2() {
         .run(&repo, &["export", SID, "-o", file.to_str().unwrap()])
         .success();
     assert!(stderr(&out).contains("1 side file"));
-    assert!(
-        std::fs::read(&file)
-            .unwrap()
-            .starts_with(b"{\"_schemaVersion\":3,")
-    );
+    let text = String::from_utf8(std::fs::read(&file).unwrap()).unwrap();
+    assert!(text.starts_with("{\"_schemaVersion\":4,"));
+    assert!(text.contains("\"parts\":[{\"path\":\"tasks/1.json\""));
 }

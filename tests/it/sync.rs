@@ -307,7 +307,7 @@ fn export_and_import_work_without_init() {
 
     let out = a.run(&a_repo, &["export", "-o", "-"]).success();
     let bundle = out.get_output().stdout.clone();
-    assert!(bundle.starts_with(b"{\"_schemaVersion\":2,"));
+    assert!(bundle.starts_with(b"{\"_schemaVersion\":4,"));
     let file = w.root().join("s.ccsync");
     std::fs::write(&file, &bundle).unwrap();
     b.run(

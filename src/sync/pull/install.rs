@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::kin::{Keyed, LocalIndex, Oracle, local_index};
 use super::{Fork, Outcome, PartsOutcome};
@@ -32,6 +32,11 @@ pub struct Installer<'a> {
     skewed: RefCell<Vec<(PathBuf, Duration)>>,
     /// Per project folder, its sessions' first-line keys (read once).
     pub(super) keyed: RefCell<HashMap<PathBuf, Vec<Keyed>>>,
+    /// The oldest modification time a written file may get: the client
+    /// deletes transcripts older than its cleanup period.
+    oldest: SystemTime,
+    /// Files whose source time was older than that, and got `oldest`.
+    clamped: RefCell<Vec<PathBuf>>,
 }
 
 /// What became of one home's transcript and side files.
@@ -62,6 +67,13 @@ impl<'a> Installer<'a> {
             journal: None,
             skewed: Default::default(),
             keyed: Default::default(),
+            // A day's margin: a file at the limit would go at the next start.
+            oldest: SystemTime::now()
+                .checked_sub(claude.cleanup_period())
+                .and_then(|t| t.checked_add(Duration::from_secs(24 * 60 * 60)))
+                .unwrap_or(UNIX_EPOCH)
+                .min(SystemTime::now()),
+            clamped: Default::default(),
         })
     }
 
@@ -87,6 +99,29 @@ impl<'a> Installer<'a> {
             }
         }
         found
+    }
+
+    /// Gives a file written from a copy the source's modification time
+    /// (`ms`, Unix milliseconds), so it sorts here as it did there and the
+    /// next push sees it unchanged; never a time in the future, nor one
+    /// the client's cleanup would delete it for (that is recorded).
+    pub(super) fn keep_time(&self, path: &Path, ms: Option<u64>) -> Result<(), SessionError> {
+        let Some(ms) = ms else { return Ok(()) };
+        let mut t = (UNIX_EPOCH + Duration::from_millis(ms)).min(SystemTime::now());
+        if t < self.oldest {
+            t = self.oldest;
+            self.clamped.borrow_mut().push(path.to_path_buf());
+        }
+        fsutil::set_modified(path, t).map_err(|source| SessionError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Files whose source time the client's cleanup would have deleted
+    /// them for, so they got a later one, and the limit.
+    pub fn take_clamped(&self) -> (Vec<PathBuf>, SystemTime) {
+        (self.clamped.take(), self.oldest)
     }
 
     /// Transcripts whose modification time was in the future when looked
@@ -305,7 +340,13 @@ impl<'a> Installer<'a> {
                     self.install_parts(&copies[i], dir, &id, Some(i) == chosen, &mut parts)?;
                 }
                 match chosen {
-                    Some(from) => self.apply(p.action, &dest, &sources[&from], local_len)?,
+                    Some(from) => {
+                        let done = self.apply(p.action, &dest, &sources[&from], local_len)?;
+                        if done.1.is_none() {
+                            self.keep_time(&dest, copies[from].meta.modified_ms)?;
+                        }
+                        done
+                    }
                     None => (Action::Keep, None),
                 }
             }

@@ -65,6 +65,7 @@ impl Installer<'_> {
                             dirs.extend(dest.parent().map(Path::to_path_buf));
                         }
                     }
+                    self.keep_time(&dest, copy.meta.parts_modified_ms.get(&part.path).copied())?;
                     out.written += 1;
                 }
                 PartAction::Same => {}

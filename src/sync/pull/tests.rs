@@ -63,6 +63,8 @@ impl Fixture {
                 relative_cwd: Some(RelPath::default()),
                 machine: MachineName::parse(machine).unwrap(),
                 exported_at_ms: 0,
+                modified_ms: None,
+                parts_modified_ms: Default::default(),
             },
             transcript,
             parts,

@@ -77,7 +77,13 @@ pub fn prepare(
             None
         };
         let room = len.unwrap_or(part.stamp.size) / 3 * 4 + 512;
-        sized.push((room, part.path, len, part.file));
+        sized.push((
+            room,
+            part.path,
+            len,
+            part.file,
+            part.stamp.mtime_ns / 1_000_000,
+        ));
     }
     // A bundle over the limit would be refused by every reader: the
     // largest side files stay behind instead, named (a transcript's
@@ -85,7 +91,8 @@ pub fn prepare(
     sized.sort_by_key(|(room, ..)| *room);
     let mut planned = len + len / 4 + 4096;
     let mut out_parts = Vec::with_capacity(sized.len());
-    for (room, path, len, file) in sized {
+    let mut parts_modified_ms = std::collections::BTreeMap::new();
+    for (room, path, len, file, modified_ms) in sized {
         planned += room;
         if planned > bundle::MAX_BUNDLE_BYTES {
             skipped_parts.push((
@@ -97,6 +104,7 @@ pub fn prepare(
             ));
             continue;
         }
+        parts_modified_ms.insert(path.clone(), modified_ms);
         out_parts.push(OutPart {
             path,
             len,
@@ -113,6 +121,8 @@ pub fn prepare(
             relative_cwd: Some(placement.relative.clone()),
             machine: machine.clone(),
             exported_at_ms: now_ms,
+            modified_ms: Some(crate::fsutil::unix_ms(session.file.modified)),
+            parts_modified_ms,
         },
         source: path.clone(),
         len,
