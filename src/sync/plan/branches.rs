@@ -145,6 +145,33 @@ pub fn place(
     out
 }
 
+impl Placement {
+    /// The copy this home's transcript equals once the placement is done
+    /// (`written`: the copy written, if the write happened): holding it here
+    /// adds nothing to the sync dir, so push need not send it.
+    pub fn cover(&self, written: Option<usize>) -> Option<usize> {
+        written.or_else(|| {
+            self.copies
+                .iter()
+                .find(|(_, v)| *v == Verdict::UpToDate)
+                .map(|(c, _)| *c)
+        })
+    }
+}
+
+/// The order in which a pull places incoming sessions: those whose id is
+/// here first, so a copy goes to the session of its own id before another
+/// session's branch can claim it; otherwise as given.
+pub fn placing_order<T>(groups: &mut [T], here: impl Fn(&T) -> bool) {
+    groups.sort_by_key(|g| !here(g));
+}
+
+/// Orders the other sessions here for [`place`]: longest first (a copy
+/// goes where it is already held), then by id.
+pub fn rank_others<I: Ord>(others: &mut [(I, u64)]) {
+    others.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+}
+
 /// [`place`] on byte slices (already masked), for tests and simulations.
 pub fn place_bytes(own: Option<&[u8]>, others: &[&[u8]], copies: &[&[u8]]) -> Vec<Placement> {
     let bytes = |w: Who| match w {

@@ -9,7 +9,7 @@ mod branches;
 #[cfg(test)]
 mod simulation;
 
-pub use branches::{Home, Placement, Who, place, place_bytes};
+pub use branches::{Home, Placement, Who, place, place_bytes, placing_order, rank_others};
 
 /// What becomes of the local transcript.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use proptest::prelude::*;
 
 use super::{
     Action, Home, OwnAndCover, PushAction, Verdict, earlier, held_elsewhere, own_copy_superseded,
-    place, push_action,
+    place, placing_order, push_action, rank_others,
 };
 
 type Lines = Vec<u32>;
@@ -97,7 +97,7 @@ impl Machine {
             }
         }
         let mut order: Vec<Id> = groups.keys().copied().collect();
-        order.sort_by_key(|id| !self.sessions.contains_key(id));
+        placing_order(&mut order, |id| self.sessions.contains_key(id));
         let mut advised = false;
         let mut stale = Vec::new();
         for id in order {
@@ -105,13 +105,17 @@ impl Machine {
             copies.sort_by(|a, b| b.1.lines.len().cmp(&a.1.lines.len()).then(a.0.cmp(&b.0)));
             let own = self.sessions.get(&id).cloned();
             let first = copies[0].1.lines[0];
-            let mut others: Vec<(Id, Lines)> = self
+            let mut ranked: Vec<(Id, u64)> = self
                 .sessions
                 .iter()
                 .filter(|(o, l)| **o != id && l.first() == Some(&first))
-                .map(|(o, l)| (*o, l.clone()))
+                .map(|(o, l)| (*o, l.len() as u64))
                 .collect();
-            others.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+            rank_others(&mut ranked);
+            let others: Vec<(Id, Lines)> = ranked
+                .iter()
+                .map(|(o, _)| (*o, self.sessions[o].clone()))
+                .collect();
             let copy_lines: Vec<&Lines> = copies.iter().map(|(_, o)| &o.lines).collect();
             let side = |w: super::Who| -> &Lines {
                 match w {
@@ -164,12 +168,7 @@ impl Machine {
                 for (c, v) in &p.copies {
                     assert!(now.starts_with(copy_lines[*c]), "{v:?} copy {c} not held");
                 }
-                let cover = written.or_else(|| {
-                    p.copies
-                        .iter()
-                        .find(|(_, v)| *v == Verdict::UpToDate)
-                        .map(|(c, _)| *c)
-                });
+                let cover = p.cover(written);
                 if let Some(c) = cover {
                     let (machine, object) = &copies[c];
                     let record = (now.clone(), (id, machine.clone()), object.version);

@@ -352,13 +352,7 @@ impl<'a> Installer<'a> {
             }
         };
         let written = chosen.filter(|_| held.is_none());
-        let cover = written.or_else(|| {
-            p.copies
-                .iter()
-                .find(|(_, v)| *v == Verdict::UpToDate)
-                .map(|(c, _)| *c)
-                .filter(|_| held.is_none())
-        });
+        let cover = p.cover(written).filter(|_| held.is_none());
         Ok(Settled {
             id,
             transcript: dest,

@@ -128,20 +128,19 @@ impl Installer<'_> {
                 })
                 .collect()
         });
-        let mut kin: Vec<Kin> = all
+        let mut ranked: Vec<((SessionId, PathBuf), u64)> = all
             .iter()
             .filter(|k| k.id != *id && k.key.is_some_and(|key| keys.contains(&key)))
             .filter_map(|k| {
                 let len = std::fs::metadata(&k.path).ok()?.len();
-                Some(Kin {
-                    id: k.id.clone(),
-                    path: k.path.clone(),
-                    len,
-                })
+                Some(((k.id.clone(), k.path.clone()), len))
             })
             .collect();
-        kin.sort_by(|a, b| b.len.cmp(&a.len).then_with(|| a.id.cmp(&b.id)));
-        kin
+        crate::sync::plan::rank_others(&mut ranked);
+        ranked
+            .into_iter()
+            .map(|((id, path), len)| Kin { id, path, len })
+            .collect()
     }
 }
 

@@ -256,10 +256,8 @@ pub fn pull(
 
     progress.start(sessions.len() as u64);
     let mut stale = Vec::new();
-    // Sessions whose id is here first: a copy goes to the session of its
-    // own id before another session's branch can claim it.
     let mut sessions: Vec<_> = sessions.into_iter().collect();
-    sessions.sort_by_key(|((_, id), _)| !installer.has(id));
+    super::plan::placing_order(&mut sessions, |((_, id), _)| installer.has(id));
     for ((dir, id), mut copies) in sessions {
         progress.step();
         copies.sort_by(|a, b| {
