@@ -53,6 +53,10 @@ pub struct Config {
     /// names ignore case (a self-hosted GitLab, say).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub case_insensitive_hosts: Vec<String>,
+    /// Whether pull adds pulled sessions' prompts to the client's prompt
+    /// recall (`history.jsonl`), under this machine's directories.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recall: bool,
     /// Project keys of other machines to pull as another key here: the same
     /// repository under another remote (a mirror, a fork, a moved repo).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -374,6 +378,7 @@ mod tests {
             machine_id: "id".into(),
             secrets: SecretsPolicy::Refuse,
             case_insensitive_hosts: vec!["git.example.org".into()],
+            recall: true,
             aliases: [("git:old/x".to_owned(), "git:new/x".to_owned())].into(),
         };
         dir.save_config(&c).unwrap();

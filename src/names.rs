@@ -206,15 +206,20 @@ pub enum PartKind {
     Todos,
     /// `tasks/<sid>/…`
     Tasks,
+    /// `projects/<enc>/<sid>/…`: everything else in the session's own
+    /// folder (its title, archive flag, workflow and MCP-task state, and
+    /// whatever later clients put there).
+    Session,
 }
 
 impl PartKind {
-    pub const ALL: [PartKind; 5] = [
+    pub const ALL: [PartKind; 6] = [
         PartKind::Subagents,
         PartKind::ToolResults,
         PartKind::FileHistory,
         PartKind::Todos,
         PartKind::Tasks,
+        PartKind::Session,
     ];
 
     pub fn root(self) -> &'static str {
@@ -224,13 +229,15 @@ impl PartKind {
             PartKind::FileHistory => "file-history",
             PartKind::Todos => "todos",
             PartKind::Tasks => "tasks",
+            PartKind::Session => "session",
         }
     }
 
-    /// Whether the client only ever appends to these files (transcripts),
-    /// rather than rewriting them whole.
+    /// Whether the client only ever appends to these files (transcripts
+    /// and journals, `*.jsonl` in the session's folder), rather than
+    /// rewriting them whole.
     pub fn appended(self, rest: &str) -> bool {
-        self == PartKind::Subagents && rest.ends_with(".jsonl")
+        matches!(self, PartKind::Subagents | PartKind::Session) && rest.ends_with(".jsonl")
     }
 }
 
@@ -248,7 +255,7 @@ impl PartPath {
                 invalid(
                     WHAT,
                     s,
-                    "must start with subagents/, tool-results/, file-history/, todos/ or tasks/",
+                    "must start with subagents/, tool-results/, file-history/, todos/, tasks/ or session/",
                 )
             })?;
         let rest = RelPath::parse(rest).map_err(|e| invalid(WHAT, s, e.reason))?;
@@ -268,6 +275,17 @@ impl PartPath {
         }
         if kind == PartKind::Todos && (parts.len() != 1 || !parts[0].starts_with("agent-")) {
             return Err(invalid(WHAT, s, "must be todos/agent-<id>.json"));
+        }
+        // Those two folders of the session's own have kinds of their own.
+        if kind == PartKind::Session
+            && parts.len() > 1
+            && matches!(parts[0], "subagents" | "tool-results")
+        {
+            return Err(invalid(
+                WHAT,
+                s,
+                "must not be under subagents/ or tool-results/",
+            ));
         }
         Ok(Self { kind, rest })
     }

@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime};
 /// Why a transcript counts as in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InUse {
+    /// A running client registered the session (`sessions/<pid>.json`).
+    Registered { pid: u32 },
     /// A process holds it open for writing.
     OpenForWriting { pid: u32 },
     /// It changed moments ago: a writer may be invisible from here (another
@@ -21,6 +23,12 @@ pub enum InUse {
 impl std::fmt::Display for InUse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            InUse::Registered { pid } => {
+                write!(
+                    f,
+                    "Claude Code process {pid} is running it (sessions/{pid}.json)"
+                )
+            }
             InUse::OpenForWriting { pid } => write!(f, "process {pid} has it open for writing"),
             InUse::RecentlyModified { ago } => {
                 write!(f, "it was modified {:.1}s ago", ago.as_secs_f64())
@@ -33,6 +41,7 @@ impl std::fmt::Display for InUse {
 #[derive(Debug, Default)]
 pub struct Writers {
     open: HashMap<(u64, u64), u32>,
+    registry: super::registry::Registry,
 }
 
 impl Writers {
@@ -72,7 +81,19 @@ impl Writers {
                 }
             }
         }
-        Self { open }
+        Self {
+            open,
+            registry: Default::default(),
+        }
+    }
+
+    /// Also counts sessions a running client registered under
+    /// `config_dir/sessions/` (on every OS).
+    pub fn with_registry(self, config_dir: &Path) -> Self {
+        Self {
+            registry: super::registry::Registry::scan(config_dir),
+            ..self
+        }
     }
 
     /// Whether `path` is in use: open for writing, or modified within
@@ -82,6 +103,10 @@ impl Writers {
     /// restored backup): only a process holding the file counts then;
     /// [`modified_in_future`] says by how much.
     pub fn check(&self, path: &Path, recent: Duration) -> Option<InUse> {
+        let id = path.file_stem().and_then(|s| s.to_str());
+        if let Some(pid) = id.and_then(|id| self.registry.running(id)) {
+            return Some(InUse::Registered { pid });
+        }
         let meta = std::fs::metadata(path).ok()?;
         #[cfg(unix)]
         {

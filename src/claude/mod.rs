@@ -2,8 +2,10 @@
 //! directory maps to, and which sessions are on this machine.
 
 pub mod dirname;
+pub mod history;
 pub mod live;
 pub mod parts;
+pub mod registry;
 pub mod sessions;
 pub mod transcript;
 

@@ -74,7 +74,9 @@ impl<'a> PartFinder<'a> {
                 .contains(std::ffi::OsStr::new(id.as_str()))
         };
         match kind {
-            PartKind::Subagents | PartKind::ToolResults => project_dir.join(id.as_str()).is_dir(),
+            PartKind::Subagents | PartKind::ToolResults | PartKind::Session => {
+                project_dir.join(id.as_str()).is_dir()
+            }
             PartKind::FileHistory => listed(&self.history, "file-history"),
             PartKind::Tasks => listed(&self.tasks, "tasks"),
             PartKind::Todos => true,
@@ -90,7 +92,7 @@ impl<'a> PartFinder<'a> {
         let own_folder = self.may_have(project_dir, id, PartKind::Subagents);
         for kind in PartKind::ALL {
             let may = match kind {
-                PartKind::Subagents | PartKind::ToolResults => own_folder,
+                PartKind::Subagents | PartKind::ToolResults | PartKind::Session => own_folder,
                 _ => self.may_have(project_dir, id, kind),
             };
             if !may {
@@ -145,7 +147,16 @@ fn walk(root: &Path, dir: &Path, kind: PartKind, depth: usize, parts: &mut Parts
         let Ok(file_type) = entry.file_type() else {
             continue;
         };
-        if crate::fsutil::is_temp_name(&entry.file_name()) {
+        let name = entry.file_name();
+        if crate::fsutil::is_temp_name(&name) || machine_local(&name) {
+            continue;
+        }
+        // The session folder's own kinds are walked as such.
+        if kind == PartKind::Session
+            && depth == 0
+            && (name == PartKind::Subagents.root() || name == PartKind::ToolResults.root())
+            && file_type.is_dir()
+        {
             continue;
         }
         if file_type.is_dir() {
@@ -174,6 +185,18 @@ fn walk(root: &Path, dir: &Path, kind: PartKind, depth: usize, parts: &mut Parts
             (_, Err(e)) => parts.skipped.push((path, e.to_string())),
         }
     }
+}
+
+/// Whether a file belongs to this machine's running processes (a lock, a
+/// pid file, a socket's name) or is a writer's temp file (the client's
+/// atomic writes leave `*.json.tmp.*` behind when killed): it must not
+/// travel.
+fn machine_local(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    [".lock", ".pid", ".sock", ".socket", ".tmp"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+        || name.contains(".tmp.")
 }
 
 /// `todos/<sid>-agent-….json`, by session id.
@@ -212,6 +235,7 @@ impl ClaudeHome {
             PartKind::FileHistory => self.root().join("file-history").join(id.as_str()),
             PartKind::Todos => self.root().join("todos"),
             PartKind::Tasks => self.root().join("tasks").join(id.as_str()),
+            PartKind::Session => project_dir.join(id.as_str()),
         }
     }
 
@@ -243,8 +267,14 @@ mod tests {
             tmp.path().join(format!("file-history/{id}/abc@v1")),
             tmp.path().join(format!("todos/{id}-agent-{id}.json")),
             tmp.path().join(format!("tasks/{id}/list/1.json")),
+            dir.join(format!("{id}/custom-title.json")),
+            dir.join(format!("{id}/workflows/w1/state.json")),
+            dir.join(format!("{id}/mcp-tasks/journal.jsonl")),
         ];
         let elsewhere = [
+            dir.join(format!("{id}/workflows/w1/run.lock")),
+            dir.join(format!("{id}/custom-title.json.tmp.123.456")),
+            dir.join(format!("{id}/agent.pid")),
             tmp.path().join(format!("todos/{other}-agent-{id}.json")),
             tmp.path().join(format!("file-history/{other}/abc@v1")),
             dir.join(format!("{id}/subagents/.ccsync-x.tmp")),
@@ -269,7 +299,15 @@ mod tests {
                 "file-history/abc@v1",
                 &format!("todos/agent-{id}.json"),
                 "tasks/list/1.json",
+                "session/custom-title.json",
+                "session/mcp-tasks/journal.jsonl",
+                "session/workflows/w1/state.json",
             ]
+        );
+        let appended: Vec<bool> = parts.found.iter().map(|p| p.path.appended()).collect();
+        assert_eq!(
+            appended,
+            [true, false, false, false, false, false, false, true, false]
         );
         for p in &parts.found {
             assert!(files.contains(&p.file));

@@ -77,6 +77,11 @@ impl ClaudeHome {
                 let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".jsonl")) else {
                     continue;
                 };
+                // What the client sets aside when it moves a session
+                // (`<sid>.orphaned-<ms>-….jsonl`) is not a session.
+                if stem.contains(".orphaned-") {
+                    continue;
+                }
                 let Ok(meta) = entry.metadata() else { continue };
                 if !meta.is_file() {
                     continue;

@@ -28,6 +28,8 @@ pub struct Summary {
 #[derive(Deserialize)]
 struct CwdProbe {
     cwd: Option<Value>,
+    #[serde(rename = "relocatedCwd")]
+    relocated_cwd: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +41,7 @@ struct PromptProbe {
     #[serde(rename = "isSidechain")]
     is_sidechain: Option<Value>,
     message: Option<Value>,
+    timestamp: Option<Value>,
 }
 
 /// Calls `f` with each complete line (without its `\n`) until it returns false.
@@ -58,10 +61,12 @@ fn for_each_line(path: &Path, mut f: impl FnMut(&[u8]) -> bool) -> io::Result<()
 
 fn line_cwd(line: &[u8]) -> Option<String> {
     // Cheap filter first: most lines of a long session never need decoding.
-    if !contains(line, b"\"cwd\"") {
+    if !contains(line, b"\"cwd\"") && !contains(line, b"\"relocatedCwd\"") {
         return None;
     }
-    match serde_json::from_slice::<CwdProbe>(line).ok()?.cwd? {
+    let probe = serde_json::from_slice::<CwdProbe>(line).ok()?;
+    // `/cd` moved the session: it belongs where the line says it went.
+    match probe.relocated_cwd.or(probe.cwd)? {
         Value::String(s) => Some(s),
         _ => None,
     }
@@ -113,12 +118,49 @@ pub fn summarize(path: &Path) -> io::Result<Summary> {
 }
 
 /// The text a user typed, if this line is a real (not meta, not sidechain,
-/// not tool-result) user prompt.
+/// not tool-result) user prompt, with its whitespace folded.
 fn prompt_of(line: &[u8]) -> Option<String> {
+    let (text, _) = prompt_text(line)?;
+    Some(text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// A prompt the user typed, as typed, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    pub text: String,
+    /// Unix milliseconds, from the line's `timestamp`.
+    pub timestamp_ms: Option<u64>,
+}
+
+/// Every prompt the user typed in the transcript, in order.
+pub fn prompts(path: &Path) -> io::Result<Vec<Prompt>> {
+    let mut out = Vec::new();
+    for_each_line(path, |line| {
+        if let Some((text, timestamp_ms)) = prompt_text(line) {
+            out.push(Prompt { text, timestamp_ms });
+        }
+        true
+    })?;
+    Ok(out)
+}
+
+/// The trimmed text and time of a real user prompt.
+fn prompt_text(line: &[u8]) -> Option<(String, Option<u64>)> {
     if !contains(line, b"\"user\"") {
         return None;
     }
     let probe: PromptProbe = serde_json::from_slice(line).ok()?;
+    let timestamp_ms = probe
+        .timestamp
+        .as_ref()
+        .and_then(Value::as_str)
+        .and_then(|t| {
+            humantime::parse_rfc3339(t)
+                .or_else(|_| humantime::parse_rfc3339_weak(t))
+                .ok()
+        })
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64);
     if probe.kind.as_ref()?.as_str()? != "user"
         || probe.is_meta.and_then(|v| v.as_bool()) == Some(true)
         || probe.is_sidechain.and_then(|v| v.as_bool()) == Some(true)
@@ -140,7 +182,7 @@ fn prompt_of(line: &[u8]) -> Option<String> {
     if text.is_empty() || text.starts_with('<') || text.starts_with("Caveat:") {
         return None;
     }
-    Some(text.split_whitespace().collect::<Vec<_>>().join(" "))
+    Some((text.to_owned(), timestamp_ms))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -112,6 +112,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
             machine_id,
             secrets: Default::default(),
             case_insensitive_hosts: Vec::new(),
+            recall: false,
             aliases: Default::default(),
         },
     };

@@ -33,6 +33,10 @@ pub struct OutcomeJson {
     held: Option<String>,
     forks: Vec<ForkJson>,
     side_files: SideFilesJson,
+    /// The project folder the session was moved from (the other machine
+    /// moved it to another directory with `/cd`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    moved_from: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -160,6 +164,7 @@ impl OutcomeJson {
                 })
                 .collect(),
             side_files: SideFilesJson::new(&o.parts),
+            moved_from: o.relocated_from.as_ref().map(|p| p.display().to_string()),
         }
     }
 }
@@ -184,6 +189,13 @@ pub fn describe(env: &Env, o: &SessionOutcome) {
             ui::size(o.bytes)
         )),
         Action::Keep => {}
+    }
+    if let Some(old) = &o.relocated_from {
+        env.ui.status(format_args!(
+            "moved {} here from {} (it was moved to another directory on the other machine)",
+            o.id,
+            old.display()
+        ));
     }
     describe_parts(env, &o.parts);
     if o.from.is_some() {
@@ -362,6 +374,9 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
     record_placements(&mut state, &report.outcomes);
     env.save_state(&state);
     env.save_index(&index);
+    if config.recall {
+        recall_prompts(env, &installer, &report);
+    }
     if !args.all && report.outcomes.is_empty() && report.failed.is_empty() {
         hint_other_projects(env, &here.key, &transport.location(), &report);
     }
@@ -413,6 +428,36 @@ pub fn warn_skewed(env: &Env, skewed: Vec<(std::path::PathBuf, std::time::Durati
             path.display(),
             humantime::format_duration(std::time::Duration::from_secs(ahead.as_secs()))
         ));
+    }
+}
+
+/// `recall = true`: the prompts of the sessions this pull wrote go to the
+/// client's prompt recall, as typed in this machine's directories.
+fn recall_prompts(env: &Env, installer: &pull::Installer, report: &PullReport) {
+    use ccsync::claude::history;
+    let mut entries = Vec::new();
+    for o in &report.outcomes {
+        let written = std::iter::once((&o.id, &o.transcript, o.action))
+            .chain(o.forks.iter().map(|f| (&f.id, &f.transcript, f.action)));
+        for (id, transcript, _) in written.filter(|(.., a)| *a != Action::Keep) {
+            match history::entries_of(transcript, &o.cwd.to_string_lossy(), id.as_str()) {
+                Ok(found) => entries.extend(found),
+                Err(e) => env
+                    .ui
+                    .warn(format_args!("prompts of {id} not recalled: {e}")),
+            }
+        }
+    }
+    match history::recall(installer.claude.root(), &entries) {
+        Ok(0) => {}
+        Ok(n) => env.ui.status(format_args!(
+            "added {} to the prompt history (recall = true)",
+            ui::plural(n, "prompt", "prompts")
+        )),
+        Err(e) => env.ui.warn(format_args!(
+            "prompts not added to {}: {e}",
+            installer.claude.root().join("history.jsonl").display()
+        )),
     }
 }
 

@@ -50,6 +50,8 @@ struct PushJson {
     /// Sessions whose copy in the transport is already what is here.
     unchanged: Vec<String>,
     failed: Vec<FailedJson>,
+    /// This machine's copies under a project a session has left (`/cd`).
+    removed: Vec<String>,
 }
 
 pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
@@ -143,6 +145,12 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
         summary.push_str(&format!("; {} unchanged", report.unchanged.len()));
     }
     env.ui.status(summary);
+    for name in &report.moved {
+        env.ui.status(format_args!(
+            "removed {}/{name}: its session moved to another project here",
+            transport.location()
+        ));
+    }
     if args.json {
         env.ui.json(&PushJson {
             location: transport.location(),
@@ -183,6 +191,7 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
                     error: e.to_string(),
                 })
                 .collect(),
+            removed: report.moved.iter().map(ToString::to_string).collect(),
         })?;
     }
     if report.failed.is_empty() {

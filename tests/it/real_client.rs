@@ -11,11 +11,17 @@ use crate::env::*;
 /// Runs `claude -p --resume <id> <marker>` offline from `cwd` with a cleared
 /// environment. The client appends the marker as a user line when it found
 /// the session, then stops for want of a login.
-fn resume(client: &Path, m: &Machine, cwd: &Path, id: &str, marker: &str) -> std::process::Output {
+pub fn resume(
+    client: &Path,
+    m: &Machine,
+    cwd: &Path,
+    id: &str,
+    marker: &str,
+) -> std::process::Output {
     claude(client, m, cwd, &["-p", "--resume", id, marker])
 }
 
-fn claude(client: &Path, m: &Machine, cwd: &Path, args: &[&str]) -> std::process::Output {
+pub fn claude(client: &Path, m: &Machine, cwd: &Path, args: &[&str]) -> std::process::Output {
     Command::new("timeout")
         .arg("120")
         .arg(client)
@@ -30,7 +36,7 @@ fn claude(client: &Path, m: &Machine, cwd: &Path, args: &[&str]) -> std::process
         .expect("the client runs")
 }
 
-fn clients() -> Vec<(&'static str, PathBuf)> {
+pub fn clients() -> Vec<(&'static str, PathBuf)> {
     ["CCSYNC_TEST_CLAUDE", "CCSYNC_TEST_CLAUDE_OLD"]
         .into_iter()
         .filter_map(|var| match std::env::var_os(var) {
@@ -159,63 +165,70 @@ fn the_resume_picker_lists_a_pulled_session() {
         a.run(&a_repo, &["push"]).success();
         b.run(&b_repo, &["pull"]).success();
 
-        let config = serde_json::json!({
-            "hasCompletedOnboarding": true,
-            "theme": "dark",
-            "projects": { b_repo.to_str().unwrap(): {
-                "hasTrustDialogAccepted": true,
-                "hasCompletedProjectOnboarding": true,
-            }},
-        });
-        std::fs::write(b.claude.join(".claude.json"), config.to_string()).unwrap();
-        let inner = format!("{} --resume", client.display());
-        let mut child = Command::new("script")
-            .args(["-qec", &inner, "/dev/null"])
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("TERM", "xterm")
-            .env("HOME", &b.home)
-            .env("CLAUDE_CONFIG_DIR", &b.claude)
-            .current_dir(&b_repo)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Kept open: end of input would end the session before it draws.
-        let stdin = child.stdin.take();
-        let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut stdout = child.stdout.take().unwrap();
-        let sink = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        // The picker positions words with cursor moves, not spaces.
-        let listed = || {
-            visible_text(&String::from_utf8_lossy(&screen.lock().unwrap()))
-                .contains("PICKME-distinctiveprompt0")
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !listed() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        let found = listed();
-        let _ = child.kill();
-        let _ = child.wait();
-        drop(stdin);
+        let (found, screen) = picker_shows(&client, &b, &b_repo, "PICKME-distinctiveprompt0");
         assert!(
             found,
-            "{var} ({}) did not list the pulled session: {:?}",
+            "{var} ({}) did not list the pulled session: {screen:?}",
             client.display(),
-            visible_text(&String::from_utf8_lossy(&screen.lock().unwrap()))
         );
     }
+}
+
+/// Runs the interactive `/resume` picker (`claude --resume`) of `client`
+/// on machine `m` from `cwd` under a pseudo-terminal, the client's
+/// first-run dialogs answered beforehand, until `needle` is on screen
+/// (white space and escape sequences removed) or a minute passed. Returns
+/// whether it was, and the screen.
+pub fn picker_shows(client: &Path, m: &Machine, cwd: &Path, needle: &str) -> (bool, String) {
+    let config = serde_json::json!({
+        "hasCompletedOnboarding": true,
+        "theme": "dark",
+        "projects": { cwd.to_str().unwrap(): {
+            "hasTrustDialogAccepted": true,
+            "hasCompletedProjectOnboarding": true,
+        }},
+    });
+    std::fs::create_dir_all(&m.claude).unwrap();
+    std::fs::write(m.claude.join(".claude.json"), config.to_string()).unwrap();
+    let inner = format!("{} --resume", client.display());
+    let mut child = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("TERM", "xterm")
+        .env("HOME", &m.home)
+        .env("CLAUDE_CONFIG_DIR", &m.claude)
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kept open: end of input would end the session before it draws.
+    let stdin = child.stdin.take();
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = screen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    // The picker positions words with cursor moves, not spaces.
+    let text = || visible_text(&String::from_utf8_lossy(&screen.lock().unwrap()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !text().contains(needle) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let found = text().contains(needle);
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(stdin);
+    (found, text())
 }
 
 /// The characters a terminal would show, without escape sequences or white

@@ -35,7 +35,6 @@ fn side_files(enc: &str, sid: &str, subagent: &[u8]) -> Vec<(String, Vec<u8>)> {
             format!("tasks/{sid}/1.json"),
             br#"{"id":"1","status":"pending"}"#.to_vec(),
         ),
-        (format!("tasks/{sid}/.lock"), Vec::new()),
     ]
 }
 
@@ -98,6 +97,8 @@ fn every_kind_of_side_file_travels_byte_for_byte_and_only_grows() {
     let a_enc = encode(a_repo.to_str().unwrap());
     let b_enc = encode(b_repo.to_str().unwrap());
     write_all(&a.claude, &side_files(&a_enc, SID, &subagent));
+    // The client's lock: this machine's, it stays.
+    write_all(&a.claude, &[(format!("tasks/{SID}/.lock"), Vec::new())]);
     // Not this session's: another session's files, and project memory.
     write_all(
         &a.claude,
@@ -109,12 +110,13 @@ fn every_kind_of_side_file_travels_byte_for_byte_and_only_grows() {
     );
 
     let out = a.run(&a_repo, &["push", "--json"]).success();
-    assert_eq!(stdout_json(&out)["pushed"][0]["sideFiles"], 8);
+    assert_eq!(stdout_json(&out)["pushed"][0]["sideFiles"], 7);
     let out = b.run(&b_repo, &["pull", "--json"]).success();
     let json = stdout_json(&out);
-    assert_eq!(json["sessions"][0]["sideFiles"]["written"], 8, "{json}");
-    assert!(stderr(&out).contains("8 side files written"));
+    assert_eq!(json["sessions"][0]["sideFiles"]["written"], 7, "{json}");
+    assert!(stderr(&out).contains("7 side files written"));
     assert_installed(&b.claude, &side_files(&b_enc, SID, &subagent));
+    assert!(!b.claude.join(format!("tasks/{SID}/.lock")).exists());
     assert!(!b.claude.join(format!("file-history/{SID2}")).exists());
     assert!(
         !b.claude
@@ -155,7 +157,7 @@ fn every_kind_of_side_file_travels_byte_for_byte_and_only_grows() {
         &transcript(SID, &a_repo, 5, "a")[before_len(&a, &a_repo)..],
     );
     let out = a.run(&a_repo, &["push", "--json"]).success();
-    assert_eq!(stdout_json(&out)["pushed"][0]["sideFiles"], 9);
+    assert_eq!(stdout_json(&out)["pushed"][0]["sideFiles"], 8);
     let out = b.run(&b_repo, &["pull", "--json"]).success();
     let json = stdout_json(&out);
     assert_eq!(json["sessions"][0]["action"], "updated");
@@ -175,7 +177,7 @@ fn every_kind_of_side_file_travels_byte_for_byte_and_only_grows() {
         )],
     );
     let out = a.run(&a_repo, &["push", "--json"]).success();
-    assert_eq!(stdout_json(&out)["pushed"][0]["sideFiles"], 10);
+    assert_eq!(stdout_json(&out)["pushed"][0]["sideFiles"], 9);
     b.run(&b_repo, &["pull"]).success();
     assert_eq!(
         std::fs::read(

@@ -186,5 +186,6 @@ pub(super) fn unchanged_since_last_pull(
         lines: last.lines,
         parts: PartsOutcome::default(),
         cover: None,
+        relocated_from: None,
     })
 }

@@ -60,7 +60,7 @@ impl<'a> Installer<'a> {
             writers: if force {
                 Writers::default()
             } else {
-                Writers::scan()
+                Writers::scan().with_registry(claude.root())
             },
             force,
             recent,
@@ -183,26 +183,67 @@ impl<'a> Installer<'a> {
                 source,
             })?;
         let dest = ClaudeHome::transcript_path(&dir, id);
-        if let Some(existing) = self.elsewhere(id, &dest) {
-            return Err(SessionError::Elsewhere {
-                id: id.clone(),
-                existing,
-                wanted: dest,
-            });
-        }
-        let own_len = file_len(&dest)?;
+        // The session may be here in another project's folder: the other
+        // machine moved it (`/cd`), and it follows if it holds nothing the
+        // copies lack. Two copies here already is the user's to sort out.
+        let elsewhere = self.elsewhere(id, &dest);
+        let moved_from = match elsewhere.as_slice() {
+            [] => None,
+            [old] if file_len(&dest)?.is_none() => Some(old.clone()),
+            [existing, ..] => {
+                return Err(SessionError::Elsewhere {
+                    id: id.clone(),
+                    existing: existing.clone(),
+                    wanted: dest,
+                });
+            }
+        };
+        let own_path = moved_from.clone().unwrap_or_else(|| dest.clone());
+        let own_len = file_len(&own_path)?;
         let others = self.kin_of(&dir, id, copies);
         let lens: Vec<u64> = copies.iter().map(|c| c.body.len).collect();
         let other_lens: Vec<u64> = others.iter().map(|k| k.len).collect();
-        let mut oracle = Oracle::new(id, own_len.map(|l| (dest.as_path(), l)), &others, copies);
+        let mut oracle = Oracle::new(
+            id,
+            own_len.map(|l| (own_path.as_path(), l)),
+            &others,
+            copies,
+        );
         let placements = plan::place(own_len, &other_lens, &lens, |a, b| oracle.starts_with(a, b));
         if let Some(e) = oracle.failure.take() {
             return Err(e);
         }
+        let follows = placements.iter().any(|p| {
+            p.home == Home::Own
+                && p.copies
+                    .iter()
+                    .any(|(_, v)| matches!(v, Verdict::Chosen | Verdict::UpToDate))
+        });
+        // Not moved while the client has it: the pull says so and the next
+        // one moves it.
+        let mut move_held = None;
+        let (own_dest, own_dir, relocated_from) = match moved_from {
+            Some(old) if follows && self.in_use(&old).is_none() => {
+                self.relocate(id, &old, &dest)?;
+                (
+                    dest.clone(),
+                    dir.clone(),
+                    old.parent().map(Path::to_path_buf),
+                )
+            }
+            Some(old) => {
+                if follows {
+                    move_held = self.in_use(&old);
+                }
+                let old_dir = old.parent().map_or_else(|| dir.clone(), Path::to_path_buf);
+                (old, old_dir, None)
+            }
+            None => (dest.clone(), dir.clone(), None),
+        };
         let mut settled = Vec::with_capacity(placements.len());
         for p in &placements {
             let (target, path, local_len) = match p.home {
-                Home::Own => (id.clone(), dest.clone(), own_len),
+                Home::Own => (id.clone(), own_dest.clone(), own_len),
                 Home::Other(j) => (
                     others[j].id.clone(),
                     others[j].path.clone(),
@@ -222,9 +263,10 @@ impl<'a> Installer<'a> {
             for &(c, _) in &p.copies {
                 sources.insert(c, oracle.as_session(c, &target)?);
             }
-            let s = self.settle(copies, p, &sources, target, path, local_len, &dir)?;
+            let home_dir = if p.home == Home::Own { &own_dir } else { &dir };
+            let s = self.settle(copies, p, &sources, target, path, local_len, home_dir)?;
             if local_len.is_none() && s.written.is_some() {
-                self.note_new(&s.id, &s.transcript, &dir);
+                self.note_new(&s.id, &s.transcript, home_dir);
             }
             settled.push((p, s));
         }
@@ -234,7 +276,11 @@ impl<'a> Installer<'a> {
             .iter()
             .position(|(p, _)| p.home == Home::Own)
             .unwrap_or(0);
-        let (main_plan, main) = settled.remove(main);
+        let (main_plan, mut main) = settled.remove(main);
+        let relocated_from = relocated_from.filter(|_| main.id == *id);
+        if main.id == *id && main.held.is_none() {
+            main.held = move_held;
+        }
         let machine_of = |i: usize| copies[i].meta.machine.clone();
         let forks = settled
             .into_iter()
@@ -293,6 +339,7 @@ impl<'a> Installer<'a> {
             lines,
             parts: main.parts,
             cover: main.cover,
+            relocated_from,
         })
     }
 

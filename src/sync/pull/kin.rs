@@ -61,9 +61,59 @@ impl Installer<'_> {
     }
 
     /// Where session `id` is here, other than `dest`.
-    pub(super) fn elsewhere(&self, id: &SessionId, dest: &Path) -> Option<PathBuf> {
+    pub(super) fn elsewhere(&self, id: &SessionId, dest: &Path) -> Vec<PathBuf> {
         let local = self.local.borrow();
-        local.get(id)?.iter().find(|p| **p != dest).cloned()
+        let paths = local.get(id).map(Vec::as_slice).unwrap_or_default();
+        paths.iter().filter(|p| **p != dest).cloned().collect()
+    }
+
+    /// Moves session `id`'s transcript from `old` to `new` in another
+    /// project folder, its own folder `<id>/` first (a run killed between
+    /// the two leaves the transcript, which identifies the session, where
+    /// it was, and the next pull moves it). Never over anything.
+    pub(super) fn relocate(
+        &self,
+        id: &SessionId,
+        old: &Path,
+        new: &Path,
+    ) -> Result<(), SessionError> {
+        let write_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SessionError::Write { path, source }
+        };
+        let (Some(old_dir), Some(new_dir)) = (old.parent(), new.parent()) else {
+            return Ok(());
+        };
+        crate::fsutil::create_private_dir_all(new_dir).map_err(write_err(new_dir))?;
+        let (old_folder, new_folder) = (old_dir.join(id.as_str()), new_dir.join(id.as_str()));
+        if old_folder.is_dir() {
+            if new_folder.exists() {
+                return Err(SessionError::Write {
+                    path: new_folder,
+                    source: io::Error::other(format!(
+                        "session {id} moves here from {}, but this folder of it exists in both places; move one away",
+                        old_dir.display()
+                    )),
+                });
+            }
+            std::fs::rename(&old_folder, &new_folder).map_err(write_err(&new_folder))?;
+        }
+        if new.exists() {
+            return Err(SessionError::Elsewhere {
+                id: id.clone(),
+                existing: old.to_path_buf(),
+                wanted: new.to_path_buf(),
+            });
+        }
+        std::fs::rename(old, new).map_err(write_err(new))?;
+        crate::sync::sync_dir(new_dir);
+        crate::sync::sync_dir(old_dir);
+        if let Some(paths) = self.local.borrow_mut().get_mut(id) {
+            for p in paths.iter_mut().filter(|p| *p == old) {
+                *p = new.to_path_buf();
+            }
+        }
+        Ok(())
     }
 
     /// Records a session written here by this pull.

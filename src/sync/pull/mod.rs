@@ -63,6 +63,9 @@ pub struct Outcome {
     /// The copy (by index among those that arrived) the transcript now
     /// equals, if any: holding it here adds nothing to the sync dir.
     pub cover: Option<usize>,
+    /// The project folder the session was moved from, when the other
+    /// machine had moved it to another directory (`/cd`).
+    pub relocated_from: Option<PathBuf>,
 }
 
 /// What became of a session's side files.

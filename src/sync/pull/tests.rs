@@ -404,16 +404,57 @@ fn a_transcript_in_use_is_left_alone_unless_forced() {
     assert_eq!(r.outcomes[0].action, Action::FastForward { from: 0 });
 }
 
+/// The other machine moved the session to another directory (`/cd`):
+/// it follows, with its own folder, and is never here twice.
 #[test]
-fn a_session_kept_elsewhere_is_not_copied_again() {
+fn a_session_moved_on_the_other_machine_follows_it_here() {
     let f = fixture();
-    let other = f
+    let old_dir = f.claude.projects_dir().join("-some-other-dir");
+    let old = old_dir.join(format!("{SID}.jsonl"));
+    fsutil::write_atomic_bytes(&old, &lines(&["1"])).unwrap();
+    let title = old_dir.join(SID).join("custom-title.json");
+    std::fs::create_dir_all(title.parent().unwrap()).unwrap();
+    std::fs::write(&title, b"{}").unwrap();
+    f.offer("a", lines(&["1", "2"]));
+    let r = f.pull(false);
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    assert_eq!(
+        r.outcomes[0].relocated_from.as_deref(),
+        Some(old_dir.as_path())
+    );
+    assert_eq!(f.local(SID), Some(lines(&["1", "2"])));
+    assert!(!old.exists() && !title.exists());
+    let moved = r.outcomes[0].transcript.with_extension("");
+    assert_eq!(
+        std::fs::read(moved.join("custom-title.json")).unwrap(),
+        b"{}"
+    );
+}
+
+/// A session here with lines the incoming copy lacks stays where it is;
+/// two copies of one id here already are the user's to sort out.
+#[test]
+fn a_session_elsewhere_that_holds_more_stays_and_two_copies_are_refused() {
+    let f = fixture();
+    let old = f
         .claude
         .projects_dir()
         .join("-some-other-dir")
         .join(format!("{SID}.jsonl"));
-    fsutil::write_atomic_bytes(&other, &lines(&["1"])).unwrap();
+    fsutil::write_atomic_bytes(&old, &lines(&["1", "2", "3"])).unwrap();
     f.offer("a", lines(&["1", "2"]));
+    let r = f.pull(false);
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    assert_eq!(r.outcomes[0].relocated_from, None);
+    assert_eq!(f.local(SID), None);
+    assert_eq!(std::fs::read(&old).unwrap(), lines(&["1", "2", "3"]));
+
+    let second = f
+        .claude
+        .projects_dir()
+        .join("-a-third-dir")
+        .join(format!("{SID}.jsonl"));
+    fsutil::write_atomic_bytes(&second, &lines(&["1"])).unwrap();
     let r = f.pull(false);
     assert!(matches!(r.failed[0].1, SessionError::Elsewhere { .. }));
     assert_eq!(f.local(SID), None);

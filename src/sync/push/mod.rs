@@ -44,6 +44,9 @@ pub struct PushReport {
     /// Already in the transport exactly as they are here.
     pub unchanged: Vec<SessionId>,
     pub failed: Vec<(SessionId, SessionError)>,
+    /// This machine's copies of sessions it has since moved to another
+    /// project (`/cd`), removed once the new copy holds all they held.
+    pub moved: Vec<ObjectName>,
 }
 
 /// What is known of this machine's earlier copy of a session.
@@ -291,6 +294,44 @@ pub fn push(
                         reason,
                     },
                 )),
+            }
+        }
+    }
+    // A session moved to another project here (`/cd`) leaves this
+    // machine's copy under the old project's key: once the copy just
+    // stored holds all of it (by the length and hash recorded when it was
+    // pushed), it is only a second copy of one session.
+    let mut moved = Vec::new();
+    for p in &report.pushed {
+        let source = sessions
+            .iter()
+            .find(|(s, _)| s.file.id == p.id)
+            .map(|(s, _)| &s.file.path);
+        for stale in listing.keys().filter(|n| {
+            n.dir() != p.object.dir()
+                && n.session() == Some((p.id.clone(), machine.clone()))
+                && !sessions.iter().any(|(s, pl)| {
+                    s.file.id == p.id && crate::transport::layout::key_dir(&pl.key) == n.dir()
+                })
+        }) {
+            let held = index.pushed.get(&stale.to_string()).is_some_and(|e| {
+                source.is_some_and(|src| {
+                    transcript::sha256_of_prefix(src, e.len).ok().as_deref()
+                        == Some(e.sha256.as_str())
+                })
+            });
+            if held {
+                moved.push(stale.clone());
+            }
+        }
+    }
+    if !moved.is_empty()
+        && let Ok(results) = transport.remove(&moved)
+    {
+        for (name, result) in moved.into_iter().zip(results) {
+            if result.is_ok() {
+                index.forget_pushed(&name.to_string());
+                report.moved.push(name);
             }
         }
     }
