@@ -46,6 +46,26 @@ pub enum Command {
     /// Remove a machine's or a session's copies from the sync dir (never a
     /// local transcript).
     Forget(ForgetArgs),
+    /// List or add the public keys an encrypted sync dir is encrypted to.
+    Recipients(RecipientsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecipientsArgs {
+    #[command(subcommand)]
+    pub action: Option<RecipientsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecipientsAction {
+    /// Encrypt to KEY too (an age public key, an ssh public key line, or a
+    /// file of them), and re-encrypt what is in the sync dir for it.
+    Add {
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
+    /// List the keys (the default).
+    List,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +102,18 @@ pub struct InitArgs {
     /// Take the name even if another machine claimed it in the sync dir.
     #[arg(long)]
     pub force: bool,
+
+    /// Encrypt the sync dir (age) to KEY: an age public key (age1…), an ssh
+    /// public key line, or a file of them (~/.ssh/id_ed25519.pub). Give
+    /// every machine's key, this one's included. Joining a sync dir that is
+    /// already encrypted needs only --identity.
+    #[arg(long, value_name = "KEY")]
+    pub recipient: Vec<String>,
+
+    /// This machine's key for an encrypted sync dir: an age identity file
+    /// or an unencrypted OpenSSH private key.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -57,6 +57,13 @@ pub struct Config {
     /// recall (`history.jsonl`), under this machine's directories.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recall: bool,
+    /// The public keys (age or ssh) what this machine pushes is encrypted
+    /// to; none for a sync dir that is not encrypted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    /// This machine's age identity file or unencrypted OpenSSH key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     /// Project keys of other machines to pull as another key here: the same
     /// repository under another remote (a mirror, a fork, a moved repo).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -84,6 +91,16 @@ impl SecretsPolicy {
 }
 
 impl Config {
+    /// How this machine stores objects in the sync dir: compressed, and
+    /// encrypted when it has recipients.
+    pub fn layers(&self) -> Result<crate::bundle::layers::Layers, crate::bundle::layers::KeyError> {
+        use crate::bundle::layers::Layers;
+        if self.recipients.is_empty() {
+            return Ok(Layers::compressed());
+        }
+        Layers::encrypted(&self.recipients, self.identity.as_deref().map(Path::new))
+    }
+
     pub fn machine_name(&self) -> Result<MachineName, NameError> {
         MachineName::parse(&self.machine)
     }
@@ -379,6 +396,8 @@ mod tests {
             secrets: SecretsPolicy::Refuse,
             case_insensitive_hosts: vec!["git.example.org".into()],
             recall: true,
+            recipients: vec!["age1x".into()],
+            identity: Some("/k".into()),
             aliases: [("git:old/x".to_owned(), "git:new/x".to_owned())].into(),
         };
         dir.save_config(&c).unwrap();

@@ -18,6 +18,7 @@
 //! on it as bad JSON.
 
 pub mod json;
+pub mod layers;
 pub mod parts;
 
 use std::collections::BTreeMap;
@@ -56,6 +57,9 @@ pub enum BundleError {
     Wrapped(&'static str),
     #[error("it is larger than the {} MiB limit for a bundle", MAX_BUNDLE_BYTES >> 20)]
     TooLarge,
+    /// An encryption layer that cannot be opened here, and why.
+    #[error("{0}")]
+    Encrypted(String),
     #[error("it is not valid JSON ({0}); the file may be truncated or not a .ccsync bundle")]
     Json(#[source] serde_json::Error),
     #[error("it is not valid JSON ({0}); the file may be truncated or not a .ccsync bundle")]

@@ -55,7 +55,7 @@ pub fn run(env: &Env, args: &ExportArgs) -> Result<Outcome> {
         stdout.flush()?;
         body
     } else {
-        out.write_file(&target)
+        out.write_file(&target, &ccsync::bundle::layers::Layers::default())
             .with_context(|| format!("cannot export to {}", target.display()))?
     };
     if out.partial_tail > 0 {

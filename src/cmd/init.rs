@@ -73,6 +73,14 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
 
+    // Encrypted or not is settled before anything is written: a machine
+    // that cannot read an encrypted sync dir leaves no trace in it.
+    let setup = super::recipients::decide(
+        transport.as_ref(),
+        &args.recipient,
+        args.identity.as_deref(),
+        previous.as_ref(),
+    )?;
     let staging = env.config_dir.staging()?;
     if let Some(claim) = read_claim(transport.as_ref(), &machine)?
         && claim.machine_id != machine_id
@@ -104,6 +112,8 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
             location: location.to_string(),
             machine: machine.to_string(),
             machine_id,
+            recipients: setup.recipients.clone(),
+            identity: setup.identity.clone(),
             ..previous
         },
         None => Config {
@@ -113,9 +123,15 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
             secrets: Default::default(),
             case_insensitive_hosts: Vec::new(),
             recall: false,
+            recipients: setup.recipients.clone(),
+            identity: setup.identity.clone(),
             aliases: Default::default(),
         },
     };
+    let layers = env.layers(&config)?;
+    if setup.turning_on {
+        super::recipients::turn_on(env, transport.as_ref(), staging.path(), &layers)?;
+    }
     env.config_dir.save_config(&config)?;
     let mut outcome = Outcome::Success;
     // A new name for this machine in the same sync dir: its copies and
@@ -128,6 +144,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         outcome = carry_over(
             env,
             transport.as_ref(),
+            &layers,
             staging.path(),
             &old,
             &machine,
@@ -140,8 +157,16 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         "initialised"
     };
     env.ui.status(format_args!(
-        "{verb} ccsync: machine {machine}, sync dir {} (config {})",
+        "{verb} ccsync: machine {machine}, sync dir {}{} (config {})",
         transport.location(),
+        if config.recipients.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", encrypted to {}",
+                crate::ui::plural(config.recipients.len(), "key", "keys")
+            )
+        },
         env.config_dir.config_file().display()
     ));
     Ok(outcome)
@@ -152,12 +177,13 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
 fn carry_over(
     env: &Env,
     transport: &dyn Transport,
+    layers: &ccsync::bundle::layers::Layers,
     staging: &std::path::Path,
     old: &MachineName,
     new: &MachineName,
     config: &Config,
 ) -> Result<Outcome> {
-    let renamed = ccsync::sync::machine::rename(transport, staging, old, new)?;
+    let renamed = ccsync::sync::machine::rename(transport, layers, staging, old, new)?;
     let mut index = env.load_index();
     index.pushed.retain(|object, _| {
         ObjectName::parse(

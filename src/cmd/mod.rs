@@ -9,6 +9,7 @@ mod init;
 mod list;
 mod pull;
 mod push;
+mod recipients;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -64,6 +65,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Import(args) => import::run(&env, args),
         Command::Doctor(args) => doctor::run(&env, args),
         Command::Forget(args) => forget::run(&env, args),
+        Command::Recipients(args) => recipients::run(&env, args),
     }
 }
 
@@ -117,6 +119,16 @@ impl Env {
         };
         let transport = self.location(&config.location)?.open(&opener);
         Ok((config, machine, transport))
+    }
+
+    /// How this machine stores objects in its sync dir, its keys read.
+    pub fn layers(&self, config: &Config) -> Result<ccsync::bundle::layers::Layers> {
+        config.layers().with_context(|| {
+            format!(
+                "cannot use the keys in {}; fix them, or run `ccsync init` again",
+                self.config_dir.config_file().display()
+            )
+        })
     }
 
     pub fn location(&self, text: &str) -> Result<Location> {

@@ -343,8 +343,10 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
 
     let staging = env.config_dir.staging()?;
     let installer = env.installer(args.force)?;
+    let layers = env.layers(&config)?;
     let mut link = Link {
         transport: transport.as_ref(),
+        layers: &layers,
         staging: staging.path(),
         machine: &machine,
         index: &mut index,

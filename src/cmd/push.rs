@@ -86,8 +86,10 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
 
     let staging = env.config_dir.staging()?;
     let now = now_ms();
+    let layers = env.layers(&config)?;
     let mut link = Link {
         transport: transport.as_ref(),
+        layers: &layers,
         staging: staging.path(),
         machine: &machine,
         index: &mut index,

@@ -5,6 +5,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::receive;
+use crate::bundle::layers::Layers;
 use crate::bundle::{self, OutPart, PartData};
 use crate::names::MachineName;
 use crate::transport::{ObjectName, PerObject, Transport, TransportError};
@@ -23,6 +24,7 @@ pub struct Renamed {
 /// copy is removed only once its new one is stored: a failure leaves both.
 pub fn rename(
     transport: &dyn Transport,
+    layers: &Layers,
     staging: &Path,
     old: &MachineName,
     new: &MachineName,
@@ -37,7 +39,7 @@ pub fn rename(
         .collect();
     let mut rewritten: Vec<Option<PerObject<std::path::PathBuf>>> = vec![None; names.len()];
     let delivered = transport.fetch(&names, &mut |i, input| {
-        rewritten[i] = Some(rewrite(input, staging, i, new).map_err(|e| e.to_string()));
+        rewritten[i] = Some(rewrite(input, layers, staging, i, new).map_err(|e| e.to_string()));
     })?;
     let mut batch = Vec::new();
     for ((name, delivered), rewritten) in names.iter().zip(delivered).zip(rewritten) {
@@ -78,11 +80,16 @@ pub fn rename(
 /// Decodes one bundle and writes it again as `machine`'s, in staging.
 fn rewrite(
     input: &mut dyn std::io::Read,
+    layers: &Layers,
     staging: &Path,
     i: usize,
     machine: &MachineName,
 ) -> Result<std::path::PathBuf, bundle::BundleError> {
-    let got = receive(input, &staging.join(format!("rename-{i}.jsonl.tmp")))?;
+    let got = receive(
+        input,
+        &staging.join(format!("rename-{i}.jsonl.tmp")),
+        layers,
+    )?;
     let mut meta = got.meta.clone();
     meta.machine = machine.clone();
     let parts: Vec<OutPart> = got
@@ -95,10 +102,10 @@ fn rewrite(
         })
         .collect();
     let out = staging.join(format!("rename-{i}.{}", bundle::EXTENSION));
-    let mut writer = BufWriter::new(std::fs::File::create(&out)?);
+    let mut writer = layers.writer(BufWriter::new(std::fs::File::create(&out)?))?;
     let mut transcript = std::fs::File::open(&got.transcript)?;
     bundle::write(&meta, &mut transcript, got.body.len, &parts, &mut writer)?;
-    writer.flush()?;
+    writer.finish()?.flush()?;
     Ok(out)
 }
 
@@ -140,10 +147,17 @@ mod tests {
             bundle.to_bytes().unwrap(),
         );
         let staging = tempfile::tempdir().unwrap();
-        let r = rename(&t, staging.path(), &old, &new).unwrap();
+        let layers = Layers::compressed();
+        let r = rename(&t, &layers, staging.path(), &old, &new).unwrap();
         assert!(r.left.is_empty(), "{:?}", r.left);
         assert_eq!(t.names(), [ObjectName::for_session(&key, &id, &new)]);
-        let moved = Bundle::decode(&t.get(&r.moved[0]).unwrap()).unwrap();
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(
+            &mut layers.reader(&t.get(&r.moved[0]).unwrap()[..]).unwrap(),
+            &mut plain,
+        )
+        .unwrap();
+        let moved = Bundle::decode(&plain).unwrap();
         assert_eq!(moved.meta.machine, new);
         assert_eq!(
             (moved.meta.modified_ms, &moved.meta.parts_modified_ms),

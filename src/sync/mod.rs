@@ -3,12 +3,14 @@
 //! with each session is decided by the pure [`plan`].
 
 pub mod append;
+pub mod encryption;
 pub mod machine;
 pub mod plan;
 pub mod pull;
 pub mod push;
 pub mod scan;
 
+use crate::bundle::layers::Layers;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -85,6 +87,8 @@ fn holds_secrets(id: &SessionId, secrets: &scan::Secrets) -> String {
 /// What a push or a pull works with.
 pub struct Link<'a> {
     pub transport: &'a dyn crate::transport::Transport,
+    /// How objects are stored there: compressed, perhaps encrypted.
+    pub layers: &'a Layers,
     /// A private scratch directory for bundles on their way.
     pub staging: &'a Path,
     /// This machine.
@@ -177,14 +181,20 @@ pub fn receive_file(bundle_path: &Path, into: &Path) -> Result<Received, BundleE
     if input.metadata()?.len() > bundle::MAX_BUNDLE_BYTES {
         return Err(BundleError::TooLarge);
     }
-    receive(input, into)
+    // A plain export, or a copy of a compressed object; not an encrypted one.
+    receive(input, into, &Layers::default())
 }
 
 /// Decodes a bundle as it streams in (at most the bundle size limit),
-/// streaming its transcript into a new private file at `into` (fsynced) and
-/// its side files into a folder beside it. Nothing is left at `into` on
-/// error.
-pub fn receive(input: impl io::Read, into: &Path) -> Result<Received, BundleError> {
+/// through `layers` (decryption, decompression), streaming its transcript
+/// into a new private file at `into` (fsynced) and its side files into a
+/// folder beside it. Nothing is left at `into` on error.
+pub fn receive(
+    input: impl io::Read,
+    into: &Path,
+    layers: &Layers,
+) -> Result<Received, BundleError> {
+    let input = layers.reader(input)?;
     let dir = into.parent().unwrap_or(Path::new("."));
     let mut builder = tempfile::Builder::new();
     builder

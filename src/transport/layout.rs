@@ -12,6 +12,9 @@ use crate::project::ProjectKey;
 /// The folder holding the machines' name claims. Project folders always
 /// contain `=`, so they never collide with it.
 pub const MACHINES_DIR: &str = "machines";
+/// The folder holding what the sync dir says of itself (whether it is
+/// encrypted, and to whom); it has no `=` either.
+pub const SYNC_DIR_DIR: &str = "ccsync";
 const MAX_DIR_LEN: usize = 180;
 
 /// A file in a transport: one folder level, one file. Both parts are single,
@@ -41,6 +44,15 @@ impl ObjectName {
         Self {
             dir: MACHINES_DIR.to_owned(),
             file: format!("{machine}.json"),
+        }
+    }
+
+    /// `ccsync/encryption.json`: that the sync dir is encrypted, and to
+    /// which public keys.
+    pub fn encryption_record() -> Self {
+        Self {
+            dir: SYNC_DIR_DIR.to_owned(),
+            file: "encryption.json".to_owned(),
         }
     }
 

@@ -120,7 +120,7 @@ fn project_keys_fold_case_on_forges_and_aliases_map_the_rest() {
     let legacy = w.sync_dir().join("git=github.com_%41cme_%57idget");
     std::fs::create_dir_all(&legacy).unwrap();
     let pushed = folded.join(format!("{SID2}-a.ccsync"));
-    let old = std::fs::read_to_string(&pushed)
+    let old = String::from_utf8(read_object(&pushed))
         .unwrap()
         .replace("git:github.com/acme/widget", "git:github.com/Acme/Widget")
         .replace("\"machineName\":\"a\"", "\"machineName\":\"old\"");

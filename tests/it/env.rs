@@ -215,6 +215,15 @@ pub fn transcript(id: &str, cwd: &Path, n: usize, tag: &str) -> Vec<u8> {
     out
 }
 
+/// An object in a plain sync dir as the bundle it holds (uncompressed).
+pub fn read_object(path: &Path) -> Vec<u8> {
+    let stored = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let layers = ccsync::bundle::layers::Layers::default();
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut layers.reader(&stored[..]).unwrap(), &mut plain).unwrap();
+    plain
+}
+
 pub fn stdout_json(assert: &Assert) -> serde_json::Value {
     serde_json::from_slice(&assert.get_output().stdout).expect("stdout is JSON")
 }

@@ -4,6 +4,7 @@
 
 mod corpus;
 mod daily;
+mod encryption;
 mod env;
 mod errors;
 mod fidelity;

@@ -386,7 +386,7 @@ fn two_machines_pushing_at_once_do_not_damage_each_other() {
         .iter()
         .flat_map(|id| [(&a, &a_repo, id), (&b, &b_repo, id)])
     {
-        let bundle = std::fs::read(dir.join(format!("{id}-{}.ccsync", m.name))).unwrap();
+        let bundle = read_object(&dir.join(format!("{id}-{}.ccsync", m.name)));
         let decoded = ccsync::bundle::Bundle::decode(&bundle).unwrap();
         assert_eq!(
             decoded.transcript,

@@ -137,6 +137,7 @@ pub fn pull(
 ) -> Result<PullReport, TransportError> {
     let Link {
         transport,
+        layers,
         staging,
         machine: me,
         ref mut index,
@@ -167,6 +168,12 @@ pub fn pull(
     let mut groups: BTreeMap<(String, SessionId), Vec<(ObjectName, Stamp)>> = BTreeMap::new();
     let mut own: HashMap<ObjectName, Stamp> = HashMap::new();
     let listing = transport.list()?;
+    super::encryption::check_layers(
+        transport,
+        layers,
+        super::encryption::listed(&listing.objects),
+        true,
+    )?;
     let mut report = PullReport::default();
     for (path, reason) in &listing.refused {
         report.refused.push((path.clone(), reason.clone()));
@@ -222,7 +229,7 @@ pub fn pull(
         (0..wanted.len()).map(|_| None).collect();
     let delivered = transport.fetch(&wanted, &mut |i, input| {
         let into = staging.join(format!("{i}.jsonl.tmp"));
-        arrived[i] = Some(super::receive(input, &into).map_err(|e| e.to_string()));
+        arrived[i] = Some(super::receive(input, &into, layers).map_err(|e| e.to_string()));
     })?;
 
     let mut sessions: BTreeMap<(String, SessionId), Vec<Received>> = BTreeMap::new();

@@ -85,6 +85,7 @@ impl Fixture {
         let me = MachineName::parse("me").unwrap();
         let mut link = Link {
             transport: &self.transport,
+            layers: &crate::bundle::layers::Layers::compressed(),
             staging: &self.staging,
             machine: &me,
             index: &mut Index::default(),
@@ -283,6 +284,7 @@ fn an_unchanged_session_is_not_fetched_again() {
         pull(
             &mut Link {
                 transport: &f.transport,
+                layers: &crate::bundle::layers::Layers::compressed(),
                 staging: &f.staging,
                 machine: &me,
                 index,

@@ -83,6 +83,7 @@ pub fn push(
 ) -> Result<PushReport, TransportError> {
     let Link {
         transport,
+        layers,
         staging,
         machine,
         ref mut index,
@@ -92,8 +93,22 @@ pub fn push(
         .iter()
         .map(|(s, p)| ObjectName::for_session(&p.key, &s.file.id, machine))
         .collect();
-    let listing: HashMap<ObjectName, Stamp> = transport
-        .list()?
+    let listed = transport.list()?;
+    let has_record = super::encryption::listed(&listed.objects);
+    super::encryption::check_layers(transport, layers, has_record, false)?;
+    if layers.is_encrypted() && !has_record {
+        // Gone (or never written by an older build): say again that this
+        // sync dir is encrypted, and to whom.
+        let again = super::encryption::Record::new(
+            layers
+                .recipient_keys()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        );
+        let _ = super::encryption::write_record(transport, staging, &again)?;
+    }
+    let listing: HashMap<ObjectName, Stamp> = listed
         .objects
         .into_iter()
         .map(|o| (o.name, Stamp::new(o.size, o.modified)))
@@ -161,7 +176,7 @@ pub fn push(
         .filter(|(_, b)| matches!(b, Before::Unknown))
         .map(|(n, _)| n.clone())
         .collect();
-    let mut fetched = fetch_earlier(transport, staging, &unknown)?;
+    let mut fetched = fetch_earlier(transport, layers, staging, &unknown)?;
 
     let mut report = PushReport::default();
     let mut batch = Vec::new();
@@ -254,7 +269,7 @@ pub fn push(
             continue;
         }
         let file = staging.join(format!("{id}.ccsync"));
-        let body = match out.write_file(&file) {
+        let body = match out.write_file(&file, layers) {
             Ok(body) => body,
             Err(e) => {
                 report.failed.push((id, e));
@@ -431,6 +446,7 @@ fn compare_indexed(out: &Outgoing, pushed: &index::Pushed) -> Result<Earlier, Se
 /// that does not decode (it may then be replaced: it is ours, and broken).
 fn fetch_earlier(
     transport: &dyn Transport,
+    layers: &crate::bundle::layers::Layers,
     staging: &Path,
     wanted: &[ObjectName],
 ) -> Result<HashMap<ObjectName, PerObject<Option<Received>>>, TransportError> {
@@ -445,7 +461,10 @@ fn fetch_earlier(
     })?;
     let mut decoded: HashMap<usize, Option<Received>> = HashMap::new();
     let delivered = transport.fetch(wanted, &mut |i, input| {
-        decoded.insert(i, receive(input, &dir.join(format!("{i}.jsonl.tmp"))).ok());
+        decoded.insert(
+            i,
+            receive(input, &dir.join(format!("{i}.jsonl.tmp")), layers).ok(),
+        );
     })?;
     Ok(wanted
         .iter()

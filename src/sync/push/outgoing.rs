@@ -1,6 +1,7 @@
 //! A local session as it will travel: its complete lines and side files,
 //! and the bundle they make.
 
+use crate::bundle::layers::Layers;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -154,11 +155,12 @@ impl Outgoing {
 
     /// Writes the bundle to a private file, atomically (not fsynced: it is
     /// a staging copy or an export, and the transcript is still here).
-    pub fn write_file(&self, dest: &Path) -> Result<Body, SessionError> {
+    /// `layers` wrap it as the sync dir stores it (plain for an export).
+    pub fn write_file(&self, dest: &Path, layers: &Layers) -> Result<Body, SessionError> {
         let mut body = None;
         let mut failure = None;
         let written = fsutil::write_replace(dest, |f| {
-            let mut out = BufWriter::with_capacity(1 << 16, f);
+            let mut out = layers.writer(BufWriter::with_capacity(1 << 16, f))?;
             match self.write(&mut out) {
                 Ok(b) => body = Some(b),
                 Err(e) => {
@@ -166,7 +168,7 @@ impl Outgoing {
                     return Err(std::io::Error::other("bundle not written"));
                 }
             }
-            out.flush()
+            out.finish()?.flush()
         });
         if let Some(e) = failure {
             return Err(e);

@@ -43,6 +43,7 @@ fn run(
 ) -> PushReport {
     let mut link = Link {
         transport: t,
+        layers: &crate::bundle::layers::Layers::compressed(),
         staging: dir,
         machine: m,
         index,
@@ -71,8 +72,10 @@ fn pushes_then_skips_unchanged_then_refuses_to_rewind() {
     assert_eq!(r.pushed[0].lines, 2);
     assert_eq!(r.pushed[0].partial_tail, 9);
     let stored = t.get(&r.pushed[0].object).unwrap();
+    assert!(stored.starts_with(b"\x28\xb5\x2f\xfd"), "stored compressed");
+    let plain = zstd::decode_all(&stored[..]).unwrap();
     assert_eq!(
-        Bundle::decode(&stored).unwrap().transcript,
+        Bundle::decode(&plain).unwrap().transcript,
         b"{\"a\":1}\n{\"b\":2}\n"
     );
 
