@@ -178,6 +178,7 @@ def big(binary, base, runs):
     print(f"  peak memory / size (<= 1.5)  {spread(mem, '{:.4f}')}"
           f"   ({'GNU time' if GNU_TIME else 'wait4, includes the forked Python'})")
     through_a_folder(binary, base, runs, a, b, repo, b_repo, source, installed, size)
+    encrypted(binary, base, runs, source, size)
 
 
 def set_secrets(env, policy):
@@ -225,6 +226,57 @@ def through_a_folder(binary, base, runs, a, b, repo, b_repo, source, installed, 
     print(f"  pull                    s   {spread(pull_t)}")
     print(f"  peak memory MB, push        {spread([m / 1e6 for m in push_m], '{:.1f}')}")
     print(f"  peak memory MB, pull (<= 64) {spread([m / 1e6 for m in pull_m], '{:.1f}')}")
+
+
+def encrypted(binary, base, runs, source, size):
+    """Push + pull of the 100 MB transcript through a compressed, age-
+    encrypted folder sync dir, against cp + sha256sum of it (issue 12:
+    <= 2.5x), with peak memory and the stored size."""
+    a, b = machine(base, "ea"), machine(base, "eb")
+    repo = checkout(os.path.join(base, "ea-repo"), "git@github.com:acme/widget.git")
+    b_repo = checkout(os.path.join(base, "eb-repo"), "https://github.com/acme/widget")
+    project = os.path.join(a["CLAUDE_CONFIG_DIR"], "projects", encode(repo))
+    os.makedirs(project)
+    # The same transcript, its lines in this checkout.
+    old_cwd = json.dumps(os.path.join(base, "a-repo"))
+    mine = os.path.join(project, f"{SID}.jsonl")
+    with open(source, "r", encoding="utf-8") as f, open(mine, "w", encoding="utf-8") as out:
+        for line in f:
+            out.write(line.replace(old_cwd, json.dumps(repo)))
+    source = mine
+    keys = os.path.join(base, "keys")
+    os.makedirs(keys, exist_ok=True)
+    for name in ("a", "b"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(keys, name)], check=True)
+    sync = os.path.join(base, "sync-encrypted")
+    run([binary, "-q", "init", sync, "--name", "a", "--recipient", os.path.join(keys, "a.pub"),
+         "--recipient", os.path.join(keys, "b.pub"), "--identity", os.path.join(keys, "a")], env=a, cwd=repo)
+    run([binary, "-q", "init", sync, "--name", "b", "--identity", os.path.join(keys, "b")], env=b, cwd=b_repo)
+    obj = os.path.join(sync, "git=github.com_acme_widget", f"{SID}-a.ccsync")
+    installed = os.path.join(b["CLAUDE_CONFIG_DIR"], "projects", encode(b_repo), f"{SID}.jsonl")
+    copy = os.path.join(base, "copy-e.jsonl")
+    floor_t, ours_t, push_m, pull_m = [], [], [], []
+    for _ in range(runs):
+        for stale in (obj, os.path.join(a["CCSYNC_CONFIG_DIR"], "index.json"), copy):
+            if os.path.exists(stale):
+                os.remove(stale)
+        shutil.rmtree(b["CLAUDE_CONFIG_DIR"], ignore_errors=True)
+        f1, _ = run_rss(["cp", source, copy])
+        f2, _ = run_rss(["sha256sum", source])
+        floor_t.append(f1 + f2)
+        t1, m1 = run_rss([binary, "-q", "push", SID], env=a, cwd=repo)
+        t2, m2 = run_rss([binary, "-q", "pull"], env=b, cwd=b_repo)
+        ours_t.append(t1 + t2)
+        push_m.append(m1 * 1024)
+        pull_m.append(m2 * 1024)
+        assert open(installed, "rb").read() == open(source, "rb").read(), "not byte-identical"
+    assert open(obj, "rb").read(19) == b"age-encryption.org/", "not encrypted"
+    print(f"\n100 MB through an encrypted folder sync dir (zstd + age; stored {os.path.getsize(obj) / size:.1%} of the transcript)")
+    print(f"  cp + sha256sum          s   {spread(floor_t)}")
+    print(f"  push + pull             s   {spread(ours_t)}")
+    print(f"  time ratio (<= 2.5)         {spread([o / f for o, f in zip(ours_t, floor_t)], '{:.2f}')}")
+    print(f"  peak memory MB, push        {spread([m / 1e6 for m in push_m], '{:.1f}')}")
+    print(f"  peak memory MB, pull        {spread([m / 1e6 for m in pull_m], '{:.1f}')}")
 
 
 def many(binary, base, runs):

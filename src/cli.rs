@@ -48,6 +48,20 @@ pub enum Command {
     Forget(ForgetArgs),
     /// List or add the public keys an encrypted sync dir is encrypted to.
     Recipients(RecipientsArgs),
+    /// Pull, continue a session in Claude Code where it belongs here, and
+    /// push it when the client exits.
+    Resume(ResumeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Session to continue (an id or a unique prefix) [default: the current
+    /// project's most recent session, across all machines].
+    pub session: Option<String>,
+
+    /// Passed on to `claude --resume <id>` (after `--`).
+    #[arg(last = true, value_name = "CLAUDE_ARGS")]
+    pub claude_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

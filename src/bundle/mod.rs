@@ -386,6 +386,9 @@ pub fn read(
     }
 }
 
+/// The most `partsModifiedAt` may take: an entry per side file.
+const PARTS_MODIFIED_CAP: usize = 64 << 20;
+
 /// Transcripts smaller than this are written on the calling thread.
 const PIPELINE_MIN: u64 = 1 << 20;
 
@@ -442,7 +445,14 @@ fn parse_object<R: BufRead>(
         } else if key == "parts" {
             on_parts(reader)?;
         } else {
-            let raw = reader.raw_value(1 << 16)?;
+            // Small fields, but for the side files' times: one entry per
+            // side file (at most MAX_PARTS of them).
+            let cap = if key == "partsModifiedAt" {
+                PARTS_MODIFIED_CAP
+            } else {
+                1 << 16
+            };
+            let raw = reader.raw_value(cap)?;
             let value = serde_json::from_slice(&raw)
                 .map_err(|e| json::Error::Syntax(json::Syntax(e.to_string())))?;
             if fields.insert(key.clone(), value).is_some() {
@@ -676,6 +686,30 @@ mod tests {
             ),
         ];
         b
+    }
+
+    /// Thousands of side files, each with its time: the times' field is
+    /// past the 64 KiB other head fields may take, and still reads.
+    #[test]
+    fn version_4_with_thousands_of_side_files_and_their_times() {
+        let mut b = sample();
+        b.meta.version = 4;
+        b.meta.modified_ms = Some(1_763_628_000_123);
+        b.parts = (0..3000)
+            .map(|i| {
+                let path = PartPath::parse(&format!("file-history/5d41402abc4b2a76@v{i}")).unwrap();
+                (path, format!("backup {i}").into_bytes())
+            })
+            .collect();
+        b.meta.parts_modified_ms = b
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| (p.clone(), 1_763_600_000_000 + i as u64))
+            .collect();
+        let bytes = b.to_bytes().unwrap();
+        assert!(bytes.len() > 1 << 17);
+        assert_eq!(Bundle::decode(&bytes).unwrap(), b);
     }
 
     #[test]

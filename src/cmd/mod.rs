@@ -10,6 +10,7 @@ mod list;
 mod pull;
 mod push;
 mod recipients;
+mod resume;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -41,6 +42,8 @@ pub enum Outcome {
     Problems,
     /// Exit 3: done, but some items were skipped or failed.
     Partial,
+    /// Exit with another program's status (`resume`: the client's).
+    Code(u8),
 }
 
 impl Outcome {
@@ -49,6 +52,7 @@ impl Outcome {
             Outcome::Success => ExitCode::SUCCESS,
             Outcome::Problems => ExitCode::FAILURE,
             Outcome::Partial => ExitCode::from(3),
+            Outcome::Code(code) => ExitCode::from(code),
         }
     }
 }
@@ -66,6 +70,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Doctor(args) => doctor::run(&env, args),
         Command::Forget(args) => forget::run(&env, args),
         Command::Recipients(args) => recipients::run(&env, args),
+        Command::Resume(args) => resume::run(&env, args),
     }
 }
 
