@@ -51,6 +51,40 @@ pub enum Command {
     /// Pull, continue a session in Claude Code where it belongs here, and
     /// push it when the client exits.
     Resume(ResumeArgs),
+    /// Install, remove or show ccsync's hooks in Claude Code's settings: a
+    /// session that ends is pushed, one that starts gets the project's other
+    /// sessions pulled.
+    Hooks(HooksArgs),
+    /// What ccsync's hooks run (Claude Code calls it).
+    #[command(hide = true)]
+    Hook(HookArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HooksArgs {
+    #[command(subcommand)]
+    pub action: HooksAction,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum HooksAction {
+    /// Add the hooks to $CLAUDE_CONFIG_DIR/settings.json (keeping the rest).
+    Install,
+    /// Remove exactly what install added.
+    Uninstall,
+    /// Say which hooks are installed.
+    Status,
+}
+
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    pub event: HookEvent,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum HookEvent {
+    SessionEnd,
+    SessionStart,
 }
 
 #[derive(Debug, Args)]
@@ -173,6 +207,10 @@ pub struct PullArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Leave this session alone (the one a client is starting).
+    #[arg(long, hide = true, value_name = "SESSION")]
+    pub except: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ pub mod live;
 pub mod parts;
 pub mod registry;
 pub mod sessions;
+pub mod settings;
 pub mod transcript;
 
 use std::ffi::OsString;

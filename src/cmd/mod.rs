@@ -4,6 +4,7 @@
 mod doctor;
 mod export;
 mod forget;
+mod hooks;
 mod import;
 mod init;
 mod list;
@@ -71,6 +72,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Forget(args) => forget::run(&env, args),
         Command::Recipients(args) => recipients::run(&env, args),
         Command::Resume(args) => resume::run(&env, args),
+        Command::Hooks(args) => hooks::run(&env, args),
+        Command::Hook(args) => hooks::handle(&env, args),
     }
 }
 

@@ -352,7 +352,18 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
         index: &mut index,
         progress: &env.ui.bar("pulling"),
     };
-    let report = pull::pull(&mut link, &installer, &checkouts, &keys, only.as_ref())?;
+    let except = match args.except.as_deref() {
+        Some(id) => Some(SessionId::parse(&id.to_ascii_lowercase())?),
+        None => None,
+    };
+    let report = pull::pull(
+        &mut link,
+        &installer,
+        &checkouts,
+        &keys,
+        only.as_ref(),
+        except.as_ref(),
+    )?;
     warn_skewed(env, installer.take_skewed());
     note_clamped(env, &installer);
     if let Some(id) = &only

@@ -19,6 +19,7 @@ pub fn run(env: &Env, args: &ResumeArgs) -> Result<Outcome> {
             all: false,
             force: false,
             json: false,
+            except: None,
         },
     );
     if let Err(e) = pulled {

@@ -94,3 +94,197 @@ fn resume_without_a_client_says_how_to_name_one() {
         .code(1);
     assert!(stderr(&out).contains("CCSYNC_CLAUDE"), "{}", stderr(&out));
 }
+
+/// `hooks install` merges into the user's settings (their keys, order and
+/// own hooks stay), twice is once, and `uninstall` puts back the very bytes
+/// that were there.
+#[test]
+fn hooks_install_keeps_the_users_settings_and_uninstall_restores_them_exactly() {
+    let Pair {
+        w: _w, a, a_repo, ..
+    } = pair();
+    let path = a.claude.join("settings.json");
+    let users = "{\n    \"model\": \"opus\",\n    \"hooks\": {\n        \"SessionStart\": [\n            {\"matcher\": \"startup\", \"hooks\": [{\"type\": \"command\", \"command\": \"echo mine\"}]}\n        ]\n    },\n    \"permissions\": {\"allow\": [\"Bash(ls)\"]}\n}\n";
+    std::fs::create_dir_all(&a.claude).unwrap();
+    std::fs::write(&path, users).unwrap();
+    a.run(&a_repo, &["hooks", "install"]).success();
+    let once = std::fs::read(&path).unwrap();
+    let out = a.run(&a_repo, &["hooks", "install"]).success();
+    assert!(stderr(&out).contains("already installed"));
+    assert_eq!(std::fs::read(&path).unwrap(), once, "twice is once");
+    let v: serde_json::Value = serde_json::from_slice(&once).unwrap();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["model", "hooks", "permissions"]);
+    assert_eq!(
+        v["hooks"]["SessionStart"][0]["hooks"][0]["command"],
+        "echo mine"
+    );
+    let ours = v["hooks"]["SessionEnd"][0]["hooks"][0]["command"]
+        .as_str()
+        .unwrap();
+    assert!(
+        ours.ends_with("hook session-end") && ours.contains("ccsync"),
+        "{ours}"
+    );
+    let status = a.run(&a_repo, &["hooks", "status"]).success();
+    let said = String::from_utf8_lossy(&status.get_output().stdout).into_owned();
+    assert!(
+        said.contains("SessionEnd: ") && said.contains("hook session-start"),
+        "{said}"
+    );
+
+    a.run(&a_repo, &["hooks", "uninstall"]).success();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), users);
+
+    // No settings before: none after.
+    std::fs::remove_file(&path).unwrap();
+    a.run(&a_repo, &["hooks", "install"]).success();
+    assert!(path.is_file());
+    a.run(&a_repo, &["hooks", "uninstall"]).success();
+    assert!(!path.exists());
+}
+
+/// With the real clients: the SessionStart hook pulls the project's other
+/// sessions but never writes the one being resumed (the client has read it
+/// already: its next line follows this machine's last line), and the
+/// SessionEnd hook pushes the session that ended.
+#[test]
+fn hooks_push_a_session_that_ends_and_never_write_the_one_starting() {
+    for (var, client) in clients() {
+        let Pair {
+            w,
+            a,
+            a_repo,
+            b,
+            b_repo,
+        } = pair();
+        let full = transcript(SID, &a_repo, 6, "hooked");
+        let head = ccsync::claude::transcript::complete_len(&full[..full.len() * 2 / 3]);
+        a.write_session(&a_repo, SID, &full[..head]);
+        a.run(&a_repo, &["push"]).success();
+        b.run(&b_repo, &["pull"]).success();
+        a.write_session(&a_repo, SID, &full);
+        a.write_session(&a_repo, SID2, &transcript(SID2, &a_repo, 2, "other"));
+        a.run(&a_repo, &["push"]).success();
+        b.run(&b_repo, &["hooks", "install"]).success();
+
+        let marker = format!("under-hooks-{var}");
+        let status = std::process::Command::new("timeout")
+            .arg("120")
+            .arg(&client)
+            .args(["-p", "--resume", SID, &marker])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &b.home)
+            .env("CLAUDE_CONFIG_DIR", &b.claude)
+            .env("CCSYNC_CONFIG_DIR", &b.cfg)
+            .env("CCSYNC_LIVE_WINDOW_MS", "0")
+            .current_dir(&b_repo)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let here = std::fs::read(b.transcript(&b_repo, SID)).unwrap();
+        let text = String::from_utf8_lossy(&here).into_owned();
+        let line = text
+            .lines()
+            .find(|l| l.contains(&marker) && l.contains("\"type\":\"user\""))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{var}: not resumed: {}",
+                    String::from_utf8_lossy(&status.stderr)
+                )
+            });
+        let parent = serde_json::from_str::<serde_json::Value>(line).unwrap()["parentUuid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // The chain from the client's new line back: through this
+        // machine's last line (the hook's own report may sit between), never
+        // through the lines the hook left unpulled.
+        let b_last = links(&full[..head]).last().unwrap().0.clone();
+        let all = links(&here);
+        let mut chain = vec![parent];
+        while let Some((_, p)) = all.iter().find(|(u, _)| Some(u) == chain.last()) {
+            if p.is_empty() || chain.len() > all.len() {
+                break;
+            }
+            chain.push(p.clone());
+        }
+        assert!(
+            chain.contains(&b_last),
+            "{var}: the client continued from other lines: {text}"
+        );
+        assert!(
+            !text.contains("hooked prompt 4"),
+            "{var}: the SessionStart hook wrote the session being resumed"
+        );
+        assert!(
+            b.transcript(&b_repo, SID2).is_file(),
+            "{var}: the project's other session was not pulled"
+        );
+        // The SessionEnd hook pushed it (in the background, if slow).
+        let object = w
+            .sync_dir()
+            .join(format!("git=github.com_acme_widget/{SID}-b.ccsync"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline
+            && !(object.is_file()
+                && String::from_utf8_lossy(&read_object(&object)).contains(&marker))
+        {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(
+            object.is_file() && String::from_utf8_lossy(&read_object(&object)).contains(&marker),
+            "{var}: the session that ended was not pushed"
+        );
+    }
+}
+
+/// The SessionStart hook says when another machine pushed newer lines of
+/// the session being started (which it must not write), on stderr only:
+/// a SessionStart hook's stdout becomes the model's context.
+#[test]
+fn the_start_hook_says_when_newer_lines_exist_elsewhere() {
+    let Pair {
+        w: _w,
+        a,
+        a_repo,
+        b,
+        b_repo,
+    } = pair();
+    let full = transcript(SID, &a_repo, 6, "newer");
+    let head = ccsync::claude::transcript::complete_len(&full[..full.len() / 2]);
+    a.write_session(&a_repo, SID, &full[..head]);
+    a.run(&a_repo, &["push"]).success();
+    b.run(&b_repo, &["pull"]).success();
+    let input = serde_json::json!({
+        "session_id": SID, "cwd": b_repo, "hook_event_name": "SessionStart", "source": "resume",
+        "transcript_path": b.transcript(&b_repo, SID),
+    })
+    .to_string();
+    let quiet = b
+        .cmd(&b_repo)
+        .args(["hook", "session-start"])
+        .write_stdin(input.clone())
+        .assert()
+        .success();
+    assert!(quiet.get_output().stdout.is_empty());
+    assert!(stderr(&quiet).is_empty(), "{}", stderr(&quiet));
+
+    a.write_session(&a_repo, SID, &full);
+    a.run(&a_repo, &["push"]).success();
+    let before = std::fs::read(b.transcript(&b_repo, SID)).unwrap();
+    let out = b
+        .cmd(&b_repo)
+        .args(["hook", "session-start"])
+        .write_stdin(input)
+        .assert()
+        .success();
+    assert!(out.get_output().stdout.is_empty());
+    let said = stderr(&out);
+    assert!(
+        said.contains("a pushed session") && said.contains("ccsync resume"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read(b.transcript(&b_repo, SID)).unwrap(), before);
+}

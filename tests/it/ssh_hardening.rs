@@ -57,11 +57,23 @@ fn wait_for(child: &mut std::process::Child, limit: Duration) -> Option<std::pro
 }
 
 #[cfg(target_os = "linux")]
-/// A transcript of about `mb` megabytes: long lines, so encoding it is quick.
+/// A transcript of about `mb` megabytes: long lines, so encoding it is
+/// quick, of random text, so compressing it leaves most of it to send.
 fn big_transcript(id: &str, cwd: &Path, mb: usize) -> Vec<u8> {
-    let tag = "x".repeat(2000);
-    let line_len = transcript(id, cwd, 2, &tag).len() / 2;
-    transcript(id, cwd, mb * 1_000_000 / line_len + 1, &tag)
+    let mut out = Vec::new();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    while out.len() < mb * 1_000_000 {
+        let tag: String = (0..250)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                format!("{:08x}", x as u32)
+            })
+            .collect();
+        out.extend(transcript(id, cwd, 1, &tag));
+    }
+    out
 }
 
 #[cfg(target_os = "linux")]

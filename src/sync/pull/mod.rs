@@ -125,7 +125,8 @@ impl PullReport {
 }
 
 /// Pulls every session of `checkouts` that other machines put in the
-/// transport (only `only`, if given). Bad files are reported and skipped.
+/// transport (only `only`, if given; never `except`, the session a client
+/// is starting). Bad files are reported and skipped.
 /// A session whose objects and local files are as the last pull left them
 /// (by `index`) is neither fetched nor read.
 pub fn pull(
@@ -134,6 +135,7 @@ pub fn pull(
     checkouts: &[Checkout],
     keys: &KeyMap,
     only: Option<&SessionId>,
+    except: Option<&SessionId>,
 ) -> Result<PullReport, TransportError> {
     let Link {
         transport,
@@ -195,7 +197,7 @@ pub fn pull(
             }
             continue;
         };
-        if only.is_none_or(|o| *o == id) {
+        if only.is_none_or(|o| *o == id) && except != Some(&id) {
             if object.size > crate::bundle::MAX_BUNDLE_BYTES {
                 report.bad_objects.push((
                     object.name.clone(),

@@ -91,7 +91,15 @@ impl Fixture {
             index: &mut Index::default(),
             progress: &crate::sync::Quiet,
         };
-        pull(&mut link, installer, &checkouts, &KeyMap::default(), None).unwrap()
+        pull(
+            &mut link,
+            installer,
+            &checkouts,
+            &KeyMap::default(),
+            None,
+            None,
+        )
+        .unwrap()
     }
 
     fn dir(&self) -> PathBuf {
@@ -293,6 +301,7 @@ fn an_unchanged_session_is_not_fetched_again() {
             &installer,
             &checkouts,
             &KeyMap::default(),
+            None,
             None,
         )
         .unwrap()
