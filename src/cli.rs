@@ -58,6 +58,25 @@ pub enum Command {
     /// What ccsync's hooks run (Claude Code calls it).
     #[command(hide = true)]
     Hook(HookArgs),
+    /// Push sessions as they change and pull on an interval, in the
+    /// foreground (or as a service with --install).
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Seconds between pulls.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub interval: u64,
+
+    /// Write and enable a systemd user unit (Linux) or a launchd agent
+    /// (macOS) that runs `ccsync watch` with this environment.
+    #[arg(long, conflicts_with = "uninstall")]
+    pub install: bool,
+
+    /// Stop and remove that unit or agent.
+    #[arg(long)]
+    pub uninstall: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 pub struct Ui {
     quiet: bool,
+    silent: bool,
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal and
@@ -48,7 +49,18 @@ impl Drop for Bar {
 
 impl Ui {
     pub fn new(quiet: bool) -> Self {
-        Self { quiet }
+        Self {
+            quiet,
+            silent: false,
+        }
+    }
+
+    /// Prints nothing at all, warnings included (`watch` logs for it).
+    pub fn silent() -> Self {
+        Self {
+            quiet: true,
+            silent: true,
+        }
     }
 
     /// Progress and summaries, silenced by `-q`.
@@ -78,7 +90,9 @@ impl Ui {
 
     /// Something was skipped or looks wrong; never silenced.
     pub fn warn(&self, msg: impl Display) {
-        eprintln!("warning: {msg}");
+        if !self.silent {
+            eprintln!("warning: {msg}");
+        }
     }
 
     pub fn data(&self, line: impl Display) -> io::Result<()> {

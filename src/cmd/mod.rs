@@ -12,6 +12,7 @@ mod pull;
 mod push;
 mod recipients;
 mod resume;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -74,6 +75,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Resume(args) => resume::run(&env, args),
         Command::Hooks(args) => hooks::run(&env, args),
         Command::Hook(args) => hooks::handle(&env, args),
+        Command::Watch(args) => watch::run(&env, args),
     }
 }
 
@@ -84,6 +86,8 @@ pub struct Env {
     /// The current directory, symlinks resolved, as Claude Code sees it.
     pub cwd: PathBuf,
     pub ui: Ui,
+    /// How many sessions the last push or pull wrote (for `watch`'s log).
+    pub activity: std::cell::Cell<usize>,
 }
 
 fn non_empty(var: &str) -> Option<OsString> {
@@ -114,7 +118,15 @@ impl Env {
             config_dir: ConfigDir::new(config_dir),
             cwd,
             ui: Ui::new(quiet),
+            activity: Default::default(),
         })
+    }
+
+    /// The same environment, printing nothing but what `watch` logs itself.
+    fn silent(&self) -> Result<Self> {
+        let mut env = Self::from_process(true)?;
+        env.ui = Ui::silent();
+        Ok(env)
     }
 
     /// The config, the machine name and the transport it names.
@@ -195,8 +207,26 @@ impl Env {
 
     /// Takes ccsync's lock for a command that writes, then removes what an
     /// earlier, killed run may have left.
+    /// The config dir's lock; another ccsync holding it (a `watch` mid-push)
+    /// is waited for a few seconds, and said so.
     pub fn lock(&self) -> Result<Lock> {
-        let lock = self.config_dir.lock()?;
+        let start = std::time::Instant::now();
+        let mut said = false;
+        let lock = loop {
+            match self.config_dir.lock() {
+                Err(ccsync::config::ConfigError::Busy(_))
+                    if start.elapsed() < std::time::Duration::from_secs(10) =>
+                {
+                    if !said {
+                        self.ui
+                            .status("waiting for another ccsync (a watch?) to finish…");
+                        said = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other?,
+            }
+        };
         match self.claude.remove_leftovers() {
             Ok(0) | Err(_) => {}
             Ok(n) => self.ui.status(format_args!(

@@ -333,7 +333,8 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
             .map(|(key, root)| (keys.folding.fold(&key), root))
             .collect();
     }
-    if !args.all {
+    // With --all too: the checkout it runs in is known from now on.
+    if !args.all || here.root.join(".git").exists() {
         checkouts.insert(here.key.clone(), here.root.clone());
     }
     let checkouts: Vec<Checkout> = checkouts
@@ -393,6 +394,15 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
     if !args.all && report.outcomes.is_empty() && report.failed.is_empty() {
         hint_other_projects(env, &here.key, &transport.location(), &report);
     }
+    env.activity.set(
+        report
+            .outcomes
+            .iter()
+            .filter(|o| {
+                o.action != Action::Keep || o.forks.iter().any(|f| f.action != Action::Keep)
+            })
+            .count(),
+    );
     print_report(env, &transport.location(), &report, args.json)
 }
 

@@ -136,6 +136,7 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
     for (id, e) in &report.failed {
         env.ui.warn(format_args!("not pushed {id}: {e}"));
     }
+    env.activity.set(report.pushed.len());
     let total: u64 = report.pushed.iter().map(|p| p.bytes).sum();
     let mut summary = format!(
         "pushed {} ({}) to {}",

@@ -288,3 +288,168 @@ fn the_start_hook_says_when_newer_lines_exist_elsewhere() {
     );
     assert_eq!(std::fs::read(b.transcript(&b_repo, SID)).unwrap(), before);
 }
+
+/// A `ccsync watch` on each of two machines: a new session and a growing
+/// one reach the other machine within seconds, both ways, and SIGTERM ends
+/// each watch cleanly within a couple of seconds.
+#[cfg(unix)]
+#[test]
+fn watch_on_two_machines_moves_sessions_within_seconds() {
+    use std::time::{Duration, Instant};
+    let Pair {
+        w: _w,
+        a,
+        a_repo,
+        b,
+        b_repo,
+    } = pair();
+    // A session before the watch: it goes first.
+    a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 2, "early"));
+    let spawn = |m: &Machine, repo: &std::path::Path| {
+        m.std_cmd(repo)
+            .args(["watch", "--interval", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut wa = spawn(&a, &a_repo);
+    let mut wb = spawn(&b, &b_repo);
+    let arrives = |path: &std::path::Path, want: &[u8], what: &str| {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if std::fs::read(path).is_ok_and(|b| b == want) {
+                return start.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{what} did not arrive within 30 s");
+    };
+    let early = arrives(
+        &b.transcript(&b_repo, SID),
+        &transcript(SID, &a_repo, 2, "early"),
+        "a session from before the watch",
+    );
+    // Grows on A.
+    let grown = transcript(SID, &a_repo, 6, "early");
+    a.write_session(&a_repo, SID, &grown);
+    let growing = arrives(&b.transcript(&b_repo, SID), &grown, "a growing session");
+    // New on B, to A.
+    let fresh = transcript(SID2, &b_repo, 3, "fresh");
+    b.write_session(&b_repo, SID2, &fresh);
+    let new = arrives(&a.transcript(&a_repo, SID2), &fresh, "a new session");
+    eprintln!("watch: first {early:?}, growing {growing:?}, new {new:?}");
+
+    for (name, child) in [("a", &mut wa), ("b", &mut wb)] {
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "watch {name} did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "watch {name} ended with {status}");
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(err.contains("stopped watching"), "{err}");
+        // One line per state, not per try: no repeated lines.
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(lines.len() < 20, "watch {name} is chatty: {err}");
+    }
+}
+
+/// `watch --install` writes a user service running this binary's `watch`
+/// with the environment it needs; `--uninstall` removes it. (Enabling it
+/// needs a user session's service manager, absent here: said, not fatal.)
+#[cfg(target_os = "linux")]
+#[test]
+fn watch_install_writes_a_user_unit_and_uninstall_removes_it() {
+    let Pair {
+        w: _w, a, a_repo, ..
+    } = pair();
+    let out = a.run(&a_repo, &["watch", "--install"]).success();
+    let unit = a.home.join(".config/systemd/user/ccsync-watch.service");
+    let text = std::fs::read_to_string(&unit).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_ccsync")).unwrap();
+    assert!(
+        text.contains(&format!("ExecStart={} watch", exe.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Environment=\"CLAUDE_CONFIG_DIR={}\"",
+            a.claude.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Environment=\"CCSYNC_CONFIG_DIR={}\"",
+            a.cfg.display()
+        )),
+        "{text}"
+    );
+    a.run(&a_repo, &["watch", "--uninstall"]).success();
+    assert!(!unit.exists());
+}
+
+/// A sync dir that goes away (an unmounted drive) and comes back: the
+/// watch says so once, backs off, and goes on.
+#[cfg(unix)]
+#[test]
+fn watch_survives_a_sync_dir_that_goes_away_and_says_so_once() {
+    use std::time::{Duration, Instant};
+    let Pair {
+        w,
+        a,
+        a_repo,
+        b,
+        b_repo,
+    } = pair();
+    let mut watch = a
+        .std_cmd(&a_repo)
+        .args(["watch", "--interval", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let away = w.root().join("unplugged");
+    std::fs::rename(w.sync_dir(), &away).unwrap();
+    a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 4, "offline"));
+    std::thread::sleep(Duration::from_secs(6));
+    std::fs::rename(&away, w.sync_dir()).unwrap();
+    // Backoff is at most 10 s by now; the session then goes out.
+    let start = Instant::now();
+    let object = w
+        .sync_dir()
+        .join(format!("git=github.com_acme_widget/{SID}-a.ccsync"));
+    while !object.exists() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = rustix::process::Pid::from_raw(watch.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    assert!(watch.wait().unwrap().success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(watch.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(
+        object.exists(),
+        "not pushed once the sync dir was back: {err}"
+    );
+    for task in ["push", "pull"] {
+        let down = err
+            .lines()
+            .filter(|l| l.contains(&format!("{task}: ")) && l.contains("retrying"))
+            .count();
+        assert!(down <= 1, "{task} said it failed {down} times: {err}");
+    }
+    assert!(err.contains("works again"), "{err}");
+    b.run(&b_repo, &["pull"]).success();
+    assert!(b.transcript(&b_repo, SID).is_file());
+}
