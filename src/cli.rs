@@ -61,6 +61,16 @@ pub enum Command {
     /// Push sessions as they change and pull on an interval, in the
     /// foreground (or as a service with --install).
     Watch(WatchArgs),
+    /// Say in the sync dir which sessions run here (the hooks call it).
+    #[command(hide = true)]
+    Presence(PresenceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PresenceArgs {
+    /// A session whose client is exiting: not running any more.
+    #[arg(long, value_name = "SESSION")]
+    pub ended: Option<String>,
 }
 
 #[derive(Debug, Args)]

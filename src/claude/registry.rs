@@ -13,6 +13,8 @@ use serde_json::Value;
 #[derive(Debug, Default, Clone)]
 pub struct Registry {
     running: HashMap<String, u32>,
+    /// When each running session's client started (`startedAt`, Unix ms).
+    started: HashMap<String, u64>,
 }
 
 impl Registry {
@@ -22,8 +24,9 @@ impl Registry {
     /// left the file behind does not hold a session.
     pub fn scan(config_dir: &Path) -> Self {
         let mut running = HashMap::new();
+        let mut started = HashMap::new();
         let Ok(entries) = std::fs::read_dir(config_dir.join("sessions")) else {
-            return Self { running };
+            return Self { running, started };
         };
         for entry in entries.flatten() {
             let name = entry.file_name();
@@ -51,9 +54,23 @@ impl Registry {
                 .unwrap_or(pid);
             if alive(pid, v.get("procStart")) {
                 running.insert(session.to_owned(), pid);
+                if let Some(t) = v.get("startedAt").and_then(Value::as_u64) {
+                    started.insert(session.to_owned(), t);
+                }
             }
         }
-        Self { running }
+        Self { running, started }
+    }
+
+    /// Every running session, with when its client started (if it says).
+    pub fn sessions(&self) -> Vec<(String, Option<u64>)> {
+        let mut out: Vec<(String, Option<u64>)> = self
+            .running
+            .keys()
+            .map(|id| (id.clone(), self.started.get(id).copied()))
+            .collect();
+        out.sort();
+        out
     }
 
     /// The process running session `id`, if one is registered.

@@ -209,25 +209,35 @@ pub fn handle(env: &Env, args: &HookArgs) -> Result<Outcome> {
     let id = SessionId::parse(&input.session_id)?;
     let cwd = input.cwd.unwrap_or_else(|| env.cwd.clone());
     let exe = std::env::current_exe()?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("-q");
-    match args.event {
-        HookEvent::SessionEnd => cmd.args(["push", id.as_str()]),
-        HookEvent::SessionStart => cmd.args(["pull", "--except", id.as_str()]),
+    let jobs: [&[&str]; 2] = match args.event {
+        HookEvent::SessionEnd => [
+            &["push", id.as_str()],
+            &["presence", "--ended", id.as_str()],
+        ],
+        HookEvent::SessionStart => [&["pull", "--except", id.as_str()], &["presence"]],
     };
-    cmd.current_dir(&cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // Its own process group: it outlives the client if it must.
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let Ok(mut child) = cmd.spawn() else {
-        return Ok(Outcome::Success);
-    };
+    let mut children = Vec::new();
+    for job in jobs {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("-q")
+            .args(job)
+            .current_dir(&cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Its own process group: it outlives the client if it must.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        if let Ok(child) = cmd.spawn() {
+            children.push(child);
+        }
+    }
     let deadline = Instant::now() + patience();
     while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
+        if children
+            .iter_mut()
+            .all(|c| matches!(c.try_wait(), Ok(Some(_))))
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -8,6 +8,7 @@ mod hooks;
 mod import;
 mod init;
 mod list;
+mod presence;
 mod pull;
 mod push;
 mod recipients;
@@ -76,6 +77,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Hooks(args) => hooks::run(&env, args),
         Command::Hook(args) => hooks::handle(&env, args),
         Command::Watch(args) => watch::run(&env, args),
+        Command::Presence(args) => presence::run(&env, args),
     }
 }
 

@@ -501,6 +501,17 @@ pub fn note_clamped(env: &Env, installer: &pull::Installer) {
 }
 
 fn print_report(env: &Env, location: &str, report: &PullReport, json: bool) -> Result<Outcome> {
+    for (id, machine, since) in &report.running_elsewhere {
+        let since = since
+            .map(|ms| {
+                let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+                format!(" since {}", ui::time(t))
+            })
+            .unwrap_or_default();
+        env.ui.warn(format_args!(
+            "session {id} is running on {machine}{since}; continuing it here too makes two branches of it"
+        ));
+    }
     for o in &report.outcomes {
         describe(env, o);
     }

@@ -62,6 +62,7 @@ pub fn run(env: &Env, args: &WatchArgs) -> Result<Outcome> {
     // Whatever changed while nothing watched goes first.
     let mut changed_at = Some(Instant::now() - DEBOUNCE);
     let mut next_pull = Instant::now();
+    let mut said: Option<Vec<(String, Option<u64>)>> = None;
     while !stop.load(Ordering::SeqCst) {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(()) => changed_at = Some(Instant::now()),
@@ -99,6 +100,23 @@ pub fn run(env: &Env, args: &WatchArgs) -> Result<Outcome> {
             );
             pull.done(env, result, inner.activity.take(), "pulled");
             next_pull = Instant::now() + interval;
+            // Who runs what here, said when it changes.
+            let now_running =
+                ccsync::claude::registry::Registry::scan(env.claude.root()).sessions();
+            if said != Some(now_running.clone())
+                && let Ok((_, machine, transport)) = inner.open_transport()
+                && let Ok(staging) = inner.config_dir.staging()
+                && super::presence::publish(
+                    &inner,
+                    transport.as_ref(),
+                    staging.path(),
+                    &machine,
+                    None,
+                )
+                .is_ok()
+            {
+                said = Some(now_running);
+            }
             // What the pull wrote is not news to push.
             while rx.try_recv().is_ok() {}
         }

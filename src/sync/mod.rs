@@ -6,6 +6,7 @@ pub mod append;
 pub mod encryption;
 pub mod machine;
 pub mod plan;
+pub mod presence;
 pub mod pull;
 pub mod push;
 pub mod scan;

@@ -453,3 +453,85 @@ fn watch_survives_a_sync_dir_that_goes_away_and_says_so_once() {
     b.run(&b_repo, &["pull"]).success();
     assert!(b.transcript(&b_repo, SID).is_file());
 }
+
+/// A machine whose client runs a session says so in the sync dir (through
+/// its hooks, or its watch); another machine's pull and resume say so
+/// before the session is continued there too.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_session_running_on_another_machine_is_said_before_continuing_it() {
+    let Pair {
+        w,
+        a,
+        a_repo,
+        b,
+        b_repo,
+    } = pair();
+    a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 4, "busy"));
+    a.run(&a_repo, &["push"]).success();
+    b.run(&b_repo, &["pull"]).success();
+
+    // A client runs it on A (its registry entry, as the real one writes it).
+    let mut client = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pid = client.id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_owned();
+    std::fs::create_dir_all(a.claude.join("sessions")).unwrap();
+    std::fs::write(
+        a.claude.join(format!("sessions/{pid}.json")),
+        serde_json::json!({"pid": pid, "sessionId": SID, "cwd": a_repo, "startedAt": 1_795_255_200_000u64, "procStart": start, "kind": "interactive"}).to_string(),
+    )
+    .unwrap();
+    let hook = |event: &str| {
+        let input = serde_json::json!({"session_id": SID, "cwd": a_repo, "hook_event_name": event});
+        a.cmd(&a_repo)
+            .args([
+                "hook",
+                if event == "SessionStart" {
+                    "session-start"
+                } else {
+                    "session-end"
+                },
+            ])
+            .write_stdin(input.to_string())
+            .assert()
+            .success();
+    };
+    hook("SessionStart");
+    assert!(w.sync_dir().join("ccsync/live-a.json").is_file());
+
+    let out = b.run(&b_repo, &["pull"]).success();
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("session {SID} is running on a since")),
+        "{said}"
+    );
+    let out = b
+        .cmd(&b_repo)
+        .env("CCSYNC_CLAUDE", "true")
+        .args(["resume", SID])
+        .assert()
+        .success();
+    let said = stderr(&out);
+    let warned = said
+        .find("is running on a")
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        warned < said.find("resuming").unwrap(),
+        "said after starting: {said}"
+    );
+
+    // The client exits: its SessionEnd hook says so.
+    client.kill().unwrap();
+    client.wait().unwrap();
+    hook("SessionEnd");
+    let out = b.run(&b_repo, &["pull"]).success();
+    assert!(!stderr(&out).contains("is running on"), "{}", stderr(&out));
+}

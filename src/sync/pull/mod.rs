@@ -109,6 +109,9 @@ pub struct PullReport {
     pub superseded: Vec<ObjectName>,
     /// Such objects that could not be removed, and why (they do no harm).
     pub not_removed: Vec<(ObjectName, String)>,
+    /// Sessions of this pull another machine says a client runs there:
+    /// the machine, and since when.
+    pub running_elsewhere: Vec<(SessionId, String, Option<u64>)>,
 }
 
 impl PullReport {
@@ -177,6 +180,7 @@ pub fn pull(
         true,
     )?;
     let mut report = PullReport::default();
+    let presences = super::presence::others(transport, &listing.objects, me);
     for (path, reason) in &listing.refused {
         report.refused.push((path.clone(), reason.clone()));
     }
@@ -318,6 +322,13 @@ pub fn pull(
         Err(e) => report
             .not_removed
             .extend(stale.into_iter().map(|n| (n, e.to_string()))),
+    }
+    for o in &report.outcomes {
+        if let Some((machine, since)) = super::presence::running(&presences, o.id.as_str()) {
+            report
+                .running_elsewhere
+                .push((o.id.clone(), machine.to_owned(), since));
+        }
     }
     for o in &mut report.outcomes {
         o.advise_push = o.verdicts.iter().any(|(_, v)| *v == Verdict::LocalAhead)

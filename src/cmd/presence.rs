@@ -1,0 +1,53 @@
+//! `ccsync presence [--ended SESSION]` (hidden; the hooks run it): says in
+//! the sync dir which sessions a client runs on this machine now.
+
+use anyhow::Result;
+
+use ccsync::claude::registry::Registry;
+use ccsync::sync::presence::{self, Presence, Running};
+use ccsync::transport::Transport;
+
+use super::{Env, Outcome};
+use crate::cli::PresenceArgs;
+
+pub fn run(env: &Env, args: &PresenceArgs) -> Result<Outcome> {
+    let (_config, machine, transport) = env.open_transport()?;
+    let staging = env.config_dir.staging()?;
+    publish(
+        env,
+        transport.as_ref(),
+        staging.path(),
+        &machine,
+        args.ended.as_deref(),
+    )?;
+    Ok(Outcome::Success)
+}
+
+/// What runs here now (by the client's registry), `ended` left out (a
+/// session whose client is exiting). Returns what was said.
+pub fn publish(
+    env: &Env,
+    transport: &dyn Transport,
+    staging: &std::path::Path,
+    machine: &ccsync::names::MachineName,
+    ended: Option<&str>,
+) -> Result<Vec<Running>> {
+    let running: Vec<Running> = Registry::scan(env.claude.root())
+        .sessions()
+        .into_iter()
+        .filter(|(id, _)| Some(id.as_str()) != ended)
+        .map(|(session_id, since)| Running { session_id, since })
+        .collect();
+    let said = Presence {
+        machine: machine.to_string(),
+        updated_at: ccsync::sync::now_ms(),
+        running: running.clone(),
+    };
+    if let Err(reason) = presence::publish(transport, staging, &said)? {
+        anyhow::bail!(
+            "cannot say what runs here in {}: {reason}",
+            transport.location()
+        );
+    }
+    Ok(running)
+}
