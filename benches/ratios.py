@@ -301,6 +301,14 @@ def many(binary, base, runs):
     t_first, _ = run([binary, "-q", "push", "--all"], env=a, cwd=repo)
     t_pull_first, _ = run([binary, "-q", "pull"], env=b, cwd=b_repo)
     print(f"\n1,000 sessions: first push {t_first * 1000:.0f} ms, first pull {t_pull_first * 1000:.0f} ms")
+    # The floor for a first pull: copying the same files and hashing them.
+    copy = os.path.join(base, "m-copy")
+    t_cp, _ = run(["cp", "-r", project, copy])
+    files = [os.path.join(copy, f) for f in os.listdir(copy)]
+    t_sha, _ = run(["sha256sum", *files])
+    floor = t_cp + t_sha
+    print(f"  cp -r + sha256sum of them {floor * 1000:.0f} ms; first pull / that = "
+          f"{t_pull_first / floor:.2f} (issue 12 target <= 2)")
 
     push_ms = [run([binary, "-q", "push", "--all"], env=a, cwd=repo)[0] * 1000 for _ in range(runs)]
     pull_ms = [run([binary, "-q", "pull"], env=b, cwd=b_repo)[0] * 1000 for _ in range(runs)]

@@ -54,8 +54,8 @@ pub fn run(env: &Env, args: &ImportArgs) -> Result<Outcome> {
     };
     let installer = env.installer(args.force)?;
     let outcome = installer.install(std::slice::from_ref(&received), &root)?;
-    super::pull::warn_skewed(env, installer.take_skewed());
-    super::pull::note_clamped(env, &installer);
+    super::notes::warn_skewed(env, installer.take_skewed());
+    super::notes::note_clamped(env, &installer);
 
     let mut state = env.config_dir.load_state()?;
     state.remember(&placement.key, &placement.root, now_ms());

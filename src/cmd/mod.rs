@@ -8,6 +8,7 @@ mod hooks;
 mod import;
 mod init;
 mod list;
+mod notes;
 mod presence;
 mod pull;
 mod push;
