@@ -276,16 +276,30 @@ impl PartPath {
         if kind == PartKind::Todos && (parts.len() != 1 || !parts[0].starts_with("agent-")) {
             return Err(invalid(WHAT, s, "must be todos/agent-<id>.json"));
         }
-        // Those two folders of the session's own have kinds of their own.
-        if kind == PartKind::Session
-            && parts.len() > 1
-            && matches!(parts[0], "subagents" | "tool-results")
-        {
-            return Err(invalid(
-                WHAT,
-                s,
-                "must not be under subagents/ or tool-results/",
-            ));
+        // Those two folders of the session's own have kinds of their own
+        // (in any case: some file systems ignore it); and what belongs to a
+        // machine's processes never travels.
+        if kind == PartKind::Session {
+            let first = parts[0].to_ascii_lowercase();
+            if first == "subagents" || first == "tool-results" {
+                return Err(invalid(
+                    WHAT,
+                    s,
+                    "must not be subagents or tool-results, nor under them",
+                ));
+            }
+            let last = parts[parts.len() - 1];
+            if [".lock", ".pid", ".sock", ".socket", ".tmp"]
+                .iter()
+                .any(|ext| last.ends_with(ext))
+                || last.contains(".tmp.")
+            {
+                return Err(invalid(
+                    WHAT,
+                    s,
+                    "names a lock, pid, socket or temp file, which stay on their machine",
+                ));
+            }
         }
         Ok(Self { kind, rest })
     }
@@ -398,6 +412,9 @@ mod tests {
             "todos/agent-5c0375b4.json",
             "tasks/5/1.json",
             "tasks/.lock",
+            "session/custom-title.json",
+            "session/workflows/run-1.json",
+            "session/subagents.txt",
         ] {
             let p = PartPath::parse(good).unwrap();
             assert_eq!(p.to_string(), good);
@@ -415,6 +432,13 @@ mod tests {
             "memory/x",
             "todos/x.json",
             "todos/agent-a/b.json",
+            "session/subagents",
+            "session/subagents/x.jsonl",
+            "session/Tool-Results/x.txt",
+            "session/workflows/run.lock",
+            "session/agent.pid",
+            "session/a.sock",
+            "session/custom-title.json.tmp.1.2",
             "tasks/a\\b",
             "tasks/a\nb",
             "tasks/C:/x",

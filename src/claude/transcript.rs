@@ -413,22 +413,31 @@ pub fn complete_len_of(file: &mut File) -> io::Result<(u64, u64)> {
     Ok((0, total))
 }
 
-/// What identifies a transcript's conversation cheaply: a hash of its
-/// first line with that session's `sessionId` value masked (a fork differs
-/// from its origin only there). Transcripts whose keys differ are never a
-/// prefix one of the other; `None` when there is no complete first line.
-/// A first line longer than 1 MiB is keyed by its first MiB.
+/// What identifies a transcript's conversation cheaply: a hash of its lines
+/// up to and including the first that carries this session's `sessionId`,
+/// with that value masked (a fork differs from its origin only there).
+/// Transcripts whose keys differ are never a prefix one of the other.
+/// `None` when no such line is complete within the first MiB: such a
+/// transcript (summaries only, say) is never taken for another session's
+/// branch, since lines without an id may be shared by unrelated sessions.
 pub fn first_line_key(path: &Path, id: &str) -> io::Result<Option<[u8; 32]>> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
     const CAP: u64 = 1 << 20;
+    let mut reader = BufReader::new(File::open(path)?.take(CAP));
+    let mut hasher = Sha256::new();
     let mut line = Vec::new();
-    BufReader::new(File::open(path)?.take(CAP)).read_until(b'\n', &mut line)?;
-    if line.last() != Some(&b'\n') && line.len() < CAP as usize {
-        return Ok(None);
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 || line.last() != Some(&b'\n') {
+            return Ok(None);
+        }
+        let carries_id = session_id_span(&line).is_some_and(|span| &line[span] == id.as_bytes());
+        hasher.update(with_session_id(&line, id, ""));
+        if carries_id {
+            return Ok(Some(hasher.finalize().into()));
+        }
     }
-    let masked = with_session_id(&line, id, "");
-    Ok(Some(Sha256::digest(&masked).into()))
 }
 
 /// Whether the first `len` bytes of the two files are the same.

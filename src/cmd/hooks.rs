@@ -33,7 +33,14 @@ fn backup_file(env: &Env) -> PathBuf {
 }
 
 pub fn run(env: &Env, args: &HooksArgs) -> Result<Outcome> {
+    // A settings file kept elsewhere and linked (dotfiles) is edited where
+    // it is: replacing the link would cut it off from its repository.
     let path = env.claude.root().join("settings.json");
+    let path = match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(&path)
+            .with_context(|| format!("{} is a link to nowhere", path.display()))?,
+        _ => path,
+    };
     let original = match std::fs::read_to_string(&path) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -202,6 +209,14 @@ fn patience() -> Duration {
 /// of its own, waits a few seconds at most, and never fails the client.
 /// Nothing goes to stdout: a SessionStart hook's output becomes context.
 pub fn handle(env: &Env, args: &HookArgs) -> Result<Outcome> {
+    // Whatever goes wrong, the client is not failed: said on stderr only.
+    if let Err(e) = start(env, args) {
+        eprintln!("ccsync: {e:#}");
+    }
+    Ok(Outcome::Success)
+}
+
+fn start(env: &Env, args: &HookArgs) -> Result<()> {
     let mut raw = Vec::new();
     std::io::stdin().take(1 << 20).read_to_end(&mut raw)?;
     let input: HookInput =
@@ -251,7 +266,7 @@ pub fn handle(env: &Env, args: &HookArgs) -> Result<Outcome> {
             machines.join(", ")
         );
     }
-    Ok(Outcome::Success)
+    Ok(())
 }
 
 /// Other machines whose copies of session `id` in the sync dir this

@@ -32,10 +32,17 @@ pub fn publish(
     machine: &ccsync::names::MachineName,
     ended: Option<&str>,
 ) -> Result<Vec<Running>> {
+    // Only sessions the sync dir names already: nothing new is told.
+    let listed: std::collections::HashSet<String> = transport
+        .list()?
+        .objects
+        .iter()
+        .filter_map(|o| o.name.session().map(|(id, _)| id.to_string()))
+        .collect();
     let running: Vec<Running> = Registry::scan(env.claude.root())
         .sessions()
         .into_iter()
-        .filter(|(id, _)| Some(id.as_str()) != ended)
+        .filter(|(id, _)| Some(id.as_str()) != ended && listed.contains(id))
         .map(|(session_id, since)| Running { session_id, since })
         .collect();
     let said = Presence {

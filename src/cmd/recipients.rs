@@ -67,8 +67,21 @@ pub fn decide(
             check_can_read(id, &record.recipients, &location)?;
             (record.recipients, false)
         }
+        // Encrypted before, no record here (another location, or the
+        // record went): stays encrypted, never plain without a word.
+        None if keys.is_empty() && previous.is_some_and(|c| !c.recipients.is_empty()) => {
+            let recipients = previous.map(|c| c.recipients.clone()).unwrap_or_default();
+            let Some(id) = &identity else {
+                bail!(
+                    "this machine encrypts to {} keys but has no identity; give --identity FILE",
+                    recipients.len()
+                );
+            };
+            check_can_read(id, &recipients, &location)?;
+            (recipients, true)
+        }
         None if keys.is_empty() => {
-            if identity.is_some() && previous.is_none_or(|c| c.recipients.is_empty()) {
+            if identity.is_some() {
                 bail!(
                     "--identity is for an encrypted sync dir, and {location} is not; to encrypt it, give every machine's public key with --recipient"
                 );

@@ -117,8 +117,15 @@ pub fn run(env: &Env, args: &WatchArgs) -> Result<Outcome> {
             {
                 said = Some(now_running);
             }
-            // What the pull wrote is not news to push.
-            while rx.try_recv().is_ok() {}
+            // What the pull wrote, or the client meanwhile: a push looks
+            // (the index makes it cheap when nothing is new).
+            let mut any = false;
+            while rx.try_recv().is_ok() {
+                any = true;
+            }
+            if any {
+                changed_at.get_or_insert(Instant::now());
+            }
         }
     }
     env.ui.status("stopped watching");

@@ -433,3 +433,30 @@ fn corpus_transcripts_shrink_and_come_back_byte_for_byte() {
     );
     assert!(ratio(zstd_total) <= 0.30 && ratio(age_total) <= 0.30);
 }
+
+/// A machine set up for encryption that is pointed at another sync dir
+/// (or finds the record gone) stays encrypted: it never turns to plaintext
+/// without being told.
+#[test]
+fn init_again_keeps_a_machine_encrypted() {
+    let Some(Setup { w, a, a_repo, .. }) = encrypted_pair() else {
+        return;
+    };
+    let elsewhere = w.root().join("another-sync");
+    a.run(
+        &w.root(),
+        &["init", elsewhere.to_str().unwrap(), "--name", "a"],
+    )
+    .success();
+    let config = std::fs::read_to_string(a.cfg.join("config.toml")).unwrap();
+    assert!(config.contains("recipients"), "{config}");
+    a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 2, "STILL-SECRET"));
+    a.run(&a_repo, &["push"]).success();
+    let object = elsewhere.join(format!("git=github.com_acme_widget/{SID}-a.ccsync"));
+    assert!(
+        std::fs::read(&object)
+            .unwrap()
+            .starts_with(b"age-encryption.org/")
+    );
+    assert!(elsewhere.join("ccsync/encryption.json").is_file());
+}

@@ -535,3 +535,40 @@ fn a_session_running_on_another_machine_is_said_before_continuing_it() {
     let out = b.run(&b_repo, &["pull"]).success();
     assert!(!stderr(&out).contains("is running on"), "{}", stderr(&out));
 }
+
+/// A settings file linked from elsewhere (dotfiles) is edited where it
+/// is, and stays a link.
+#[cfg(unix)]
+#[test]
+fn hooks_edit_a_linked_settings_file_in_place() {
+    let Pair { w, a, a_repo, .. } = pair();
+    let real = w.root().join("dotfiles/claude-settings.json");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::write(&real, "{\"model\": \"opus\"}\n").unwrap();
+    std::fs::create_dir_all(&a.claude).unwrap();
+    let link = a.claude.join("settings.json");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    a.run(&a_repo, &["hooks", "install"]).success();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::read_to_string(&real)
+            .unwrap()
+            .contains("hook session-end")
+    );
+    a.run(&a_repo, &["hooks", "uninstall"]).success();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&real).unwrap(),
+        "{\"model\": \"opus\"}\n"
+    );
+}

@@ -86,6 +86,13 @@ impl Installer<'_> {
         };
         crate::fsutil::create_private_dir_all(new_dir).map_err(write_err(new_dir))?;
         let (old_folder, new_folder) = (old_dir.join(id.as_str()), new_dir.join(id.as_str()));
+        if new.exists() {
+            return Err(SessionError::Elsewhere {
+                id: id.clone(),
+                existing: old.to_path_buf(),
+                wanted: new.to_path_buf(),
+            });
+        }
         if old_folder.is_dir() {
             if new_folder.exists() {
                 return Err(SessionError::Write {
@@ -98,13 +105,6 @@ impl Installer<'_> {
             }
             std::fs::rename(&old_folder, &new_folder).map_err(write_err(&new_folder))?;
         }
-        if new.exists() {
-            return Err(SessionError::Elsewhere {
-                id: id.clone(),
-                existing: old.to_path_buf(),
-                wanted: new.to_path_buf(),
-            });
-        }
         std::fs::rename(old, new).map_err(write_err(new))?;
         crate::sync::sync_dir(new_dir);
         crate::sync::sync_dir(old_dir);
@@ -112,6 +112,18 @@ impl Installer<'_> {
             for p in paths.iter_mut().filter(|p| *p == old) {
                 *p = new.to_path_buf();
             }
+        }
+        // It is kin in its new folder now, no longer in the old one.
+        let mut keyed = self.keyed.borrow_mut();
+        if let Some(list) = keyed.get_mut(old_dir) {
+            list.retain(|k| k.path != old);
+        }
+        if let Some(list) = keyed.get_mut(new_dir) {
+            list.push(Keyed {
+                id: id.clone(),
+                path: new.to_path_buf(),
+                key: transcript::first_line_key(new, id.as_str()).ok().flatten(),
+            });
         }
         Ok(())
     }
