@@ -13,6 +13,8 @@ use std::time::{Duration, SystemTime};
 pub enum InUse {
     /// A running client registered the session (`sessions/<pid>.json`).
     Registered { pid: u32 },
+    /// A client is starting it (its SessionStart hook asked to leave it).
+    Starting,
     /// A process holds it open for writing.
     OpenForWriting { pid: u32 },
     /// It changed moments ago: a writer may be invisible from here (another
@@ -29,6 +31,7 @@ impl std::fmt::Display for InUse {
                     "Claude Code process {pid} is running it (sessions/{pid}.json)"
                 )
             }
+            InUse::Starting => write!(f, "Claude Code is starting it"),
             InUse::OpenForWriting { pid } => write!(f, "process {pid} has it open for writing"),
             InUse::RecentlyModified { ago } => {
                 write!(f, "it was modified {:.1}s ago", ago.as_secs_f64())

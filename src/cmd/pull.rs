@@ -343,7 +343,12 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
         .collect();
 
     let staging = env.config_dir.staging()?;
-    let installer = env.installer(args.force)?;
+    let except = match args.except.as_deref() {
+        Some(id) => Some(SessionId::parse(&id.to_ascii_lowercase())?),
+        None => None,
+    };
+    let mut installer = env.installer(args.force)?;
+    installer.hold = except.clone();
     let layers = env.layers(&config)?;
     let mut link = Link {
         transport: transport.as_ref(),
@@ -352,10 +357,6 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
         machine: &machine,
         index: &mut index,
         progress: &env.ui.bar("pulling"),
-    };
-    let except = match args.except.as_deref() {
-        Some(id) => Some(SessionId::parse(&id.to_ascii_lowercase())?),
-        None => None,
     };
     let report = pull::pull(
         &mut link,

@@ -37,6 +37,9 @@ pub struct Installer<'a> {
     oldest: SystemTime,
     /// Files whose source time was older than that, and got `oldest`.
     clamped: RefCell<Vec<PathBuf>>,
+    /// A session a client is starting (the SessionStart hook's): never
+    /// written, whichever copy would go to it.
+    pub hold: Option<SessionId>,
 }
 
 /// What became of one home's transcript and side files.
@@ -74,6 +77,7 @@ impl<'a> Installer<'a> {
                 .unwrap_or(UNIX_EPOCH)
                 .min(SystemTime::now()),
             clamped: Default::default(),
+            hold: None,
         })
     }
 
@@ -88,6 +92,17 @@ impl<'a> Installer<'a> {
     fn in_use(&self, path: &Path) -> Option<InUse> {
         if self.force {
             return None;
+        }
+        let id = path.file_stem().and_then(|s| s.to_str());
+        if id.is_some_and(|id| self.hold.as_ref().is_some_and(|h| h.as_str() == id)) {
+            return Some(InUse::Starting);
+        }
+        // The client's registry is read again before each write: a client
+        // may have started since the pull began (a long one, over ssh).
+        if let Some(pid) = id
+            .and_then(|id| crate::claude::registry::Registry::scan(self.claude.root()).running(id))
+        {
+            return Some(InUse::Registered { pid });
         }
         let found = self.writers.check(path, self.recent);
         if found.is_none()

@@ -48,16 +48,32 @@ impl Fixture {
         self.offer_with(machine, transcript, Vec::new());
     }
 
+    /// A copy under another session id: the same lines, that id in them.
+    fn offer_as(&self, machine: &str, id: &str, transcript: Vec<u8>) {
+        let transcript = crate::claude::transcript::with_session_id(&transcript, SID, id);
+        self.offer_full(machine, id, transcript, Vec::new());
+    }
+
     fn offer_with(
         &self,
         machine: &str,
         transcript: Vec<u8>,
         parts: Vec<(crate::names::PartPath, Vec<u8>)>,
     ) {
+        self.offer_full(machine, SID, transcript, parts);
+    }
+
+    fn offer_full(
+        &self,
+        machine: &str,
+        id: &str,
+        transcript: Vec<u8>,
+        parts: Vec<(crate::names::PartPath, Vec<u8>)>,
+    ) {
         let b = Bundle {
             meta: crate::bundle::Meta {
                 version: 2,
-                session_id: SessionId::parse(SID).unwrap(),
+                session_id: SessionId::parse(id).unwrap(),
                 project_key: self.key.clone(),
                 original_cwd: "/elsewhere/app".into(),
                 relative_cwd: Some(RelPath::default()),
@@ -394,6 +410,24 @@ fn fork_ids_are_stable_and_distinct() {
     assert_ne!(fork_id(&sid, &a, 0), fork_id(&sid, &b, 0));
     assert_ne!(fork_id(&sid, &a, 0), fork_id(&sid, &a, 1));
     assert_ne!(fork_id(&sid, &a, 0), sid);
+}
+
+/// The session a client is starting (`pull --except`, the SessionStart
+/// hook's) is never written, whichever copy would go to it: here another
+/// machine's copy under a fork id, which holds its branch.
+#[test]
+fn a_session_being_started_is_never_written() {
+    let f = fixture();
+    f.set_local(&lines(&["1"]));
+    let sid = SessionId::parse(SID).unwrap();
+    let other = fork_id(&sid, &MachineName::parse("b").unwrap(), 0);
+    f.offer_as("a", other.as_str(), lines(&["1", "2"]));
+    let mut installer = Installer::new(&f.claude, false, Duration::ZERO).unwrap();
+    installer.hold = Some(sid);
+    let r = f.pull_with(&installer);
+    assert!(r.incomplete());
+    assert_eq!(f.local(SID), Some(lines(&["1"])));
+    assert_eq!(f.local(other.as_str()), None, "no second copy of it either");
 }
 
 #[test]
