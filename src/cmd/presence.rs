@@ -32,9 +32,10 @@ pub fn publish(
     machine: &ccsync::names::MachineName,
     ended: Option<&str>,
 ) -> Result<Vec<Running>> {
+    let scanned_at = ccsync::sync::now_ms();
+    let listing = transport.list()?;
     // Only sessions the sync dir names already: nothing new is told.
-    let listed: std::collections::HashSet<String> = transport
-        .list()?
+    let listed: std::collections::HashSet<String> = listing
         .objects
         .iter()
         .filter_map(|o| o.name.session().map(|(id, _)| id.to_string()))
@@ -47,9 +48,19 @@ pub fn publish(
         .collect();
     let said = Presence {
         machine: machine.to_string(),
-        updated_at: ccsync::sync::now_ms(),
+        updated_at: scanned_at,
         running: running.clone(),
     };
+    // Two hooks' updates may finish out of order: a newer word stays.
+    let mine = presence::object_name(machine);
+    if listing.objects.iter().any(|o| o.name == mine)
+        && let Ok(mut got) = ccsync::transport::fetch_small(transport, &[mine], 1 << 20)
+        && let Ok(bytes) = got.remove(0)
+        && let Ok(there) = serde_json::from_slice::<Presence>(&bytes)
+        && there.updated_at > said.updated_at
+    {
+        return Ok(running);
+    }
     if let Err(reason) = presence::publish(transport, staging, &said)? {
         anyhow::bail!(
             "cannot say what runs here in {}: {reason}",

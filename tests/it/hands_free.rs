@@ -505,7 +505,14 @@ fn a_session_running_on_another_machine_is_said_before_continuing_it() {
             .success();
     };
     hook("SessionStart");
-    assert!(w.sync_dir().join("ccsync/live-a.json").is_file());
+    let live = w.sync_dir().join("ccsync/live-a.json");
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&live).is_ok_and(|t| t.contains(SID))
+        && start.elapsed() < std::time::Duration::from_secs(20)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(live.is_file());
 
     let out = b.run(&b_repo, &["pull"]).success();
     let said = stderr(&out);
@@ -532,6 +539,14 @@ fn a_session_running_on_another_machine_is_said_before_continuing_it() {
     client.kill().unwrap();
     client.wait().unwrap();
     hook("SessionEnd");
+    // The hook leaves its work to finish on its own if slow: wait for it.
+    let live = w.sync_dir().join("ccsync/live-a.json");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&live).is_ok_and(|t| t.contains(SID))
+        && start.elapsed() < std::time::Duration::from_secs(20)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let out = b.run(&b_repo, &["pull"]).success();
     assert!(!stderr(&out).contains("is running on"), "{}", stderr(&out));
 }
