@@ -44,7 +44,6 @@ impl std::fmt::Display for InUse {
 #[derive(Debug, Default)]
 pub struct Writers {
     open: HashMap<(u64, u64), u32>,
-    registry: super::registry::Registry,
 }
 
 impl Writers {
@@ -84,19 +83,7 @@ impl Writers {
                 }
             }
         }
-        Self {
-            open,
-            registry: Default::default(),
-        }
-    }
-
-    /// Also counts sessions a running client registered under
-    /// `config_dir/sessions/` (on every OS).
-    pub fn with_registry(self, config_dir: &Path) -> Self {
-        Self {
-            registry: super::registry::Registry::scan(config_dir),
-            ..self
-        }
+        Self { open }
     }
 
     /// Whether `path` is in use: open for writing, or modified within
@@ -106,10 +93,6 @@ impl Writers {
     /// restored backup): only a process holding the file counts then;
     /// [`modified_in_future`] says by how much.
     pub fn check(&self, path: &Path, recent: Duration) -> Option<InUse> {
-        let id = path.file_stem().and_then(|s| s.to_str());
-        if let Some(pid) = id.and_then(|id| self.registry.running(id)) {
-            return Some(InUse::Registered { pid });
-        }
         let meta = std::fs::metadata(path).ok()?;
         #[cfg(unix)]
         {

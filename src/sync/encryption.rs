@@ -8,13 +8,13 @@
 //! add their own key).
 
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::layers::Layers;
 use crate::fsutil;
-use crate::transport::{ObjectName, PerObject, Transport, TransportError, fetch_small};
+use crate::transport::{ObjectName, PerObject, Transport, TransportError, fetch_each, fetch_small};
 
 /// What `ccsync/encryption.json` holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,14 +138,13 @@ pub fn reencrypt(
         .map(|o| o.name)
         .collect();
     let mut out = Reencrypted::default();
-    let mut written: Vec<Option<PerObject<PathBuf>>> = vec![None; names.len()];
-    let delivered = transport.fetch(&names, &mut |i, input| {
+    let written = fetch_each(transport, &names, |i, input| {
         let file = staging.join(format!("recrypt-{i}.ccsync"));
-        written[i] = Some(rewrap(input, from, to, &file).map(|()| file));
+        rewrap(input, from, to, &file).map(|()| file)
     })?;
     let mut batch = Vec::new();
-    for ((name, delivered), written) in names.into_iter().zip(delivered).zip(written) {
-        match delivered.and_then(|()| written.unwrap_or_else(|| Err("it did not arrive".into()))) {
+    for (name, written) in names.into_iter().zip(written) {
+        match written {
             Ok(file) => batch.push((name, file)),
             Err(reason) => out.left.push((name, reason)),
         }

@@ -8,7 +8,7 @@ use super::receive;
 use crate::bundle::layers::Layers;
 use crate::bundle::{self, OutPart, PartData};
 use crate::names::MachineName;
-use crate::transport::{ObjectName, PerObject, Transport, TransportError};
+use crate::transport::{ObjectName, Transport, TransportError, fetch_each};
 
 /// What renaming did.
 #[derive(Debug, Default)]
@@ -37,15 +37,13 @@ pub fn rename(
         .filter(|o| o.name.session().is_some_and(|(_, m)| m == *old))
         .map(|o| o.name)
         .collect();
-    let mut rewritten: Vec<Option<PerObject<std::path::PathBuf>>> = vec![None; names.len()];
-    let delivered = transport.fetch(&names, &mut |i, input| {
-        rewritten[i] = Some(rewrite(input, layers, staging, i, new).map_err(|e| e.to_string()));
+    let rewritten = fetch_each(transport, &names, |i, input| {
+        rewrite(input, layers, staging, i, new).map_err(|e| e.to_string())
     })?;
     let mut batch = Vec::new();
-    for ((name, delivered), rewritten) in names.iter().zip(delivered).zip(rewritten) {
+    for (name, rewritten) in names.iter().zip(rewritten) {
         let (id, _) = name.session().expect("filtered above");
-        match delivered.and_then(|()| rewritten.unwrap_or_else(|| Err("it did not arrive".into())))
-        {
+        match rewritten {
             Ok(file) => {
                 let to =
                     ObjectName::parse(name.dir(), &format!("{id}-{new}.{}", bundle::EXTENSION))

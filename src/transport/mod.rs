@@ -96,6 +96,23 @@ pub trait Transport {
     fn check_writable(&self) -> Result<(), TransportError>;
 }
 
+/// Fetches `names`, handing each to `visit` as it streams in, and returns
+/// per name what `visit` made of it, or why it could not: the transport's
+/// reason, `visit`'s, or that it never arrived.
+pub fn fetch_each<T>(
+    transport: &dyn Transport,
+    names: &[ObjectName],
+    mut visit: impl FnMut(usize, &mut dyn Read) -> PerObject<T>,
+) -> Result<Vec<PerObject<T>>, TransportError> {
+    let mut got: Vec<Option<PerObject<T>>> = (0..names.len()).map(|_| None).collect();
+    let delivered = transport.fetch(names, &mut |i, r| got[i] = Some(visit(i, r)))?;
+    Ok(delivered
+        .into_iter()
+        .zip(got)
+        .map(|(d, g)| d.and_then(|()| g.unwrap_or_else(|| Err("it did not arrive".into()))))
+        .collect())
+}
+
 /// Fetches `names` into memory, each at most `cap` bytes: for small objects
 /// (machine claims), never bundles.
 pub fn fetch_small(
@@ -103,30 +120,14 @@ pub fn fetch_small(
     names: &[ObjectName],
     cap: u64,
 ) -> Result<Vec<PerObject<Vec<u8>>>, TransportError> {
-    let mut got: Vec<Option<std::io::Result<Vec<u8>>>> = (0..names.len()).map(|_| None).collect();
-    let delivered = transport.fetch(names, &mut |i, r| {
+    fetch_each(transport, names, |_, r| {
         let mut bytes = Vec::new();
-        let read = r.take(cap + 1).read_to_end(&mut bytes).and_then(|n| {
-            if n as u64 > cap {
-                Err(std::io::Error::other(format!("it is over {cap} bytes")))
-            } else {
-                Ok(bytes)
-            }
-        });
-        got[i] = Some(read);
-    })?;
-    Ok(delivered
-        .into_iter()
-        .zip(got)
-        .map(|(d, g)| {
-            d?;
-            match g {
-                Some(Ok(bytes)) => Ok(bytes),
-                Some(Err(e)) => Err(e.to_string()),
-                None => Err("it did not arrive".into()),
-            }
-        })
-        .collect())
+        match r.take(cap + 1).read_to_end(&mut bytes) {
+            Ok(n) if n as u64 > cap => Err(format!("it is over {cap} bytes")),
+            Ok(_) => Ok(bytes),
+            Err(e) => Err(e.to_string()),
+        }
+    })
 }
 
 /// Where a location string points: no scheme means a local directory.

@@ -7,7 +7,7 @@ use predicates::prelude::*;
 
 use crate::env::*;
 
-fn corpus_dir() -> Option<PathBuf> {
+pub fn corpus_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("CCSYNC_CORPUS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus")));

@@ -369,12 +369,9 @@ fn recipients_add_reencrypts_for_a_new_machine() {
 fn corpus_transcripts_shrink_and_come_back_byte_for_byte() {
     use ccsync::bundle::layers::Layers;
     use std::io::{Read, Write};
-    let dir = std::env::var_os("CCSYNC_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus")));
-    if !dir.is_dir() {
+    let Some(dir) = crate::corpus::corpus_dir() else {
         return skip_or_fail("no corpus: set CCSYNC_CORPUS to the shared corpus folder");
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let (a_pub, a_key) = age_key(tmp.path(), "k");
     let plain = Layers::compressed();

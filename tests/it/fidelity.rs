@@ -254,7 +254,8 @@ fn a_session_moved_to_another_project_leaves_no_copy_under_the_old_one() {
     assert_eq!(objects, [format!("git=github.com_acme_two/{SID}-a.ccsync")]);
 }
 
-fn proc_start(pid: u32) -> String {
+/// Field 22 of `/proc/<pid>/stat`: what the client records as `procStart`.
+pub fn proc_start(pid: u32) -> String {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let rest = &stat[stat.rfind(')').unwrap() + 1..];
     rest.split_whitespace().nth(19).unwrap().to_owned()

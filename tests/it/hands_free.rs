@@ -477,12 +477,7 @@ fn a_session_running_on_another_machine_is_said_before_continuing_it() {
         .spawn()
         .unwrap();
     let pid = client.id();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let start = stat[stat.rfind(')').unwrap() + 1..]
-        .split_whitespace()
-        .nth(19)
-        .unwrap()
-        .to_owned();
+    let start = crate::fidelity::proc_start(pid);
     std::fs::create_dir_all(a.claude.join("sessions")).unwrap();
     std::fs::write(
         a.claude.join(format!("sessions/{pid}.json")),

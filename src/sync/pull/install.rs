@@ -63,7 +63,7 @@ impl<'a> Installer<'a> {
             writers: if force {
                 Writers::default()
             } else {
-                Writers::scan().with_registry(claude.root())
+                Writers::scan()
             },
             force,
             recent,

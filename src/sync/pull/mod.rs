@@ -231,36 +231,27 @@ pub fn pull(
     }
     let (wanted_roots, wanted): (Vec<String>, Vec<ObjectName>) = wanted.into_iter().unzip();
     // Each bundle is decoded as it streams in: nothing holds a whole one.
-    let mut arrived: Vec<Option<Result<Received, String>>> =
-        (0..wanted.len()).map(|_| None).collect();
-    let delivered = transport.fetch(&wanted, &mut |i, input| {
+    let arrived = crate::transport::fetch_each(transport, &wanted, |i, input| {
         let into = staging.join(format!("{i}.jsonl.tmp"));
-        arrived[i] = Some(super::receive(input, &into, layers).map_err(|e| e.to_string()));
+        super::receive(input, &into, layers).map_err(|e| e.to_string())
     })?;
 
     let mut sessions: BTreeMap<(String, SessionId), Vec<Received>> = BTreeMap::new();
     let mut spoiled = std::collections::HashSet::new();
-    for (((name, root), delivered), arrived) in wanted
-        .into_iter()
-        .zip(wanted_roots)
-        .zip(delivered)
-        .zip(arrived)
-    {
+    for ((name, root), arrived) in wanted.into_iter().zip(wanted_roots).zip(arrived) {
         let (id, machine) = name.session().expect("filtered above");
         let checkout = roots[&root];
-        let received = delivered
-            .and_then(|()| arrived.unwrap_or_else(|| Err("it did not arrive".into())))
-            .and_then(|r| {
-                let m = &r.meta;
-                if m.session_id != id
-                    || m.machine != machine
-                    || keys.local(&m.project_key) != checkout.key
-                {
-                    Err("its contents do not match its name and folder in the sync dir".to_owned())
-                } else {
-                    Ok(r)
-                }
-            });
+        let received = arrived.and_then(|r| {
+            let m = &r.meta;
+            if m.session_id != id
+                || m.machine != machine
+                || keys.local(&m.project_key) != checkout.key
+            {
+                Err("its contents do not match its name and folder in the sync dir".to_owned())
+            } else {
+                Ok(r)
+            }
+        });
         match received {
             Ok(r) => sessions.entry((root, id)).or_default().push(r),
             Err(reason) => {
