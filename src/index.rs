@@ -41,6 +41,21 @@ pub struct SessionFacts {
     pub cwd: Option<String>,
 }
 
+/// Where a copy in the sync dir stands: the whole bundle it starts from
+/// (by its `exportedAt` and transcript SHA-256), the last segment after it
+/// (0: none), and the transcript's length and chain hash there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainState {
+    pub base_at: u64,
+    pub base_sha256: String,
+    pub seq: u32,
+    pub len: u64,
+    pub chain: String,
+    /// Lines of the transcript there.
+    #[serde(default)]
+    pub lines: u64,
+}
+
 /// What this machine last pushed of a session, and where it went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pushed {
@@ -54,8 +69,26 @@ pub struct Pushed {
     /// Side files pushed with it: path in the bundle, and local stamp.
     #[serde(default)]
     pub parts: Vec<(String, Stamp)>,
-    /// The object as the transport reported it after storing.
+    /// The object as the transport reported it after storing (the base).
     pub remote: Stamp,
+    /// Where the copy's chain stands, and its segments as the transport
+    /// reported them (by sequence number); `None` from builds before
+    /// segments.
+    #[serde(default)]
+    pub chain: Option<ChainState>,
+    #[serde(default)]
+    pub segments: Vec<(u32, Stamp)>,
+}
+
+impl Pushed {
+    /// The same, with where the copy's chain stands.
+    pub fn with_chain(self, chain: Option<ChainState>, segments: Vec<(u32, Stamp)>) -> Self {
+        Self {
+            chain,
+            segments,
+            ..self
+        }
+    }
 }
 
 /// What a pull concluded about a copy, as the index keeps it (the same
@@ -88,6 +121,9 @@ pub struct Pulled {
     /// the name of that copy's object.
     #[serde(default)]
     pub covers: Vec<(PathBuf, String)>,
+    /// Where each copy read stood, by its base object's name.
+    #[serde(default)]
+    pub chains: Vec<(String, ChainState)>,
 }
 
 impl Pulled {

@@ -16,5 +16,6 @@ pub fn meta() -> Meta {
         exported_at_ms: 0,
         modified_ms: Some(1_763_628_000_123),
         parts_modified_ms: Default::default(),
+        segment: None,
     }
 }

@@ -12,6 +12,10 @@
 //! 3 (parts optional) plus the modification times of the transcript
 //! (`modifiedAt`) and of each side file (`partsModifiedAt`, by path), in
 //! Unix milliseconds, so a pull can give files the source's times.
+//! Version 5 is a segment ([`segment`]): version 4 carrying only what a
+//! session gained since the state it names, so a push after an append
+//! stores the new bytes alone. Only sync dirs hold segments; a file that
+//! stands alone (`export`) is always a whole bundle.
 //!
 //! Outer layers (compression, encryption) wrap the whole file; this module
 //! recognises their magic bytes and says what the file is instead of failing
@@ -20,6 +24,7 @@
 pub mod json;
 pub mod layers;
 pub mod parts;
+pub mod segment;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -30,9 +35,12 @@ use sha2::{Digest, Sha256};
 use crate::names::{MachineName, NameError, PartPath, RelPath, SessionId};
 use crate::project::ProjectKey;
 pub use parts::{OutPart, PartBody, PartData, PartSink};
+pub use segment::SegmentHead;
 
 pub const CURRENT_VERSION: u32 = 4;
-pub const SUPPORTED_VERSIONS: [u32; 4] = [1, 2, 3, 4];
+pub const SUPPORTED_VERSIONS: [u32; 5] = [1, 2, 3, 4, 5];
+/// Segments' version.
+pub const SEGMENT_VERSION: u32 = 5;
 /// Bundles larger than this are refused before they are read.
 pub const MAX_BUNDLE_BYTES: u64 = 1 << 30;
 /// File name extension in the sync dir and for `export`.
@@ -71,7 +79,7 @@ pub enum BundleError {
     #[error("it has no `_schemaVersion` field, so it is not a .ccsync bundle")]
     NoVersion,
     #[error(
-        "it has schema version {0}, which this ccsync does not read (it reads versions 1 to 4); upgrade ccsync"
+        "it has schema version {0}, which this ccsync does not read (it reads versions 1 to 5); upgrade ccsync"
     )]
     UnknownVersion(String),
     #[error("its fields are not those of a version {version} bundle: {source}")]
@@ -87,6 +95,10 @@ pub enum BundleError {
     Checksum { expected: String, actual: String },
     #[error("the transcript is not UTF-8 text, so it cannot be carried byte for byte in JSON")]
     NotUtf8,
+    #[error(
+        "it is a segment (version 5): a piece of a session's copy in a sync dir, not a whole session. `ccsync export` writes a file that stands alone"
+    )]
+    IsSegment,
 }
 
 fn field(field: &'static str, reason: impl ToString) -> BundleError {
@@ -114,6 +126,8 @@ pub struct Meta {
     pub modified_ms: Option<u64>,
     /// When each side file was last modified on the source (version 4).
     pub parts_modified_ms: BTreeMap<PartPath, u64>,
+    /// Set for a segment (version 5): its place in its chain.
+    pub segment: Option<SegmentHead>,
 }
 
 /// What was learned of the transcript while it streamed past.
@@ -148,6 +162,8 @@ struct V2Head {
     relative_cwd: String,
     machine_name: String,
     exported_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    segment: Option<SegmentHead>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     modified_at: Option<u64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -212,6 +228,7 @@ pub fn write(
 ) -> Result<(Body, Vec<PartBody>), BundleError> {
     let head = V2Head {
         schema_version: match (meta.modified_ms, parts.is_empty()) {
+            _ if meta.segment.is_some() => SEGMENT_VERSION,
             (Some(_), _) => 4,
             (None, true) => 2,
             (None, false) => 3,
@@ -226,6 +243,7 @@ pub fn write(
             .to_owned(),
         machine_name: meta.machine.to_string(),
         exported_at: meta.exported_at_ms,
+        segment: meta.segment.clone(),
         modified_at: meta.modified_ms,
         parts_modified_at: meta
             .modified_ms
@@ -361,7 +379,7 @@ pub fn read(
             }
             Ok((decode_v1(fields)?, tally.finish(), Vec::new()))
         }
-        serde_json::Value::Number(n) if matches!(n.as_u64(), Some(2..=4)) => {
+        serde_json::Value::Number(n) if matches!(n.as_u64(), Some(2..=5)) => {
             let version = n.as_u64().unwrap_or(2) as u32;
             let tally = tally.ok_or_else(|| missing_jsonl(version))?;
             let part_bodies = match (version, part_bodies) {
@@ -536,6 +554,7 @@ fn decode_v1(fields: serde_json::Map<String, serde_json::Value>) -> Result<Meta,
         exported_at_ms: whole_number("exportedAt", v.exported_at)?,
         modified_ms: None,
         parts_modified_ms: BTreeMap::new(),
+        segment: None,
     })
 }
 
@@ -550,7 +569,7 @@ fn decode_v2(
     check_cwd(&v.original_cwd)?;
     let not_in = |name: &'static str| field(name, format!("is not part of version {version}"));
     match (version, v.modified_at) {
-        (4, None) => {
+        (4 | 5, None) => {
             return Err(BundleError::Shape {
                 version,
                 source: serde::de::Error::missing_field("modifiedAt"),
@@ -558,6 +577,17 @@ fn decode_v2(
         }
         (2 | 3, Some(_)) => return Err(not_in("modifiedAt")),
         (2 | 3, None) if !v.parts_modified_at.is_empty() => return Err(not_in("partsModifiedAt")),
+        _ => {}
+    }
+    match (version, &v.segment) {
+        (5, None) => {
+            return Err(BundleError::Shape {
+                version,
+                source: serde::de::Error::missing_field("segment"),
+            });
+        }
+        (5, Some(head)) => segment::check(head)?,
+        (_, Some(_)) => return Err(not_in("segment")),
         _ => {}
     }
     let mut parts_modified_ms = BTreeMap::new();
@@ -595,6 +625,7 @@ fn decode_v2(
         exported_at_ms: v.exported_at,
         modified_ms: v.modified_at,
         parts_modified_ms,
+        segment: v.segment,
     })
 }
 

@@ -540,26 +540,40 @@ mod file_tests {
 
 /// SHA-256 (hex) of the first `len` bytes of a file.
 pub fn sha256_of_prefix(path: &Path, len: u64) -> io::Result<String> {
+    Ok(sha256_of_prefixes(path, &[len])?.remove(0))
+}
+
+/// The SHA-256 of each of the first `lens` bytes of a file (ascending),
+/// reading it once.
+pub fn sha256_of_prefixes(path: &Path, lens: &[u64]) -> io::Result<Vec<String>> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
-    let mut f = File::open(path)?.take(len);
+    let last = lens.iter().copied().max().unwrap_or(0);
+    let mut f = File::open(path)?.take(last);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut read = 0u64;
-    loop {
-        match f.read(&mut buf)? {
-            0 => break,
+    let mut out = Vec::with_capacity(lens.len());
+    let mut wanted = lens.iter().copied().peekable();
+    while let Some(&next) = wanted.peek() {
+        if next == read {
+            out.push(format!("{:x}", hasher.clone().finalize()));
+            wanted.next();
+            continue;
+        }
+        let room = (next - read).min(buf.len() as u64) as usize;
+        match f.read(&mut buf[..room])? {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the file is shorter than expected",
+                ));
+            }
             n => {
                 hasher.update(&buf[..n]);
                 read += n as u64;
             }
         }
     }
-    if read < len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the file is shorter than expected",
-        ));
-    }
-    Ok(format!("{:x}", hasher.finalize()))
+    Ok(out)
 }

@@ -57,6 +57,7 @@ pub fn run(env: &Env, args: &ExportArgs) -> Result<Outcome> {
     } else {
         out.write_file(&target, &ccsync::bundle::layers::Layers::default())
             .with_context(|| format!("cannot export to {}", target.display()))?
+            .0
     };
     if out.partial_tail > 0 {
         env.ui.status(format_args!(

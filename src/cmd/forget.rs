@@ -21,7 +21,7 @@ pub fn run(env: &Env, args: &ForgetArgs) -> Result<Outcome> {
             let doomed = listing
                 .objects
                 .iter()
-                .filter(|o| o.name.session().is_some_and(|(s, _)| s == id))
+                .filter(|o| o.name.copy_of().is_some_and(|(s, _)| s == id))
                 .map(|o| o.name.clone())
                 .collect();
             (format!("session {id}"), doomed)
@@ -37,7 +37,7 @@ pub fn run(env: &Env, args: &ForgetArgs) -> Result<Outcome> {
                 .objects
                 .iter()
                 .filter(|o| {
-                    o.name.session().is_some_and(|(_, m)| m == machine)
+                    o.name.copy_of().is_some_and(|(_, m)| m == machine)
                         || o.name.claimed_machine().as_ref() == Some(&machine)
                 })
                 .map(|o| o.name.clone())

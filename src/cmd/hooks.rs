@@ -297,7 +297,7 @@ fn newer_elsewhere(env: &Env, id: &SessionId, deadline: Instant) -> Option<Vec<S
         .objects
         .iter()
         .filter_map(|o| {
-            let (sid, machine) = o.name.session()?;
+            let (sid, machine) = o.name.copy_of()?;
             let stamp = ccsync::index::Stamp::new(o.size, o.modified);
             (sid == *id && machine != me && !seen.contains(&(o.name.to_string(), stamp)))
                 .then(|| machine.to_string())

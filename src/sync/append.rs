@@ -40,8 +40,12 @@ struct Intent {
     ino: u64,
     from: u64,
     to: u64,
-    /// Holds the bytes being appended, at `from..to`.
+    /// Holds the bytes being appended, at `from - shift..to - shift`.
     staged: PathBuf,
+    /// Where the staged copy starts in `dest`: 0 when it holds the whole
+    /// new file, `from` when it holds only the bytes appended.
+    #[serde(default)]
+    shift: u64,
 }
 
 /// What recovery did with one record.
@@ -128,6 +132,28 @@ pub fn append_rest(
     dest: &Path,
     from: u64,
 ) -> io::Result<()> {
+    append_shifted(journal, staged, 0, dest, from)
+}
+
+/// Appends all of `tail` to `dest`, which must be `from` bytes long: the
+/// same guarantees as [`append_rest`], for a staged file holding only the
+/// bytes to add (a segment's).
+pub fn append_tail(
+    journal: Option<&Journal>,
+    tail: &Path,
+    dest: &Path,
+    from: u64,
+) -> io::Result<()> {
+    append_shifted(journal, tail, from, dest, from)
+}
+
+fn append_shifted(
+    journal: Option<&Journal>,
+    staged: &Path,
+    shift: u64,
+    dest: &Path,
+    from: u64,
+) -> io::Result<()> {
     let mut out = std::fs::OpenOptions::new().append(true).open(dest)?;
     let meta = out.metadata()?;
     if meta.len() != from {
@@ -137,7 +163,7 @@ pub fn append_rest(
         )));
     }
     let mut src = File::open(staged)?;
-    let to = src.metadata()?.len();
+    let to = src.metadata()?.len() + shift;
     if to <= from {
         return Ok(());
     }
@@ -151,12 +177,14 @@ pub fn append_rest(
                 from,
                 to,
                 staged: staged.to_path_buf(),
+                shift,
             })?)
         }
         None => None,
     };
     let mut written = 0u64;
-    let appended = copy_lines(&mut src, from, &mut out, &mut written).and_then(|()| out.sync_all());
+    let appended =
+        copy_lines(&mut src, from - shift, &mut out, &mut written).and_then(|()| out.sync_all());
     if let Err(e) = appended {
         return Err(match roll_back(&out, from, from + written) {
             Ok(()) => {
@@ -265,7 +293,13 @@ fn recover_one(intent: &Intent, writers: &Writers) -> io::Result<Recovered> {
     }
     // What is past the old end must be what was being appended; if the
     // staged copy is gone, a last line without its newline is the sign.
-    match tail_matches(&intent.dest, &intent.staged, intent.from, len - intent.from) {
+    match tail_matches(
+        &intent.dest,
+        &intent.staged,
+        intent.from,
+        intent.shift,
+        len - intent.from,
+    ) {
         Ok(true) | Err(_) => {}
         Ok(false) => {
             return unexplained("what follows the old end is not what ccsync was appending");
@@ -302,14 +336,15 @@ fn last_line_end(path: &Path, from: u64, len: u64) -> io::Result<u64> {
     Ok(from)
 }
 
-/// Whether `a` and `b` hold the same `len` bytes from `offset`.
-fn tail_matches(a: &Path, b: &Path, offset: u64, len: u64) -> io::Result<bool> {
+/// Whether `a` from `offset` and `b` from `offset - shift` hold the same
+/// `len` bytes.
+fn tail_matches(a: &Path, b: &Path, offset: u64, shift: u64, len: u64) -> io::Result<bool> {
     let (mut a, mut b) = (File::open(a)?, File::open(b)?);
-    if b.metadata()?.len() < offset + len {
+    if b.metadata()?.len() + shift < offset + len {
         return Err(io::Error::other("the staged copy is shorter"));
     }
     a.seek(SeekFrom::Start(offset))?;
-    b.seek(SeekFrom::Start(offset))?;
+    b.seek(SeekFrom::Start(offset - shift))?;
     let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
     let mut left = len;
     while left > 0 {
@@ -359,6 +394,7 @@ mod tests {
             from: 8,
             to: 24,
             staged: staged.to_path_buf(),
+            shift: 0,
         }
     }
 
@@ -397,6 +433,62 @@ mod tests {
         );
         assert_eq!(std::fs::read(&dest).unwrap(), b"{\"a\":1}\n{\"b\":2}\n");
         assert!(!journal.has_records());
+    }
+
+    /// A segment's bytes alone: appended whole; a killed append of them is
+    /// rolled back like any other, and one whose bytes are not the
+    /// segment's is left alone.
+    #[test]
+    fn a_tail_appends_and_a_killed_one_is_rolled_back() {
+        let (tmp, journal, dest, _) = setup();
+        let tail = tmp.path().join("tail");
+        std::fs::write(&tail, b"{\"b\":2}\n{\"c\":3}\n").unwrap();
+        append_tail(Some(&journal), &tail, &dest, 8).unwrap();
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n"
+        );
+        assert!(!journal.has_records());
+        assert!(
+            append_tail(Some(&journal), &tail, &dest, 8).is_err(),
+            "not 8 bytes now"
+        );
+
+        for (written, expect) in [
+            (&b"{\"b\":2}\n{\"c"[..], Some(3)),
+            (&b"{\"X\":2}\n{\"c"[..], None),
+        ] {
+            std::fs::write(&dest, b"{\"a\":1}\n").unwrap();
+            let intent = Intent {
+                staged: tail.clone(),
+                shift: 8,
+                ..intent(&dest, &tail)
+            };
+            journal.record(&intent).unwrap();
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&dest)
+                .unwrap()
+                .write_all(written)
+                .unwrap();
+            let done = journal.recover(&Writers::default());
+            match expect {
+                Some(removed) => {
+                    assert_eq!(
+                        done,
+                        [Recovered::RolledBack {
+                            path: dest.clone(),
+                            removed
+                        }]
+                    );
+                    assert_eq!(std::fs::read(&dest).unwrap(), b"{\"a\":1}\n{\"b\":2}\n");
+                }
+                None => assert!(
+                    matches!(done[..], [Recovered::Unexplained { .. }]),
+                    "{done:?}"
+                ),
+            }
+        }
     }
 
     /// Never cut under a process that has the file open for writing: the

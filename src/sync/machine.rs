@@ -4,11 +4,12 @@
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use super::receive;
+use super::Received;
+use super::copies::CopyObjects;
 use crate::bundle::layers::Layers;
 use crate::bundle::{self, OutPart, PartData};
 use crate::names::MachineName;
-use crate::transport::{ObjectName, Transport, TransportError, fetch_each};
+use crate::transport::{ObjectName, Transport, TransportError};
 
 /// What renaming did.
 #[derive(Debug, Default)]
@@ -30,27 +31,31 @@ pub fn rename(
     new: &MachineName,
 ) -> Result<Renamed, TransportError> {
     let mut renamed = Renamed::default();
-    let names: Vec<ObjectName> = transport
-        .list()?
-        .objects
-        .into_iter()
-        .filter(|o| o.name.session().is_some_and(|(_, m)| m == *old))
-        .map(|o| o.name)
+    let (copies, _) = super::copies::group(&transport.list()?.objects);
+    let mine: Vec<&CopyObjects> = copies
+        .values()
+        .filter(|c| c.base.session().is_some_and(|(_, m)| m == *old))
         .collect();
-    let rewritten = fetch_each(transport, &names, |i, input| {
-        rewrite(input, layers, staging, i, new).map_err(|e| e.to_string())
-    })?;
+    // Each copy is read whole (base and segments) and stored whole again.
+    let fetched = super::copies::fetch(transport, layers, staging, &mine)?;
     let mut batch = Vec::new();
-    for (name, rewritten) in names.iter().zip(rewritten) {
-        let (id, _) = name.session().expect("filtered above");
+    for (i, (copy, fetched)) in mine.iter().zip(fetched).enumerate() {
+        let (id, _) = copy.base.session().expect("a base's name");
+        let rewritten = fetched.into_result().and_then(|got| {
+            let file = rewrite(&got, layers, staging, i, new).map_err(|e| e.to_string());
+            super::copies::discard(&got);
+            file
+        });
         match rewritten {
             Ok(file) => {
-                let to =
-                    ObjectName::parse(name.dir(), &format!("{id}-{new}.{}", bundle::EXTENSION))
-                        .expect("a session object name");
-                batch.push((name.clone(), to, file));
+                let to = ObjectName::parse(
+                    copy.base.dir(),
+                    &format!("{id}-{new}.{}", bundle::EXTENSION),
+                )
+                .expect("a session object name");
+                batch.push((*copy, to, file));
             }
-            Err(reason) => renamed.left.push((name.clone(), reason)),
+            Err(reason) => renamed.left.push((copy.base.clone(), reason)),
         }
     }
     let stores: Vec<(ObjectName, std::path::PathBuf)> = batch
@@ -61,10 +66,12 @@ pub fn rename(
     for ((from, to, _), result) in batch.iter().zip(transport.store(&stores)?) {
         match result {
             Ok(_) => {
-                stored_old.push(from.clone());
+                // Segments first: a base without them is still whole.
+                stored_old.extend(from.segments.iter().map(|(_, n, _)| n.clone()));
+                stored_old.push(from.base.clone());
                 renamed.moved.push(to.clone());
             }
-            Err(reason) => renamed.left.push((from.clone(), reason)),
+            Err(reason) => renamed.left.push((from.base.clone(), reason)),
         }
     }
     for (name, result) in stored_old.iter().zip(transport.remove(&stored_old)?) {
@@ -75,19 +82,14 @@ pub fn rename(
     Ok(renamed)
 }
 
-/// Decodes one bundle and writes it again as `machine`'s, in staging.
+/// Writes a copy again as `machine`'s, whole, in staging.
 fn rewrite(
-    input: &mut dyn std::io::Read,
+    got: &Received,
     layers: &Layers,
     staging: &Path,
     i: usize,
     machine: &MachineName,
 ) -> Result<std::path::PathBuf, bundle::BundleError> {
-    let got = receive(
-        input,
-        &staging.join(format!("rename-{i}.jsonl.tmp")),
-        layers,
-    )?;
     let mut meta = got.meta.clone();
     meta.machine = machine.clone();
     let parts: Vec<OutPart> = got
@@ -136,6 +138,7 @@ mod tests {
                 modified_ms: Some(1_763_000_000_123),
                 parts_modified_ms: [(PartPath::parse("tasks/1.json").unwrap(), 1_763_000_000_456)]
                     .into(),
+                segment: None,
             },
             transcript: b"{\"a\":1}\n".to_vec(),
             parts: vec![(PartPath::parse("tasks/1.json").unwrap(), vec![0, 1, 2])],

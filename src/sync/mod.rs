@@ -3,6 +3,7 @@
 //! with each session is decided by the pure [`plan`].
 
 pub mod append;
+pub mod copies;
 pub mod encryption;
 pub mod machine;
 pub mod plan;
@@ -125,6 +126,8 @@ pub struct Received {
     pub body: Body,
     pub transcript: PathBuf,
     pub parts: Vec<ReceivedPart>,
+    /// Where the copy's chain stood, for a copy read from a sync dir.
+    pub chain: Option<crate::index::ChainState>,
 }
 
 /// A side file that arrived.
@@ -183,7 +186,12 @@ pub fn receive_file(bundle_path: &Path, into: &Path) -> Result<Received, BundleE
         return Err(BundleError::TooLarge);
     }
     // A plain export, or a copy of a compressed object; not an encrypted one.
-    receive(input, into, &Layers::default())
+    let received = receive(input, into, &Layers::default())?;
+    if received.meta.segment.is_some() {
+        copies::discard(&received);
+        return Err(BundleError::IsSegment);
+    }
+    Ok(received)
 }
 
 /// Decodes a bundle as it streams in (at most the bundle size limit),
@@ -240,6 +248,7 @@ pub fn receive(
         body,
         transcript: into.to_path_buf(),
         parts,
+        chain: None,
     })
 }
 

@@ -37,17 +37,27 @@ impl Secrets {
 /// Scans exactly the bytes `out` will send.
 pub fn outgoing(out: &Outgoing) -> Result<Secrets, SessionError> {
     let mut secrets = Secrets::default();
-    let mut scan = |path: &PathBuf, len: Option<u64>| -> Result<(), SessionError> {
+    let mut scan = |path: &PathBuf,
+                    from: u64,
+                    lines_before: u64,
+                    len: Option<u64>|
+     -> Result<(), SessionError> {
         let read_err = |source| SessionError::Read {
             path: path.clone(),
             source,
         };
-        let file = File::open(path).map_err(read_err)?;
+        let mut file = File::open(path).map_err(read_err)?;
         let len = match len {
             Some(len) => len,
             None => file.metadata().map_err(read_err)?.len(),
         };
-        let report = Scanner::global().scan_reader(file, len).map_err(read_err)?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(from)).map_err(read_err)?;
+        let mut report = Scanner::global()
+            .scan_reader(file, len.saturating_sub(from))
+            .map_err(read_err)?;
+        for f in &mut report.findings {
+            f.line += lines_before;
+        }
         secrets.total += report.total;
         let room = MAX_FINDINGS.saturating_sub(secrets.found.len());
         secrets.found.extend(
@@ -59,10 +69,11 @@ pub fn outgoing(out: &Outgoing) -> Result<Secrets, SessionError> {
         );
         Ok(())
     };
-    scan(&out.source, Some(out.len))?;
+    // A segment's bytes only: the rest was scanned when it was sent.
+    scan(&out.source, out.from, out.lines_before, Some(out.len))?;
     for part in &out.parts {
         if let PartData::File(file) = &part.data {
-            scan(file, part.len)?;
+            scan(file, 0, 0, part.len)?;
         }
     }
     Ok(secrets)

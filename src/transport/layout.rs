@@ -1,7 +1,9 @@
 //! Where things live inside a transport, whatever the transport:
 //! `<encoded-project-key>/<session-id>-<machine>.ccsync`, one file per
 //! machine so two machines never write the same file, and
-//! `machines/<machine>.json`, each machine's claim on its name.
+//! `machines/<machine>.json`, each machine's claim on its name. What a
+//! session gained since its copy was stored whole goes beside it, as
+//! segments `<session-id>-<machine>.<seq>.ccseg` (see `bundle::segment`).
 
 use std::fmt;
 
@@ -16,6 +18,8 @@ pub const MACHINES_DIR: &str = "machines";
 /// encrypted, and to whom); it has no `=` either.
 pub const SYNC_DIR_DIR: &str = "ccsync";
 const MAX_DIR_LEN: usize = 180;
+/// File name extension of segments.
+pub const SEGMENT_EXTENSION: &str = "ccseg";
 
 /// A file in a transport: one folder level, one file. Both parts are single,
 /// safe path components, checked on construction.
@@ -37,6 +41,14 @@ impl ObjectName {
         Self {
             dir: key_dir(key),
             file: format!("{id}-{machine}.{EXTENSION}"),
+        }
+    }
+
+    /// Segment `seq` of a machine's copy of a session.
+    pub fn for_segment(key: &ProjectKey, id: &SessionId, machine: &MachineName, seq: u32) -> Self {
+        Self {
+            dir: key_dir(key),
+            file: format!("{id}-{machine}.{seq}.{SEGMENT_EXTENSION}"),
         }
     }
 
@@ -64,6 +76,39 @@ impl ObjectName {
             SessionId::parse(id).ok()?,
             MachineName::parse(machine).ok()?,
         ))
+    }
+
+    /// The session, machine and place in the chain a segment's name says
+    /// it holds. Sequence numbers are written without leading zeros, so
+    /// one segment has one name.
+    pub fn segment(&self) -> Option<(SessionId, MachineName, u32)> {
+        let stem = self.file.strip_suffix(&format!(".{SEGMENT_EXTENSION}"))?;
+        let (copy, seq) = stem.rsplit_once('.')?;
+        if seq.starts_with('0') || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let seq: u32 = seq.parse().ok()?;
+        let (id, machine) = (copy.get(..36)?, copy.get(36..)?.strip_prefix('-')?);
+        Some((
+            SessionId::parse(id).ok()?,
+            MachineName::parse(machine).ok()?,
+            seq,
+        ))
+    }
+
+    /// The session and machine of a copy's base or segment.
+    pub fn copy_of(&self) -> Option<(SessionId, MachineName)> {
+        self.session()
+            .or_else(|| self.segment().map(|(id, machine, _)| (id, machine)))
+    }
+
+    /// The base a segment belongs to (in the same folder).
+    pub fn base_of_segment(&self) -> Option<Self> {
+        let (id, machine, _) = self.segment()?;
+        Some(Self {
+            dir: self.dir.clone(),
+            file: format!("{id}-{machine}.{EXTENSION}"),
+        })
     }
 
     /// The machine a claim file is for.
@@ -157,6 +202,10 @@ pub fn key_of_dir(dir: &str) -> Option<ProjectKey> {
 mod tests {
     use super::*;
 
+    fn k_dir(k: &ProjectKey) -> String {
+        key_dir(k)
+    }
+
     fn key(s: &str) -> ProjectKey {
         ProjectKey::parse(s).unwrap()
     }
@@ -218,7 +267,22 @@ mod tests {
             o.to_string(),
             "git=github.com_acme_widget/5c0375b4-57a5-4f26-b12d-d022ee4e51b7-my-box.local.ccsync"
         );
-        assert_eq!(o.session(), Some((id, m.clone())));
+        assert_eq!(o.session(), Some((id.clone(), m.clone())));
+        assert_eq!(o.segment(), None);
+        let seg = ObjectName::for_segment(&k, &id, &m, 12);
+        assert_eq!(
+            seg.file(),
+            "5c0375b4-57a5-4f26-b12d-d022ee4e51b7-my-box.local.12.ccseg"
+        );
+        assert_eq!(seg.segment(), Some((id.clone(), m.clone(), 12)));
+        assert_eq!(seg.session(), None);
+        assert_eq!(seg.copy_of(), Some((id.clone(), m.clone())));
+        assert_eq!(seg.base_of_segment(), Some(o.clone()));
+        for bad in ["012", "", "x", "1x"] {
+            let f = format!("5c0375b4-57a5-4f26-b12d-d022ee4e51b7-my-box.{bad}.ccseg");
+            let n = ObjectName::parse(k_dir(&k).as_str(), &f);
+            assert!(n.is_none_or(|n| n.segment().is_none()), "{f}");
+        }
         assert_eq!(ObjectName::machine_claim(&m).claimed_machine(), Some(m));
         for (d, f) in [
             ("..", "x"),

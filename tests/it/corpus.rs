@@ -1,7 +1,7 @@
 //! Real transcripts written by Claude Code for other people: every one must
 //! travel byte for byte. Read from `$CCSYNC_CORPUS` (set by .ci/run).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use predicates::prelude::*;
 
@@ -109,4 +109,98 @@ fn every_corpus_transcript_round_trips_byte_for_byte() {
     }
     eprintln!("corpus: {moved} transcripts moved byte for byte, {refused} non-sessions refused");
     assert!(moved >= 20);
+}
+
+/// Every corpus transcript through a sync dir in two steps: its first half
+/// as a whole copy, then the rest as a segment, pulled onto the state the
+/// other machine already has. Each arrives byte for byte.
+#[test]
+fn every_corpus_transcript_travels_in_segments_byte_for_byte() {
+    let Some(dir) = corpus_dir() else {
+        return skip_or_fail("no corpus: set CCSYNC_CORPUS to the shared corpus folder");
+    };
+    let w = World::new();
+    let a = w.machine("a");
+    let b = w.machine("b");
+    a.init(&w);
+    b.init(&w);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    // (session, a's transcript, b's checkout, the rest to append)
+    let mut sessions = Vec::new();
+    for (i, path) in files.iter().enumerate() {
+        let bytes = std::fs::read(path).unwrap();
+        let Some(cwd) = first_cwd(&bytes) else {
+            continue;
+        };
+        let complete = ccsync::claude::transcript::complete_len(&bytes);
+        let lines: Vec<usize> = bytes[..complete]
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .map(|(i, _)| i + 1)
+            .collect();
+        if lines.len() < 4 {
+            continue;
+        }
+        let half = lines[lines.len() / 2];
+        let sid = session_id(path.file_name().unwrap().to_str().unwrap(), i);
+        let dest = a
+            .claude
+            .join("projects")
+            .join(ccsync::claude::dirname::encode(&cwd))
+            .join(format!("{sid}.jsonl"));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::write(&dest, &bytes[..half]).unwrap();
+        // b's checkout of the same project: its folder's name (no remote).
+        let name = Path::new(&cwd)
+            .file_name()
+            .map_or("root".into(), |n| n.to_owned());
+        let checkout = w.root().join("b").join(name);
+        std::fs::create_dir_all(&checkout).unwrap();
+        sessions.push((sid, dest, checkout, bytes[half..complete].to_vec()));
+    }
+    assert!(sessions.len() >= 20, "{} sessions", sessions.len());
+    a.run(&w.root(), &["push", "--all"]).success();
+    let checkouts: std::collections::BTreeSet<&PathBuf> = sessions.iter().map(|s| &s.2).collect();
+    for c in &checkouts {
+        b.run(c, &["pull"]).success();
+    }
+    for (_, dest, _, rest) in &sessions {
+        let mut f = std::fs::OpenOptions::new().append(true).open(dest).unwrap();
+        std::io::Write::write_all(&mut f, rest).unwrap();
+    }
+    a.run(&w.root(), &["push", "--all"]).success();
+    let segments = walk(&w.sync_dir())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "ccseg"))
+        .count();
+    for c in &checkouts {
+        b.run(c, &["pull"]).success();
+    }
+    let mut moved = 0;
+    for (sid, dest, checkout, _) in &sessions {
+        let cwd = first_cwd(&std::fs::read(dest).unwrap()).unwrap();
+        // Where b's client looks: the session's own directory relative to
+        // its project root is unknown here, so find it by id.
+        let found: Vec<PathBuf> = walk(&b.claude.join("projects"))
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n == format!("{sid}.jsonl").as_str())
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{sid} ({cwd}) under {}", checkout.display());
+        assert!(
+            std::fs::read(&found[0]).unwrap() == std::fs::read(dest).unwrap(),
+            "{sid} changed in transit"
+        );
+        moved += 1;
+    }
+    eprintln!("corpus: {moved} transcripts moved in two steps, {segments} as segments");
+    assert_eq!(segments, moved, "every session gained a segment");
 }

@@ -258,6 +258,72 @@ fn altered_and_plaintext_objects_in_an_encrypted_sync_dir_are_refused() {
     assert!(b.transcript(&b_repo, SID2).is_file());
 }
 
+/// Segments are layered like whole bundles: encrypted, and refused when
+/// altered, plaintext, or encrypted to other keys, with nothing written.
+#[test]
+fn segments_in_an_encrypted_sync_dir_are_ciphertext_and_checked() {
+    let Some(Setup {
+        w,
+        a,
+        a_repo,
+        b,
+        b_repo,
+        ..
+    }) = encrypted_pair()
+    else {
+        return;
+    };
+    a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 400, "base"));
+    a.run(&a_repo, &["push"]).success();
+    b.run(&b_repo, &["pull"]).success();
+    let marker = "a secret plan for the segment";
+    a.append(&a_repo, SID, &transcript(SID, &a_repo, 2, marker));
+    a.run(&a_repo, &["push"]).success();
+    let dir = w.sync_dir().join("git=github.com_acme_widget");
+    let segment = dir.join(format!("{SID}-a.1.ccseg"));
+    let sealed = std::fs::read(&segment).unwrap();
+    assert!(sealed.starts_with(b"age-encryption.org/"));
+    assert!(!contains(&stored(&w), marker) && !contains(&stored(&w), SID));
+
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/v5-segment-1.ccseg"
+    );
+    let other = age::x25519::Identity::generate().to_public();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("altered", {
+            let mut bytes = sealed.clone();
+            let mid = bytes.len() - 40;
+            bytes[mid] ^= 0x10;
+            bytes
+        }),
+        ("not encrypted", std::fs::read(fixture).unwrap()),
+        (
+            "other keys",
+            age::encrypt(&other, &std::fs::read(fixture).unwrap()).unwrap(),
+        ),
+    ];
+    let transcript_before = std::fs::read(b.transcript(&b_repo, SID)).unwrap();
+    for (what, bytes) in cases {
+        std::fs::write(&segment, &bytes).unwrap();
+        let out = b.run(&b_repo, &["pull"]).failure();
+        let said = stderr(&out);
+        assert!(said.contains(&format!("{SID}-a.1.ccseg")), "{what}: {said}");
+        assert!(said.contains(what), "{what}: {said}");
+        assert_eq!(
+            std::fs::read(b.transcript(&b_repo, SID)).unwrap(),
+            transcript_before,
+            "{what}"
+        );
+    }
+    std::fs::write(&segment, &sealed).unwrap();
+    b.run(&b_repo, &["pull"]).success();
+    assert_eq!(
+        std::fs::read(b.transcript(&b_repo, SID)).unwrap(),
+        std::fs::read(a.transcript(&a_repo, SID)).unwrap()
+    );
+}
+
 /// A plain sync dir in use, then encrypted: what is there is encrypted, and
 /// a machine still set up for plaintext can neither push nor pull.
 #[test]
@@ -398,6 +464,7 @@ fn corpus_transcripts_shrink_and_come_back_byte_for_byte() {
                 exported_at_ms: 0,
                 modified_ms: Some(0),
                 parts_modified_ms: Default::default(),
+                segment: None,
             },
             transcript: complete.to_vec(),
             parts: Vec::new(),

@@ -224,6 +224,39 @@ pub fn read_object(path: &Path) -> Vec<u8> {
     plain
 }
 
+/// The transcript a machine's copy of a session holds in a sync dir
+/// folder: its base, and the segments after it, in order (as a reader
+/// rebuilds it; leftovers of an earlier base are skipped).
+pub fn read_copy(folder: &Path, id: &str, machine: &str) -> Vec<u8> {
+    let base = ccsync::bundle::Bundle::decode(&read_object(
+        &folder.join(format!("{id}-{machine}.ccsync")),
+    ))
+    .unwrap();
+    let mut transcript = base.transcript;
+    let mut segments: Vec<(u32, ccsync::bundle::Bundle)> = std::fs::read_dir(folder)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            let seq = name
+                .strip_prefix(&format!("{id}-{machine}."))?
+                .strip_suffix(".ccseg")?
+                .parse()
+                .ok()?;
+            let seg = ccsync::bundle::Bundle::decode(&read_object(&folder.join(&name))).unwrap();
+            Some((seq, seg))
+        })
+        .collect();
+    segments.sort_by_key(|(seq, _)| *seq);
+    for (_, seg) in segments {
+        let head = seg.meta.segment.as_ref().unwrap();
+        if head.base.exported_at == base.meta.exported_at_ms {
+            assert_eq!(head.extends.len, transcript.len() as u64);
+            transcript.extend(seg.transcript);
+        }
+    }
+    transcript
+}
+
 pub fn stdout_json(assert: &Assert) -> serde_json::Value {
     serde_json::from_slice(&assert.get_output().stdout).expect("stdout is JSON")
 }

@@ -238,7 +238,7 @@ fn bundle_error_messages_say_what_is_wrong() {
     let cases = [
         ("empty", "is empty"),
         ("truncated", "may be truncated"),
-        ("unknown version", "reads versions 1 to 4"),
+        ("unknown version", "reads versions 1 to 5"),
         ("part escapes", "side file path"),
         ("part sha mismatch", "SHA-256"),
         ("gzip", "gzip-compressed"),

@@ -223,20 +223,16 @@ fn hooks_push_a_session_that_ends_and_never_write_the_one_starting() {
             "{var}: the project's other session was not pulled"
         );
         // The SessionEnd hook pushed it (in the background, if slow).
-        let object = w
-            .sync_dir()
-            .join(format!("git=github.com_acme_widget/{SID}-b.ccsync"));
+        let folder = w.sync_dir().join("git=github.com_acme_widget");
+        let pushed = || {
+            folder.join(format!("{SID}-b.ccsync")).is_file()
+                && String::from_utf8_lossy(&read_copy(&folder, SID, "b")).contains(&marker)
+        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::time::Instant::now() < deadline
-            && !(object.is_file()
-                && String::from_utf8_lossy(&read_object(&object)).contains(&marker))
-        {
+        while std::time::Instant::now() < deadline && !pushed() {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        assert!(
-            object.is_file() && String::from_utf8_lossy(&read_object(&object)).contains(&marker),
-            "{var}: the session that ended was not pushed"
-        );
+        assert!(pushed(), "{var}: the session that ended was not pushed");
     }
 }
 

@@ -415,26 +415,46 @@ fn credentials_in_a_session_are_named_and_can_be_kept_back() {
         .success();
     assert!(stderr(&out).contains("AWS access key ID"));
 
-    // With `secrets = "refuse"`, the grown session stays here.
+    // With `secrets = "refuse"`, new lines holding a credential stay here
+    // (only what was added is scanned and sent: what is there already went).
     let config = p.a.cfg.join("config.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("secrets = \"refuse\"\n");
     std::fs::write(&config, text).unwrap();
     p.a.append(&p.a_repo, SID, &transcript(SID, &p.a_repo, 2, "more"));
-    let object =
-        p.w.sync_dir()
-            .join("git=github.com_acme_widget")
-            .join(format!("{SID}-a.ccsync"));
-    let before = std::fs::read(&object).unwrap();
+    p.a.append(&p.a_repo, SID, &line_with(SID, &p.a_repo, &aws));
+    let folder = p.w.sync_dir().join("git=github.com_acme_widget");
+    let contents = || {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let before = contents();
     let out = p.a.run(&p.a_repo, &["push"]).failure();
     let said = stderr(&out);
     assert!(
-        said.contains("--allow-secrets") && said.contains("AWS access key ID"),
+        said.contains("--allow-secrets")
+            && said.contains("AWS access key ID")
+            && said.contains("line 11 of"),
         "{said}"
     );
-    assert_eq!(std::fs::read(&object).unwrap(), before, "nothing sent");
+    assert_eq!(contents(), before, "nothing sent");
     p.a.run(&p.a_repo, &["push", "--allow-secrets"]).success();
-    assert_ne!(std::fs::read(&object).unwrap(), before);
+    assert_ne!(contents(), before);
+    p.b.run(&p.b_repo, &["pull"]).success();
+    assert_eq!(
+        std::fs::read(p.b.transcript(&p.b_repo, SID)).unwrap(),
+        std::fs::read(p.a.transcript(&p.a_repo, SID)).unwrap()
+    );
 }
 
 /// Temp files in the sync dir carry the machine's name: a killed push's

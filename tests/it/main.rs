@@ -12,6 +12,7 @@ mod hands_free;
 mod hardening;
 pub mod real_client;
 mod safety;
+mod segments;
 mod side_files;
 mod ssh;
 mod ssh_hardening;

@@ -6,6 +6,7 @@
 //! [`place`] says which session here each incoming branch belongs to.
 
 mod branches;
+pub mod segments;
 #[cfg(test)]
 mod simulation;
 

@@ -7,6 +7,7 @@ use crate::claude::transcript;
 use crate::index::{Index, Pulled, Stamp};
 use crate::names::{MachineName, SessionId};
 use crate::sync::Received;
+use crate::sync::copies::CopyObjects;
 use crate::sync::plan::{self, Action};
 use crate::transport::ObjectName;
 
@@ -16,7 +17,7 @@ use crate::transport::ObjectName;
 /// every side file it carried.
 pub(super) fn superseded_own(
     index: &Index,
-    own: &HashMap<ObjectName, Stamp>,
+    own: &HashMap<ObjectName, CopyObjects>,
     o: &Outcome,
     copies: &[Received],
     me: &MachineName,
@@ -33,7 +34,8 @@ pub(super) fn superseded_own(
             let name = ObjectName::for_session(&o.key, id, me);
             let pushed = index.pushed.get(&name.to_string())?;
             // Cheap checks first: hashing the prefix reads the transcript.
-            if own.get(&name) != Some(&pushed.remote) || pushed.len > cover.body.len {
+            if !own.get(&name).is_some_and(|c| c.vouched_by(pushed)) || pushed.len > cover.body.len
+            {
                 return None;
             }
             let cover_parts: Vec<String> = cover.parts.iter().map(|p| p.path.to_string()).collect();
@@ -56,13 +58,13 @@ pub(super) fn superseded_own(
 /// one it last pushed, from the local transcript as it is now.
 pub(super) fn already_pushed(
     index: &Index,
-    own: &HashMap<ObjectName, Stamp>,
+    own: &HashMap<ObjectName, CopyObjects>,
     o: &Outcome,
     me: &MachineName,
 ) -> bool {
     let name = ObjectName::for_session(&o.key, &o.id, me);
     index.pushed.get(&name.to_string()).is_some_and(|p| {
-        own.get(&name) == Some(&p.remote)
+        own.get(&name).is_some_and(|c| c.vouched_by(p))
             && p.source == o.transcript
             && Stamp::of(&o.transcript) == Some(p.source_stamp)
     })
@@ -99,8 +101,18 @@ pub(super) fn remember(
         .chain(o.forks.iter().map(|f| (&f.transcript, f.cover)))
         .filter_map(|(t, cover)| Some((t.clone(), object_of(cover?)?)))
         .collect();
+    let chains = copies
+        .iter()
+        .filter_map(|c| {
+            let name = objects
+                .iter()
+                .find(|(n, _)| n.session().is_some_and(|(_, m)| m == c.meta.machine))?;
+            Some((name.0.to_string(), c.chain.clone()?))
+        })
+        .collect();
     Pulled {
         objects: objects.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
+        chains,
         files,
         covers,
         cwd: o.cwd.clone(),
@@ -145,6 +157,15 @@ pub(super) fn unchanged_since_last_pull(
     if !same_objects || !last.files_unchanged() || !last.cwd.starts_with(&checkout.root) {
         return None;
     }
+    recorded_outcome(last, id, checkout)
+}
+
+/// The outcome a pull recorded, as a pull that writes nothing reports it.
+pub(super) fn recorded_outcome(
+    last: &Pulled,
+    id: &SessionId,
+    checkout: &Checkout,
+) -> Option<Outcome> {
     let verdicts = last
         .verdicts
         .iter()

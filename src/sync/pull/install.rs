@@ -89,7 +89,7 @@ impl<'a> Installer<'a> {
         }
     }
 
-    fn in_use(&self, path: &Path) -> Option<InUse> {
+    pub(super) fn in_use(&self, path: &Path) -> Option<InUse> {
         if self.force {
             return None;
         }

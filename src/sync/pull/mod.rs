@@ -6,6 +6,7 @@
 //! index.
 
 mod bookkeeping;
+mod fast;
 mod install;
 mod kin;
 mod parts;
@@ -15,6 +16,7 @@ mod tests;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
+use super::copies::CopyObjects;
 use super::plan::{Action, PartAction, Verdict};
 use super::{Link, Received, SessionError};
 use crate::claude::live::InUse;
@@ -127,6 +129,14 @@ impl PullReport {
     }
 }
 
+/// Every object of a session's copies, with its stamp, in a fixed order.
+fn object_stamps(group: &[CopyObjects]) -> Vec<(ObjectName, Stamp)> {
+    group
+        .iter()
+        .flat_map(|c| c.stamps().map(|(n, s)| (n.clone(), s)))
+        .collect()
+}
+
 /// Pulls every session of `checkouts` that other machines put in the
 /// transport (only `only`, if given; never `except`, the session a client
 /// is starting). Bad files are reported and skipped.
@@ -170,8 +180,8 @@ pub fn pull(
     };
     let mut elsewhere: BTreeMap<ProjectKey, std::collections::BTreeSet<SessionId>> =
         BTreeMap::new();
-    let mut groups: BTreeMap<(String, SessionId), Vec<(ObjectName, Stamp)>> = BTreeMap::new();
-    let mut own: HashMap<ObjectName, Stamp> = HashMap::new();
+    let mut groups: BTreeMap<(String, SessionId), Vec<CopyObjects>> = BTreeMap::new();
+    let mut own: HashMap<ObjectName, CopyObjects> = HashMap::new();
     let listing = transport.list()?;
     super::encryption::check_layers(
         transport,
@@ -184,36 +194,31 @@ pub fn pull(
     for (path, reason) in &listing.refused {
         report.refused.push((path.clone(), reason.clone()));
     }
-    for object in listing.objects {
-        let Some((id, machine)) = object.name.session() else {
-            continue;
-        };
+    let (copies, _) = super::copies::group(&listing.objects);
+    for (name, copy) in copies {
+        let (id, machine) = name.session().expect("a base's name");
         if machine == *me {
-            own.insert(
-                object.name.clone(),
-                Stamp::new(object.size, object.modified),
-            );
+            own.insert(name, copy);
             continue;
         }
-        let Some(root) = root_of(object.name.dir()) else {
-            if let Some(key) = layout::key_of_dir(object.name.dir()) {
+        let Some(root) = root_of(name.dir()) else {
+            if let Some(key) = layout::key_of_dir(name.dir()) {
                 elsewhere.entry(keys.local(&key)).or_default().insert(id);
             }
             continue;
         };
         if only.is_none_or(|o| *o == id) && except != Some(&id) {
-            if object.size > crate::bundle::MAX_BUNDLE_BYTES {
-                report.bad_objects.push((
-                    object.name.clone(),
-                    crate::transport::dir::too_large("it", object.size),
-                ));
+            if let Some((n, size)) = copy
+                .stamps()
+                .map(|(n, s)| (n, s.size))
+                .find(|(_, size)| *size > crate::bundle::MAX_BUNDLE_BYTES)
+            {
+                report
+                    .bad_objects
+                    .push((n.clone(), crate::transport::dir::too_large("it", size)));
                 continue;
             }
-            let stamp = Stamp::new(object.size, object.modified);
-            groups
-                .entry((root, id))
-                .or_default()
-                .push((object.name, stamp));
+            groups.entry((root, id)).or_default().push(copy);
         }
     }
 
@@ -222,31 +227,67 @@ pub fn pull(
         .map(|(key, ids)| (key, ids.len()))
         .collect();
 
-    let mut wanted = Vec::new();
-    for ((dir, id), objects) in &groups {
-        match unchanged_since_last_pull(index, dir, id, objects, roots[dir]) {
-            Some(outcome) => report.outcomes.push(outcome),
-            None => wanted.extend(objects.iter().map(|(name, _)| (dir.clone(), name.clone()))),
+    let mut wanted: Vec<(String, &CopyObjects)> = Vec::new();
+    let mut fast_forwards = Vec::new();
+    for ((dir, id), group) in &groups {
+        let objects = object_stamps(group);
+        if let Some(outcome) = unchanged_since_last_pull(index, dir, id, &objects, roots[dir]) {
+            report.outcomes.push(outcome);
+        } else if let Some(c) = fast::candidate(index, (dir, id), group, roots[dir]) {
+            fast_forwards.push(c);
+        } else {
+            wanted.extend(group.iter().map(|c| (dir.clone(), c)));
         }
     }
-    let (wanted_roots, wanted): (Vec<String>, Vec<ObjectName>) = wanted.into_iter().unzip();
-    // Each bundle is decoded as it streams in: nothing holds a whole one.
-    let arrived = crate::transport::fetch_each(transport, &wanted, |i, input| {
-        let into = staging.join(format!("{i}.jsonl.tmp"));
-        super::receive(input, &into, layers).map_err(|e| e.to_string())
-    })?;
+    // Sessions that only gained segments: those alone are fetched, in one
+    // batch, and appended; any that do not fit are read whole below.
+    let names: Vec<ObjectName> = fast_forwards
+        .iter()
+        .flat_map(|c| c.segments.iter().cloned())
+        .collect();
+    let mut arrived = crate::transport::fetch_each(transport, &names, |i, input| {
+        super::receive(input, &staging.join(format!("seg-{i}.jsonl.tmp")), layers)
+            .map_err(|e| e.to_string())
+    })?
+    .into_iter();
+    for c in fast_forwards {
+        let segs: Vec<_> = arrived.by_ref().take(c.segments.len()).collect();
+        let group = &groups[&c.group];
+        let (dir, id) = &c.group;
+        let done = if segs.iter().all(Result::is_ok) {
+            let segs: Vec<Received> = segs.into_iter().flatten().collect();
+            let objects = object_stamps(group);
+            let done = installer.forward(index, &c, &segs, &objects, roots[dir]);
+            fast::discard(&segs);
+            done
+        } else {
+            fast::discard(&segs.into_iter().flatten().collect::<Vec<_>>());
+            Err("a segment could not be read".into())
+        };
+        match done {
+            Ok((outcome, pulled)) => {
+                index.set_pulled(format!("{dir}/{id}"), pulled);
+                report.outcomes.push(outcome);
+            }
+            Err(_) => wanted.extend(group.iter().map(|g| (dir.clone(), g))),
+        }
+    }
+    // Each object is decoded as it streams in: nothing holds a whole one.
+    let wanted_copies: Vec<&CopyObjects> = wanted.iter().map(|(_, c)| *c).collect();
+    let arrived = super::copies::fetch(transport, layers, staging, &wanted_copies)?;
 
     let mut sessions: BTreeMap<(String, SessionId), Vec<Received>> = BTreeMap::new();
     let mut spoiled = std::collections::HashSet::new();
-    for ((name, root), arrived) in wanted.into_iter().zip(wanted_roots).zip(arrived) {
-        let (id, machine) = name.session().expect("filtered above");
+    for ((root, copy), arrived) in wanted.into_iter().zip(arrived) {
+        let (id, machine) = copy.base.session().expect("a base's name");
         let checkout = roots[&root];
-        let received = arrived.and_then(|r| {
+        let received = arrived.into_result().and_then(|r| {
             let m = &r.meta;
             if m.session_id != id
                 || m.machine != machine
                 || keys.local(&m.project_key) != checkout.key
             {
+                super::copies::discard(&r);
                 Err("its contents do not match its name and folder in the sync dir".to_owned())
             } else {
                 Ok(r)
@@ -256,7 +297,7 @@ pub fn pull(
             Ok(r) => sessions.entry((root, id)).or_default().push(r),
             Err(reason) => {
                 spoiled.insert((root, id));
-                report.bad_objects.push((name, reason));
+                report.bad_objects.push((copy.base.clone(), reason));
             }
         }
     }
@@ -283,7 +324,8 @@ pub fn pull(
                 let settled =
                     outcome.held.is_none() && outcome.forks.iter().all(|f| f.held.is_none());
                 if settled && !spoiled.contains(&(dir.clone(), id.clone())) {
-                    index.set_pulled(key, remember(&outcome, &groups[&(dir, id)], &copies));
+                    let objects = object_stamps(&groups[&(dir, id)]);
+                    index.set_pulled(key, remember(&outcome, &objects, &copies));
                 } else {
                     index.forget_pulled(&key);
                 }
@@ -297,6 +339,19 @@ pub fn pull(
     }
     // Once another machine's copy of a session holds all this machine's
     // copy held, this machine's is only a second copy of one conversation.
+    // Its segments go first: a base alone is a whole, older copy.
+    let stale_segments: Vec<ObjectName> = stale
+        .iter()
+        .filter_map(|n| own.get(n))
+        .flat_map(|c| c.segments.iter().map(|(_, n, _)| n.clone()))
+        .collect();
+    if !stale_segments.is_empty()
+        && !transport
+            .remove(&stale_segments)
+            .is_ok_and(|r| r.iter().all(Result::is_ok))
+    {
+        stale.clear();
+    }
     match transport.remove(&stale) {
         Ok(results) => {
             for (name, result) in stale.into_iter().zip(results) {

@@ -81,6 +81,7 @@ impl Fixture {
                 exported_at_ms: 0,
                 modified_ms: None,
                 parts_modified_ms: Default::default(),
+                segment: None,
             },
             transcript,
             parts,

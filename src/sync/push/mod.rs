@@ -2,16 +2,19 @@
 //! session, `push` decides with the plan and stores the batch.
 
 mod outgoing;
+mod segment;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::copies::{CopyObjects, Fetched};
 use super::plan::{self, Earlier, PushAction};
 use super::scan::{SecretScan, Secrets};
-use super::{Link, Received, SessionError, receive};
+use super::{Link, Received, SessionError};
 use crate::bundle::PartData;
+use crate::bundle::segment::Point;
 use crate::claude::parts::{PartFinder, Parts};
 use crate::claude::sessions::LocalSession;
 use crate::claude::transcript;
@@ -19,7 +22,7 @@ use crate::fsutil;
 use crate::index::{self, Stamp};
 use crate::names::SessionId;
 use crate::project::{Placement, ProjectKey};
-use crate::transport::{ObjectName, PerObject, Transport, TransportError};
+use crate::transport::{ObjectName, Transport, TransportError};
 
 pub use outgoing::{Outgoing, prepare};
 
@@ -28,8 +31,12 @@ pub struct Pushed {
     pub id: SessionId,
     pub key: ProjectKey,
     pub object: ObjectName,
+    /// The session's size and lines now.
     pub bytes: u64,
     pub lines: u64,
+    /// Transcript bytes sent: all of them, or only the new ones in a
+    /// segment.
+    pub sent: u64,
     pub partial_tail: u64,
     /// Side files carried, and those left behind with why.
     pub parts: usize,
@@ -58,7 +65,7 @@ enum Before {
     Unchanged,
     /// The index knows what was pushed (length and hash) and the copy in the
     /// transport is still that one; the source changed.
-    Indexed(index::Pushed),
+    Indexed(Box<index::Pushed>),
     /// Only fetching the copy can tell.
     Unknown,
     /// A pull made the transcript equal to another machine's copy, which is
@@ -108,6 +115,7 @@ pub fn push(
         );
         let _ = super::encryption::write_record(transport, staging, &again)?;
     }
+    let (copies, _) = super::copies::group(&listed.objects);
     let listing: HashMap<ObjectName, Stamp> = listed
         .objects
         .into_iter()
@@ -149,11 +157,11 @@ pub fn push(
             if held_elsewhere(session) {
                 return Before::HeldElsewhere;
             }
-            let Some(remote) = listing.get(object) else {
+            let Some(copy) = copies.get(object) else {
                 return Before::Absent;
             };
             match index.pushed.get(&object.to_string()) {
-                Some(p) if p.remote == *remote => {
+                Some(p) if copy.vouched_by(p) => {
                     let same_source = p.source == session.file.path
                         && p.source_stamp
                             == Stamp::new(session.file.size, Some(session.file.modified))
@@ -163,18 +171,18 @@ pub fn push(
                     if same_source {
                         Before::Unchanged
                     } else {
-                        Before::Indexed(p.clone())
+                        Before::Indexed(Box::new(p.clone()))
                     }
                 }
                 _ => Before::Unknown,
             }
         })
         .collect();
-    let unknown: Vec<ObjectName> = names
+    let unknown: Vec<&CopyObjects> = names
         .iter()
         .zip(&before)
         .filter(|(_, b)| matches!(b, Before::Unknown))
-        .map(|(n, _)| n.clone())
+        .filter_map(|(n, _)| copies.get(n))
         .collect();
     let mut fetched = fetch_earlier(transport, layers, staging, &unknown)?;
 
@@ -200,18 +208,46 @@ pub fn push(
             }
         };
         let source_stamp = Stamp::new(session.file.size, Some(session.file.modified));
-        // How the source relates to the earlier copy, with that copy's
-        // length and hash and the transport's stamp of it.
+        let copy = copies.get(&object);
+        let listed_segments = || copy.map(CopyObjects::segment_stamps).unwrap_or_default();
+        // How the source relates to the earlier copy, with what is known
+        // of that copy.
         let earlier = match before {
             Before::Absent | Before::Unchanged | Before::HeldElsewhere => Ok(None),
-            Before::Indexed(p) => {
-                compare_indexed(&out, &p).map(|r| Some((r, p.len, p.sha256, p.remote)))
-            }
+            Before::Indexed(p) => compare_indexed(&out, &p).map(|c| {
+                Some(EarlierCopy {
+                    relation: c.relation,
+                    in_place: c.in_place,
+                    new_sha256: Some(c.new_sha256),
+                    len: p.len,
+                    sha256: p.sha256,
+                    remote: p.remote,
+                    chain: p.chain,
+                    segments: p.segments,
+                    parts: p.parts,
+                })
+            }),
             Before::Unknown => match fetched.remove(&object) {
-                Some(Ok(Some(received))) => compare(&out, &received)
-                    .map(|r| Some((r, received.body.len, received.body.sha256, listing[&object]))),
+                Some(Fetched::Whole(received)) => {
+                    let compared = compare(&out, &received);
+                    super::copies::discard(&received);
+                    let received = *received;
+                    compared.map(|relation| {
+                        Some(EarlierCopy {
+                            relation,
+                            in_place: false,
+                            new_sha256: None,
+                            len: received.body.len,
+                            sha256: received.body.sha256,
+                            remote: copy.map_or(listing[&object], |c| c.base_stamp),
+                            chain: received.chain,
+                            segments: listed_segments(),
+                            parts: Vec::new(),
+                        })
+                    })
+                }
                 // Unread, it cannot be shown that the new copy extends it.
-                Some(Err(reason)) => Err(SessionError::Store {
+                Some(Fetched::Unread(reason)) => Err(SessionError::Store {
                     object: format!("{}/{object}", transport.location()),
                     reason: format!(
                         "this machine's copy there cannot be read to check that the new one extends it ({reason}); it was left as it is"
@@ -228,19 +264,18 @@ pub fn push(
                 continue;
             }
         };
-        match plan::push_action(earlier.as_ref().map(|e| e.0), force) {
+        match plan::push_action(earlier.as_ref().map(|e| e.relation), force) {
             PushAction::Send => {}
             PushAction::Unchanged => {
-                let (_, len, sha256, remote) = earlier.expect("an earlier copy");
-                index.set_pushed(
-                    object.to_string(),
-                    record(&out, source_stamp, len, sha256, remote),
-                );
+                let e = earlier.expect("an earlier copy");
+                let entry = record(&out, source_stamp, e.len, e.sha256, e.remote)
+                    .with_chain(e.chain, e.segments);
+                index.set_pushed(object.to_string(), entry);
                 report.unchanged.push(id);
                 continue;
             }
             PushAction::Refuse => {
-                let (_, len, ..) = earlier.expect("an earlier copy");
+                let len = earlier.expect("an earlier copy").len;
                 report.failed.push((
                     id.clone(),
                     SessionError::WouldRewind {
@@ -252,9 +287,23 @@ pub fn push(
                 continue;
             }
         }
+        // Only what was added, when the copy there is known and this
+        // extends it in place; else the whole session again.
+        let seg = earlier
+            .as_ref()
+            .and_then(|e| segment::plan(&out, e, copy?))
+            .map(|(head, lines_before)| {
+                let (seq, from) = (head.seq, head.extends.clone());
+                let e = earlier.as_ref().expect("an earlier copy");
+                let sending = out.segment(head, lines_before, |part| {
+                    segment::part_changed(&e.parts, &out.part_stamps, part)
+                });
+                (seq, from, sending)
+            });
+        let sending = seg.as_ref().map_or(&out, |(_, _, s)| s);
         let secrets = match scan {
             SecretScan::Off => Secrets::default(),
-            SecretScan::Warn | SecretScan::Refuse => match super::scan::outgoing(&out) {
+            SecretScan::Warn | SecretScan::Refuse => match super::scan::outgoing(sending) {
                 Ok(found) => found,
                 Err(e) => {
                     report.failed.push((id, e));
@@ -268,9 +317,15 @@ pub fn push(
                 .push((id.clone(), SessionError::HoldsSecrets { id, secrets }));
             continue;
         }
-        let file = staging.join(format!("{id}.ccsync"));
-        let body = match out.write_file(&file, layers) {
-            Ok(body) => body,
+        let (name, file) = match &seg {
+            Some((seq, ..)) => (
+                ObjectName::for_segment(&placement.key, &id, machine, *seq),
+                staging.join(format!("{id}.{seq}.ccseg")),
+            ),
+            None => (object.clone(), staging.join(format!("{id}.ccsync"))),
+        };
+        let (body, part_bodies) = match sending.write_file(&file, layers) {
+            Ok(written) => written,
             Err(e) => {
                 report.failed.push((id, e));
                 continue;
@@ -280,26 +335,76 @@ pub fn push(
             id,
             key: placement.key.clone(),
             object: object.clone(),
-            bytes: body.len,
-            lines: body.lines,
+            bytes: out.len,
+            lines: seg.as_ref().map_or(body.lines, |_| {
+                earlier
+                    .as_ref()
+                    .and_then(|e| e.chain.as_ref())
+                    .map_or(0, |c| c.lines)
+                    + body.lines
+            }),
+            sent: body.len,
             partial_tail: out.partial_tail,
             parts: out.parts.len(),
             skipped_parts: out.skipped_parts.clone(),
             secrets,
         };
-        pending.insert(object.clone(), (out, source_stamp, body, pushed));
-        batch.push((object, file));
+        let kind = match seg {
+            Some((seq, from, _)) => Sending::Segment {
+                seq,
+                from,
+                earlier: Box::new(earlier.expect("an earlier copy")),
+            },
+            None => Sending::Whole {
+                old_segments: copy
+                    .map(|c| c.segments.iter().map(|(_, n, _)| n.clone()).collect())
+                    .unwrap_or_default(),
+            },
+        };
+        pending.insert(
+            name.clone(),
+            (out, source_stamp, body, part_bodies, pushed, kind),
+        );
+        batch.push((name, file));
     }
+    let mut leftovers = Vec::new();
     if !batch.is_empty() {
         for ((name, _), stored) in batch.iter().zip(transport.store(&batch)?) {
-            let Some((out, source_stamp, body, pushed)) = pending.remove(name) else {
+            let Some((out, source_stamp, body, part_bodies, pushed, kind)) = pending.remove(name)
+            else {
                 continue;
             };
             match stored {
                 Ok(stored) => {
                     let remote = Stamp::new(stored.size, stored.modified);
-                    let entry = record(&out, source_stamp, body.len, body.sha256, remote);
-                    index.set_pushed(stored.name.to_string(), entry);
+                    let entry = match kind {
+                        Sending::Whole { old_segments } => {
+                            leftovers.push((pushed.object.clone(), old_segments));
+                            record(&out, source_stamp, body.len, body.sha256.clone(), remote)
+                                .with_chain(
+                                    Some(index::ChainState {
+                                        base_at: out.meta.exported_at_ms,
+                                        base_sha256: body.sha256.clone(),
+                                        seq: 0,
+                                        len: body.len,
+                                        chain: body.sha256,
+                                        lines: body.lines,
+                                    }),
+                                    Vec::new(),
+                                )
+                        }
+                        Sending::Segment { seq, from, earlier } => segment::after(
+                            &out,
+                            source_stamp,
+                            seq,
+                            &from,
+                            &body,
+                            &part_bodies,
+                            earlier,
+                            remote,
+                        ),
+                    };
+                    index.set_pushed(pushed.object.to_string(), entry);
                     report.pushed.push(pushed);
                 }
                 Err(reason) => report.failed.push((
@@ -312,6 +417,10 @@ pub fn push(
             }
         }
     }
+    // A copy stored whole again makes its segments leftovers: readers
+    // ignore them (they name the old base), and they go now. One that
+    // cannot be removed is remembered, so the copy is still known.
+    segment::remove_leftovers(transport, index, leftovers);
     // A session moved to another project here (`/cd`) leaves this
     // machine's copy under the old project's key: once the copy just
     // stored holds all of it (by the length and hash recorded when it was
@@ -340,7 +449,17 @@ pub fn push(
             }
         }
     }
+    // Segments first: a base without them is a whole, older copy; they
+    // without their base are never read.
+    let moved_segments: Vec<ObjectName> = moved
+        .iter()
+        .filter_map(|n| copies.get(n))
+        .flat_map(|c| c.segments.iter().map(|(_, n, _)| n.clone()))
+        .collect();
     if !moved.is_empty()
+        && transport
+            .remove(&moved_segments)
+            .is_ok_and(|r| r.iter().all(Result::is_ok))
         && let Ok(results) = transport.remove(&moved)
     {
         for (name, result) in moved.into_iter().zip(results) {
@@ -355,6 +474,36 @@ pub fn push(
     // harmless.
     let _ = transport.remove_own_temps();
     Ok(report)
+}
+
+/// What is known of this machine's copy in the transport, compared with
+/// the session here.
+struct EarlierCopy {
+    relation: Earlier,
+    /// Same working directory.
+    in_place: bool,
+    /// The SHA-256 of what would go now, when already computed.
+    new_sha256: Option<String>,
+    len: u64,
+    sha256: String,
+    /// The base's stamp in the transport.
+    remote: Stamp,
+    chain: Option<index::ChainState>,
+    segments: Vec<(u32, Stamp)>,
+    /// Side files, with their stamps here when pushed.
+    parts: Vec<(String, Stamp)>,
+}
+
+/// What a push is storing for a session.
+enum Sending {
+    /// The whole session, as a new base: the old chain's segments go.
+    Whole { old_segments: Vec<ObjectName> },
+    /// A segment after `from`, the state the copy reached.
+    Segment {
+        seq: u32,
+        from: Point,
+        earlier: Box<EarlierCopy>,
+    },
 }
 
 fn record(
@@ -378,6 +527,8 @@ fn record(
             .to_owned(),
         parts: out.part_stamps.clone(),
         remote,
+        chain: None,
+        segments: Vec::new(),
     }
 }
 
@@ -427,29 +578,47 @@ fn same_parts(out: &Outgoing, before: &Received) -> Result<bool, SessionError> {
     Ok(true)
 }
 
-/// The same, from what the index recorded: the hash of the pushed prefix.
-fn compare_indexed(out: &Outgoing, pushed: &index::Pushed) -> Result<Earlier, SessionError> {
-    let same_place = pushed.original_cwd == out.meta.original_cwd
-        && out.meta.relative_cwd.as_ref().map_or("", |r| r.as_str()) == pushed.relative_cwd
-        && pushed.parts == out.part_stamps;
-    let prefix = out.len >= pushed.len
-        && transcript::sha256_of_prefix(&out.source, pushed.len).map_err(|source| {
-            SessionError::Read {
-                path: out.source.clone(),
-                source,
-            }
-        })? == pushed.sha256;
-    Ok(plan::earlier(prefix, out.len == pushed.len && same_place))
+/// How the session here relates to what the index says was pushed.
+struct Compared {
+    relation: Earlier,
+    /// Same working directory.
+    in_place: bool,
+    /// The SHA-256 of what would go now.
+    new_sha256: String,
 }
 
-/// This machine's copies already in the transport, unpacked; `None` for one
-/// that does not decode (it may then be replaced: it is ours, and broken).
+/// The same, from what the index recorded: the hash of the pushed prefix
+/// (and, in the same read, of what would go now).
+fn compare_indexed(out: &Outgoing, pushed: &index::Pushed) -> Result<Compared, SessionError> {
+    let in_place = pushed.original_cwd == out.meta.original_cwd
+        && out.meta.relative_cwd.as_ref().map_or("", |r| r.as_str()) == pushed.relative_cwd;
+    let same_place = in_place && pushed.parts == out.part_stamps;
+    let read_err = |source| SessionError::Read {
+        path: out.source.clone(),
+        source,
+    };
+    let (prefix, new_sha256) = if out.len >= pushed.len {
+        let hashes = transcript::sha256_of_prefixes(&out.source, &[pushed.len, out.len])
+            .map_err(read_err)?;
+        (hashes[0] == pushed.sha256, hashes[1].clone())
+    } else {
+        (false, String::new())
+    };
+    Ok(Compared {
+        relation: plan::earlier(prefix, out.len == pushed.len && same_place),
+        in_place,
+        new_sha256,
+    })
+}
+
+/// This machine's copies already in the transport, rebuilt whole, by base
+/// name.
 fn fetch_earlier(
     transport: &dyn Transport,
     layers: &crate::bundle::layers::Layers,
     staging: &Path,
-    wanted: &[ObjectName],
-) -> Result<HashMap<ObjectName, PerObject<Option<Received>>>, TransportError> {
+    wanted: &[&CopyObjects],
+) -> Result<HashMap<ObjectName, Fetched>, TransportError> {
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
@@ -459,18 +628,6 @@ fn fetch_earlier(
         path: dir.clone(),
         source,
     })?;
-    let mut decoded: HashMap<usize, Option<Received>> = HashMap::new();
-    let delivered = transport.fetch(wanted, &mut |i, input| {
-        decoded.insert(
-            i,
-            receive(input, &dir.join(format!("{i}.jsonl.tmp")), layers).ok(),
-        );
-    })?;
-    Ok(wanted
-        .iter()
-        .cloned()
-        .zip(delivered)
-        .enumerate()
-        .map(|(i, (name, delivered))| (name, delivered.map(|()| decoded.remove(&i).flatten())))
-        .collect())
+    let fetched = super::copies::fetch(transport, layers, &dir, wanted)?;
+    Ok(wanted.iter().map(|c| c.base.clone()).zip(fetched).collect())
 }

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::bundle::{self, Body, Meta, OutPart, PartData};
+use crate::bundle::{self, Body, Meta, OutPart, PartBody, PartData};
 use crate::claude::parts::Parts;
 use crate::claude::sessions::LocalSession;
 use crate::claude::transcript;
@@ -23,6 +23,11 @@ pub struct Outgoing {
     pub source: PathBuf,
     /// Bytes up to the last `\n`: what travels.
     pub len: u64,
+    /// Where the bytes that travel start: 0 for a whole bundle, the end
+    /// of the copy already stored for a segment.
+    pub from: u64,
+    /// Lines before `from`, so findings name their line in the file.
+    pub lines_before: u64,
     /// Bytes of a line Claude Code was still writing, left behind.
     pub partial_tail: u64,
     /// The side files that travel with it.
@@ -124,9 +129,12 @@ pub fn prepare(
             exported_at_ms: now_ms,
             modified_ms: Some(crate::fsutil::unix_ms(session.file.modified)),
             parts_modified_ms,
+            segment: None,
         },
         source: path.clone(),
         len,
+        from: 0,
+        lines_before: 0,
         partial_tail: total - len,
         parts: out_parts,
         part_stamps,
@@ -135,33 +143,79 @@ pub fn prepare(
 }
 
 impl Outgoing {
+    /// The segment that takes the copy stored at `head.extends` to this
+    /// session: the bytes after it, and the side files `changed` says
+    /// changed since, whole.
+    pub fn segment(
+        &self,
+        head: bundle::SegmentHead,
+        lines_before: u64,
+        changed: impl Fn(&OutPart) -> bool,
+    ) -> Outgoing {
+        let parts: Vec<OutPart> = self.parts.iter().filter(|p| changed(p)).cloned().collect();
+        let mut meta = self.meta.clone();
+        meta.parts_modified_ms
+            .retain(|path, _| parts.iter().any(|p| p.path == *path));
+        let from = head.extends.len;
+        meta.segment = Some(head);
+        Outgoing {
+            meta,
+            source: self.source.clone(),
+            len: self.len,
+            from,
+            lines_before,
+            partial_tail: self.partial_tail,
+            parts,
+            part_stamps: self.part_stamps.clone(),
+            skipped_parts: self.skipped_parts.clone(),
+        }
+    }
+
     /// Streams the bundle to `out`, reading the transcript once.
     pub fn write(&self, out: &mut (impl Write + Send)) -> Result<Body, SessionError> {
+        self.write_with_parts(out).map(|(body, _)| body)
+    }
+
+    /// The same, with what was learned of each side file.
+    pub fn write_with_parts(
+        &self,
+        out: &mut (impl Write + Send),
+    ) -> Result<(Body, Vec<PartBody>), SessionError> {
         let read_err = |source| SessionError::Read {
             path: self.source.clone(),
             source,
         };
         let mut file = File::open(&self.source).map_err(read_err)?;
-        bundle::write(&self.meta, &mut file, self.len, &self.parts, out)
-            .map(|(body, _)| body)
-            .map_err(|e| match e {
-                bundle::BundleError::Io(source) => read_err(source),
-                source => SessionError::Bundle {
-                    path: self.source.clone(),
-                    source,
-                },
-            })
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(self.from)).map_err(read_err)?;
+        bundle::write(
+            &self.meta,
+            &mut file,
+            self.len - self.from,
+            &self.parts,
+            out,
+        )
+        .map_err(|e| match e {
+            bundle::BundleError::Io(source) => read_err(source),
+            source => SessionError::Bundle {
+                path: self.source.clone(),
+                source,
+            },
+        })
     }
 
     /// Writes the bundle to a private file, atomically (not fsynced: it is
     /// a staging copy or an export, and the transcript is still here).
     /// `layers` wrap it as the sync dir stores it (plain for an export).
-    pub fn write_file(&self, dest: &Path, layers: &Layers) -> Result<Body, SessionError> {
+    pub fn write_file(
+        &self,
+        dest: &Path,
+        layers: &Layers,
+    ) -> Result<(Body, Vec<PartBody>), SessionError> {
         let mut body = None;
         let mut failure = None;
         let written = fsutil::write_replace(dest, |f| {
             let mut out = layers.writer(BufWriter::with_capacity(1 << 16, f))?;
-            match self.write(&mut out) {
+            match self.write_with_parts(&mut out) {
                 Ok(b) => body = Some(b),
                 Err(e) => {
                     failure = Some(e);

@@ -1,0 +1,212 @@
+//! Pulling only what was added: when the local transcript equals another
+//! machine's copy as the last pull left it, and that copy has since only
+//! gained segments (`plan::segments::only_appended`), those segments are
+//! fetched and appended, and nothing else is read: the cost follows what
+//! changed, not the session's size. Anything else is read whole.
+
+use std::path::Path;
+
+use super::bookkeeping::recorded_outcome;
+use super::{Checkout, Installer, Outcome};
+use crate::bundle::segment::{BaseId, Point};
+use crate::index::{ChainState, Index, Pulled, Stamp};
+use crate::names::SessionId;
+use crate::sync::copies::CopyObjects;
+use crate::sync::plan::Action;
+use crate::sync::plan::segments::{self, Listed, SegmentFacts};
+use crate::sync::{Received, copies};
+use crate::transport::ObjectName;
+
+/// An object's name, stamp, and for a segment its base and number.
+type Named = (String, Stamp, Option<(String, u32)>);
+
+/// A session the last pull left equal to a copy that only grew since.
+pub(super) struct Candidate {
+    pub group: (String, SessionId),
+    /// The copy's base, and where its chain stood.
+    cover: String,
+    state: ChainState,
+    /// The new segments, in order.
+    pub segments: Vec<ObjectName>,
+}
+
+/// Whether the session of `group` can be brought up to date by segments.
+pub(super) fn candidate(
+    index: &Index,
+    group: (&str, &SessionId),
+    copies: &[CopyObjects],
+    checkout: &Checkout,
+) -> Option<Candidate> {
+    let (dir, id) = group;
+    let last = index.pulled.get(&format!("{dir}/{id}"))?;
+    if !last.cwd.starts_with(&checkout.root) {
+        return None;
+    }
+    let (_, cover) = last.covers.iter().find(|(t, _)| *t == last.transcript)?;
+    let (_, state) = last.chains.iter().find(|(n, _)| n == cover)?;
+    let names: Vec<Named> = copies
+        .iter()
+        .flat_map(|c| {
+            let base = c.base.to_string();
+            std::iter::once((base.clone(), c.base_stamp, None)).chain(
+                c.segments
+                    .iter()
+                    .map(move |(q, n, s)| (n.to_string(), *s, Some((base.clone(), *q)))),
+            )
+        })
+        .collect();
+    let listed: Vec<Listed> = names
+        .iter()
+        .map(|(n, s, of)| Listed {
+            name: n,
+            stamp: *s,
+            segment_of: of.as_ref().map(|(b, q)| (b.as_str(), *q)),
+        })
+        .collect();
+    let new = segments::only_appended(&last.objects, &listed, cover, state.seq)?;
+    // Only now look at the files: a stat each.
+    if !last.files_unchanged() {
+        return None;
+    }
+    let all: Vec<&ObjectName> = copies.iter().flat_map(|c| c.names()).collect();
+    Some(Candidate {
+        group: (dir.to_owned(), id.clone()),
+        cover: cover.clone(),
+        state: state.clone(),
+        segments: new
+            .iter()
+            .map(|n| (*all.iter().find(|o| o.to_string() == *n).expect("listed")).clone())
+            .collect(),
+    })
+}
+
+impl Installer<'_> {
+    /// Appends the segments that arrived for `c` to the transcript, and
+    /// installs their side files. `Err` (with why) when they do not fit:
+    /// the session is then read whole.
+    pub(super) fn forward(
+        &self,
+        index: &Index,
+        c: &Candidate,
+        segs: &[Received],
+        objects: &[(ObjectName, Stamp)],
+        checkout: &Checkout,
+    ) -> Result<(Outcome, Pulled), String> {
+        let (dir, id) = &c.group;
+        let last = index
+            .pulled
+            .get(&format!("{dir}/{id}"))
+            .ok_or("no record")?;
+        let machine = ObjectName::parse(
+            c.cover.split('/').next().unwrap_or(""),
+            c.cover.rsplit('/').next().unwrap_or(""),
+        )
+        .and_then(|n| n.session())
+        .map(|(_, m)| m)
+        .ok_or("not a copy")?;
+        let mut facts = Vec::with_capacity(segs.len());
+        let part_bodies: Vec<Vec<crate::bundle::PartBody>> = segs
+            .iter()
+            .map(|s| {
+                s.parts
+                    .iter()
+                    .map(|p| crate::bundle::PartBody {
+                        path: p.path.clone(),
+                        len: p.len,
+                        sha256: p.sha256.clone(),
+                    })
+                    .collect()
+            })
+            .collect();
+        for ((name, s), parts) in c.segments.iter().zip(segs).zip(&part_bodies) {
+            let head = s.meta.segment.as_ref().ok_or("not a segment")?;
+            if s.meta.session_id != *id || s.meta.machine != machine {
+                return Err(format!("{name} is of another session or machine"));
+            }
+            facts.push(SegmentFacts {
+                name_seq: name.segment().map_or(0, |(_, _, q)| q),
+                base: &head.base,
+                seq: head.seq,
+                extends: &head.extends,
+                appended: s.body.len,
+                sha256: &s.body.sha256,
+                parts,
+            });
+        }
+        let base = BaseId {
+            exported_at: c.state.base_at,
+            sha256: c.state.base_sha256.clone(),
+        };
+        let start = Point {
+            len: c.state.len,
+            chain: c.state.chain.clone(),
+        };
+        let reached =
+            segments::chain(&base, &start, c.state.seq, &facts).map_err(|e| e.to_string())?;
+        if reached.apply.len() != segs.len() {
+            return Err("a segment of another base".into());
+        }
+        let dest = &last.transcript;
+        if Stamp::of(dest).map(|s| s.size) != Some(c.state.len) {
+            return Err("the transcript is not as the copy was".into());
+        }
+        if self.in_use(dest).is_some() {
+            // Said properly by the whole path.
+            return Err("in use".into());
+        }
+        let sid = dest
+            .file_stem()
+            .and_then(|s| SessionId::parse(&s.to_string_lossy()).ok())
+            .ok_or("not a transcript")?;
+        let folder = dest.parent().unwrap_or(Path::new("."));
+        let mut outcome = recorded_outcome(last, id, checkout).ok_or("an old record")?;
+        let mut len = c.state.len;
+        let mut lines = last.lines;
+        for &i in &reached.apply {
+            let s = &segs[i];
+            crate::sync::append::append_tail(self.journal.as_ref(), &s.transcript, dest, len)
+                .map_err(|e| format!("{}: {e}", dest.display()))?;
+            len += s.body.len;
+            lines += s.body.lines;
+            self.install_parts(s, folder, &sid, true, &mut outcome.parts)
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(s) = reached.apply.last().map(|&i| &segs[i]) {
+            self.keep_time(dest, s.meta.modified_ms)
+                .map_err(|e| e.to_string())?;
+        }
+        outcome.action = Action::FastForward { from: 0 };
+        outcome.from = Some(machine);
+        outcome.bytes = len;
+        outcome.lines = lines;
+        let mut pulled = last.clone();
+        pulled.objects = objects.iter().map(|(n, s)| (n.to_string(), *s)).collect();
+        for f in &outcome.parts.files {
+            if !pulled.files.iter().any(|(p, _)| p == f) {
+                pulled.files.push((f.clone(), None));
+            }
+        }
+        for (path, stamp) in &mut pulled.files {
+            *stamp = Stamp::of(path);
+        }
+        pulled.bytes = len;
+        pulled.lines = lines;
+        for (n, state) in &mut pulled.chains {
+            if *n == c.cover {
+                *state = ChainState {
+                    seq: reached.seq,
+                    len: reached.point.len,
+                    chain: reached.point.chain.clone(),
+                    lines: state.lines + segs.iter().map(|s| s.body.lines).sum::<u64>(),
+                    ..state.clone()
+                };
+            }
+        }
+        Ok((outcome, pulled))
+    }
+}
+
+/// Removes what receiving segments left in staging.
+pub(super) fn discard(segs: &[Received]) {
+    segs.iter().for_each(copies::discard);
+}
