@@ -132,6 +132,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--only", choices=["big", "many", "sides"], help="run one part")
     args = parser.parse_args()
 
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
@@ -139,9 +140,9 @@ def main():
     base = tempfile.mkdtemp(prefix="ccsync-bench-")
     print(f"working in {base}; {os.cpu_count()} cores")
     try:
-        big(binary, base, args.runs)
-        many(binary, base, args.runs)
-        sides(binary, base, args.runs)
+        for name, part in [("big", big), ("many", many), ("sides", sides)]:
+            if args.only in (None, name):
+                part(binary, base, args.runs)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
@@ -288,9 +289,11 @@ def many(binary, base, runs):
     os.makedirs(project)
     ids = [f"{i:08x}-1111-4222-8333-444444444444" for i in range(1000)]
     for n, sid in enumerate(ids):
+        # About 100 KB each, as issue 12 has it.
         with open(os.path.join(project, f"{sid}.jsonl"), "w", encoding="utf-8") as f:
             for i in range(20):
-                f.write(transcript_line(i, repo, sid, f"session {n} line {i} " + "x" * 300))
+                words = " ".join(f"{(n * 7919 + i * 104729 + k * 31) % 99991:x}" for k in range(900))
+                f.write(transcript_line(i, repo, sid, f"session {n} line {i} {words}"))
         # Every session has a checkpoint backup, so the no-op runs check side files too.
         history = os.path.join(a["CLAUDE_CONFIG_DIR"], "file-history", sid)
         os.makedirs(history)

@@ -311,8 +311,9 @@ fn check_transport(env: &Env, config: &Config, checks: &mut Checks) -> Vec<Machi
 fn check_machines(listing: &ccsync::transport::Listing, checks: &mut Checks) -> Vec<MachineJson> {
     let mut seen: BTreeMap<MachineName, (usize, Option<std::time::SystemTime>)> = BTreeMap::new();
     for o in &listing.objects {
-        let (machine, is_copy) = match (o.name.session(), o.name.claimed_machine()) {
-            (Some((_, m)), _) => (m, true),
+        // A segment is a write of that machine's too, but not a copy.
+        let (machine, is_copy) = match (o.name.copy_of(), o.name.claimed_machine()) {
+            (Some((_, m)), _) => (m, o.name.session().is_some()),
             (None, Some(m)) => (m, false),
             _ => continue,
         };

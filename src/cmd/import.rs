@@ -53,7 +53,10 @@ pub fn run(env: &Env, args: &ImportArgs) -> Result<Outcome> {
         dir.clone()
     };
     let installer = env.installer(args.force)?;
+    ccsync::sync::make_durable(received.files())
+        .with_context(|| format!("cannot make {} durable", received.transcript.display()))?;
     let outcome = installer.install(std::slice::from_ref(&received), &root)?;
+    installer.sync_written();
     super::notes::warn_skewed(env, installer.take_skewed());
     super::notes::note_clamped(env, &installer);
 

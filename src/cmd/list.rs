@@ -109,19 +109,28 @@ fn local(env: &Env, json: bool) -> Result<Outcome> {
 fn remote(env: &Env, json: bool) -> Result<Outcome> {
     let (_, _, transport) = env.open_transport()?;
     let mut rows = Vec::new();
-    for object in transport.list()?.objects {
-        let Some((id, machine)) = object.name.session() else {
+    // A copy is its base and the segments after it: their bytes, and the
+    // time of the last.
+    let (copies, _) = ccsync::sync::copies::group(&transport.list()?.objects);
+    for (name, copy) in copies {
+        let Some((id, machine)) = name.session() else {
             continue;
         };
+        let modified = copy
+            .stamps()
+            .map(|(_, s)| s.mtime_ns)
+            .max()
+            .filter(|ns| *ns > 0)
+            .map(|ns| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns));
         rows.push((
-            object.modified,
+            modified,
             RemoteJson {
                 session_id: id.to_string(),
                 machine: machine.to_string(),
-                project_key: layout::key_of_dir(object.name.dir()).map(|k| k.to_string()),
-                object: object.name.to_string(),
-                bytes: object.size,
-                modified: object.modified.map(ui::rfc3339),
+                project_key: layout::key_of_dir(name.dir()).map(|k| k.to_string()),
+                object: name.to_string(),
+                bytes: copy.stamps().map(|(_, s)| s.size).sum(),
+                modified: modified.map(ui::rfc3339),
             },
         ));
     }

@@ -290,9 +290,9 @@ fn take_parts(base: &mut Received, s: &Received) -> io::Result<()> {
                 b.file.clone()
             }
             None => {
-                let dir = base.transcript.with_extension("parts");
-                crate::fsutil::create_private_dir_all(&dir)?;
-                let file = dir.join(format!("s{}", base.parts.len()));
+                let mut name = base.transcript.as_os_str().to_owned();
+                name.push(format!(".s{}", base.parts.len()));
+                let file = std::path::PathBuf::from(name);
                 base.parts.push(ReceivedPart {
                     path: p.path.clone(),
                     file: file.clone(),
@@ -314,5 +314,7 @@ fn take_parts(base: &mut Received, s: &Received) -> io::Result<()> {
 /// Removes what receiving a copy left in staging.
 pub fn discard(r: &Received) {
     let _ = std::fs::remove_file(&r.transcript);
-    let _ = std::fs::remove_dir_all(r.transcript.with_extension("parts"));
+    for p in &r.parts {
+        let _ = std::fs::remove_file(&p.file);
+    }
 }

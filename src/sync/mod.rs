@@ -139,23 +139,22 @@ pub struct ReceivedPart {
     pub sha256: String,
 }
 
-/// Writes each part to a private file of its own in `dir` (fsynced).
+/// Writes each part to a private file of its own in `dir` (not synced:
+/// see [`make_durable`]).
 struct StagedParts {
-    dir: PathBuf,
+    /// Each part goes to `<prefix>.p<n>`, beside the transcript: no folder
+    /// to make per bundle.
+    prefix: PathBuf,
     files: Vec<(PartPath, PathBuf)>,
     current: Option<BufWriter<File>>,
 }
 
 impl PartSink for StagedParts {
     fn begin(&mut self, path: &PartPath) -> io::Result<()> {
-        if self.files.is_empty() {
-            // Staging is ccsync's own: anything here is from an earlier run.
-            let _ = std::fs::remove_dir_all(&self.dir);
-            fsutil::create_private_dir_all(&self.dir)?;
-        }
-        let file = self.dir.join(self.files.len().to_string());
+        let file = part_file(&self.prefix, self.files.len());
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
+        // Staging is ccsync's own: a file there is from an earlier run.
+        options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         self.current = Some(BufWriter::with_capacity(1 << 16, options.open(&file)?));
@@ -175,8 +174,16 @@ impl PartSink for StagedParts {
             .current
             .take()
             .ok_or_else(|| io::Error::other("part end before its start"))?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+        out.into_inner().map_err(|e| e.into_error())?;
+        Ok(())
     }
+}
+
+/// Where part `n` of the bundle received at `prefix` is staged.
+pub(crate) fn part_file(prefix: &Path, n: usize) -> PathBuf {
+    let mut name = prefix.as_os_str().to_owned();
+    name.push(format!(".p{n}"));
+    PathBuf::from(name)
 }
 
 /// Decodes the bundle at `bundle_path`; see [`receive`].
@@ -196,8 +203,9 @@ pub fn receive_file(bundle_path: &Path, into: &Path) -> Result<Received, BundleE
 
 /// Decodes a bundle as it streams in (at most the bundle size limit),
 /// through `layers` (decryption, decompression), streaming its transcript
-/// into a new private file at `into` (fsynced) and its side files into a
-/// folder beside it. Nothing is left at `into` on error.
+/// into a new private file at `into` and its side files into a folder
+/// beside it. Nothing is left at `into` on error. The files are not synced:
+/// whoever moves them into place first calls [`make_durable`].
 pub fn receive(
     input: impl io::Read,
     into: &Path,
@@ -213,7 +221,7 @@ pub fn receive(
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
     let mut tmp = builder.tempfile_in(dir)?;
     let mut staged = StagedParts {
-        dir: into.with_extension("parts"),
+        prefix: into.to_path_buf(),
         files: Vec::new(),
         current: None,
     };
@@ -227,11 +235,12 @@ pub fn receive(
         Ok(d) => d,
         Err(e) => {
             staged.current = None;
-            let _ = std::fs::remove_dir_all(&staged.dir);
+            for (_, file) in &staged.files {
+                let _ = std::fs::remove_file(file);
+            }
             return Err(e);
         }
     };
-    tmp.as_file().sync_all()?;
     tmp.persist(into).map_err(|e| BundleError::Io(e.error))?;
     let parts = part_bodies
         .into_iter()
@@ -279,6 +288,64 @@ pub fn place_unsynced(staged: &Path, dest: &Path) -> io::Result<()> {
             fsutil::write_atomic(dest, |f| io::copy(&mut src, f).map(drop))
         }
         other => other,
+    }
+}
+
+/// Makes received files durable before they are moved into place, so a
+/// crash never leaves a name for bytes that were not written: on Linux one
+/// `syncfs` per file system holding them (one journal commit for a whole
+/// pull, where an fsync each would cost a commit each), elsewhere an fsync
+/// of each file.
+pub fn make_durable<'a>(files: impl IntoIterator<Item = &'a Path>) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let mut devices = std::collections::HashSet::new();
+        for file in files {
+            let meta = std::fs::metadata(file)?;
+            if devices.insert(meta.dev()) {
+                rustix::fs::syncfs(File::open(file)?)?;
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        for file in files {
+            File::open(file)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+impl Received {
+    /// Its transcript and side files, as staged.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once(self.transcript.as_path())
+            .chain(self.parts.iter().map(|p| p.file.as_path()))
+    }
+}
+
+/// Makes the names in many folders durable, after many files were moved
+/// into them: on Linux one `syncfs` per file system, elsewhere an fsync of
+/// each folder. Failures only cost durability.
+pub fn sync_dirs<'a>(dirs: impl IntoIterator<Item = &'a Path>) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let mut devices = std::collections::HashSet::new();
+        for dir in dirs {
+            if let Ok(meta) = std::fs::metadata(dir)
+                && devices.insert(meta.dev())
+                && let Ok(d) = File::open(dir)
+            {
+                let _ = rustix::fs::syncfs(d);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    for dir in dirs {
+        sync_dir(dir);
     }
 }
 

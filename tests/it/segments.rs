@@ -370,3 +370,99 @@ fn golden_v5_segments_continue_the_golden_v4_bundle() {
 }
 
 const GOLDEN_SID: &str = "9f1c2b3a-4d5e-4f60-8a71-b82c93d4e5f6";
+
+fn ids_in(bytes: &[u8]) -> std::collections::BTreeSet<String> {
+    String::from_utf8(bytes.to_vec())
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let at = l.find("\"sessionId\":\"")? + "\"sessionId\":\"".len();
+            Some(l[at..at + 36].to_owned())
+        })
+        .collect()
+}
+
+/// A branch that came back to its origin under another id (b's own
+/// session took a's fork of it) goes on growing on a in segments: b writes
+/// them with its session's id, never the fork's. (Found by review: the
+/// fast path appended the segment's bytes as they were.)
+#[test]
+fn segments_of_a_branch_kept_under_another_id_get_that_id() {
+    let w = World::new();
+    let (a, b) = (w.machine("a"), w.machine("b"));
+    a.init(&w);
+    b.init(&w);
+    let a_repo = w.checkout("a/w", Some("git@github.com:acme/widget.git"));
+    let b_repo = w.checkout("b/w", Some("git@github.com:acme/widget.git"));
+    a.write_session(&a_repo, SID, &transcript(SID, &a_repo, 200, "common"));
+    a.run(&a_repo, &["push"]).success();
+    b.run(&b_repo, &["pull"]).success();
+    a.append(&a_repo, SID, &transcript(SID, &a_repo, 2, "aye"));
+    b.append(&b_repo, SID, &transcript(SID, &b_repo, 3, "bee"));
+    let round = || {
+        for _ in 0..2 {
+            a.run(&a_repo, &["push"]).success();
+            b.run(&b_repo, &["push"]).success();
+            a.run(&a_repo, &["pull"]).success();
+            b.run(&b_repo, &["pull"]).success();
+        }
+    };
+    round();
+    let fork = walk(&a.project_dir(&a_repo))
+        .into_iter()
+        .find(|p| {
+            p.extension().is_some_and(|e| e == "jsonl") && !p.ends_with(format!("{SID}.jsonl"))
+        })
+        .expect("a fork of b's branch on a");
+    let fork_id = fork.file_stem().unwrap().to_str().unwrap().to_owned();
+    a.append(&a_repo, &fork_id, &transcript(&fork_id, &a_repo, 2, "on a"));
+    round();
+    assert!(!b.transcript(&b_repo, &fork_id).exists());
+    let before = std::fs::read(b.transcript(&b_repo, SID)).unwrap();
+    assert_eq!(ids_in(&before), [SID.to_owned()].into());
+    a.append(
+        &a_repo,
+        &fork_id,
+        &transcript(&fork_id, &a_repo, 2, "more on a"),
+    );
+    a.run(&a_repo, &["push"]).success();
+    b.run(&b_repo, &["pull"]).success();
+    let after = std::fs::read(b.transcript(&b_repo, SID)).unwrap();
+    assert!(after.len() > before.len(), "b got a's new lines");
+    assert_eq!(
+        ids_in(&after),
+        [SID.to_owned()].into(),
+        "lines under another id"
+    );
+}
+
+/// A copy whose chain no longer fits (a segment lost by a sync service) is
+/// still guarded: a transcript shorter than what was pushed is refused,
+/// and one that is whole is stored whole again, repairing the copy.
+#[test]
+fn a_broken_own_chain_still_refuses_a_rewind_and_is_repaired() {
+    let p = pair();
+    let start = transcript(SID, &p.a_repo, 600, "a fairly long line");
+    p.a.write_session(&p.a_repo, SID, &start);
+    p.a.run(&p.a_repo, &["push"]).success();
+    for i in 0..3 {
+        p.a.append(
+            &p.a_repo,
+            SID,
+            &transcript(SID, &p.a_repo, 2, &format!("s{i}")),
+        );
+        p.a.run(&p.a_repo, &["push"]).success();
+    }
+    let full = std::fs::read(p.a.transcript(&p.a_repo, SID)).unwrap();
+    std::fs::remove_file(folder(&p).join(format!("{SID}-a.2.ccseg"))).unwrap();
+    std::fs::write(p.a.transcript(&p.a_repo, SID), &start).unwrap();
+    let out = p.a.run(&p.a_repo, &["push"]).failure();
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    // Whole again here: the next push stores it whole, and every machine
+    // reads it.
+    std::fs::write(p.a.transcript(&p.a_repo, SID), &full).unwrap();
+    p.a.run(&p.a_repo, &["push"]).success();
+    assert!(segments(&p, "a").is_empty());
+    p.b.run(&p.b_repo, &["pull"]).success();
+    assert_eq!(std::fs::read(p.b.transcript(&p.b_repo, SID)).unwrap(), full);
+}

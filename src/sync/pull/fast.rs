@@ -39,7 +39,14 @@ pub(super) fn candidate(
 ) -> Option<Candidate> {
     let (dir, id) = group;
     let last = index.pulled.get(&format!("{dir}/{id}"))?;
-    if !last.cwd.starts_with(&checkout.root) {
+    // Only into the session of the copy's own id: lines that went into a
+    // session of another id (a branch that came back to its origin) are
+    // written with that id, which the whole path does.
+    let own_id = last
+        .transcript
+        .file_stem()
+        .is_some_and(|s| s.to_str() == Some(id.as_str()));
+    if !own_id || !last.cwd.starts_with(&checkout.root) {
         return None;
     }
     let (_, cover) = last.covers.iter().find(|(t, _)| *t == last.transcript)?;
@@ -104,6 +111,11 @@ impl Installer<'_> {
         .and_then(|n| n.session())
         .map(|(_, m)| m)
         .ok_or("not a copy")?;
+        let sid = last
+            .transcript
+            .file_stem()
+            .and_then(|s| SessionId::parse(&s.to_string_lossy()).ok())
+            .ok_or("not a transcript")?;
         let mut facts = Vec::with_capacity(segs.len());
         let part_bodies: Vec<Vec<crate::bundle::PartBody>> = segs
             .iter()
@@ -120,7 +132,7 @@ impl Installer<'_> {
             .collect();
         for ((name, s), parts) in c.segments.iter().zip(segs).zip(&part_bodies) {
             let head = s.meta.segment.as_ref().ok_or("not a segment")?;
-            if s.meta.session_id != *id || s.meta.machine != machine {
+            if s.meta.session_id != *id || s.meta.machine != machine || sid != *id {
                 return Err(format!("{name} is of another session or machine"));
             }
             facts.push(SegmentFacts {
@@ -154,10 +166,6 @@ impl Installer<'_> {
             // Said properly by the whole path.
             return Err("in use".into());
         }
-        let sid = dest
-            .file_stem()
-            .and_then(|s| SessionId::parse(&s.to_string_lossy()).ok())
-            .ok_or("not a transcript")?;
         let folder = dest.parent().unwrap_or(Path::new("."));
         let mut outcome = recorded_outcome(last, id, checkout).ok_or("an old record")?;
         let mut len = c.state.len;

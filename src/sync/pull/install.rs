@@ -40,6 +40,9 @@ pub struct Installer<'a> {
     /// A session a client is starting (the SessionStart hook's): never
     /// written, whichever copy would go to it.
     pub hold: Option<SessionId>,
+    /// Folders files were moved into, to be made durable once at the end
+    /// ([`Installer::sync_written`]).
+    written_dirs: RefCell<std::collections::BTreeSet<PathBuf>>,
 }
 
 /// What became of one home's transcript and side files.
@@ -78,6 +81,7 @@ impl<'a> Installer<'a> {
                 .min(SystemTime::now()),
             clamped: Default::default(),
             hold: None,
+            written_dirs: Default::default(),
         })
     }
 
@@ -133,6 +137,20 @@ impl<'a> Installer<'a> {
         })
     }
 
+    /// Notes that a file was moved into `path`'s folder.
+    pub(super) fn written(&self, path: &Path) {
+        if let Some(dir) = path.parent() {
+            self.written_dirs.borrow_mut().insert(dir.to_path_buf());
+        }
+    }
+
+    /// Makes the names of every file moved into place durable: once, for
+    /// all of them (`sync::sync_dirs`). Call before saying it is done.
+    pub fn sync_written(&self) {
+        let dirs = self.written_dirs.take();
+        crate::sync::sync_dirs(dirs.iter().map(PathBuf::as_path));
+    }
+
     /// Files whose source time the client's cleanup would have deleted
     /// them for, so they got a later one, and the limit.
     pub fn take_clamped(&self) -> (Vec<PathBuf>, SystemTime) {
@@ -170,7 +188,10 @@ impl<'a> Installer<'a> {
                 crate::sync::append::append_rest(self.journal.as_ref(), staged, dest, len)
                     .map_err(write_err)?;
             }
-            _ => crate::sync::place(staged, dest).map_err(write_err)?,
+            _ => {
+                crate::sync::place_unsynced(staged, dest).map_err(write_err)?;
+                self.written(dest);
+            }
         }
         Ok((action, None))
     }

@@ -257,7 +257,9 @@ pub fn pull(
         let done = if segs.iter().all(Result::is_ok) {
             let segs: Vec<Received> = segs.into_iter().flatten().collect();
             let objects = object_stamps(group);
-            let done = installer.forward(index, &c, &segs, &objects, roots[dir]);
+            let done = super::make_durable(segs.iter().flat_map(Received::files))
+                .map_err(|e| e.to_string())
+                .and_then(|()| installer.forward(index, &c, &segs, &objects, roots[dir]));
             fast::discard(&segs);
             done
         } else {
@@ -302,6 +304,19 @@ pub fn pull(
         }
     }
 
+    // Every staged file durable at once, before any is moved into place.
+    if let Err(e) = super::make_durable(sessions.values().flatten().flat_map(Received::files)) {
+        for ((_, id), copies) in std::mem::take(&mut sessions) {
+            copies.iter().for_each(super::copies::discard);
+            report.failed.push((
+                id,
+                SessionError::Write {
+                    path: staging.to_path_buf(),
+                    source: std::io::Error::new(e.kind(), e.to_string()),
+                },
+            ));
+        }
+    }
     progress.start(sessions.len() as u64);
     let mut stale = Vec::new();
     let mut sessions: Vec<_> = sessions.into_iter().collect();
@@ -337,6 +352,7 @@ pub fn pull(
             }
         }
     }
+    installer.sync_written();
     // Once another machine's copy of a session holds all this machine's
     // copy held, this machine's is only a second copy of one conversation.
     // Its segments go first: a base alone is a whole, older copy.

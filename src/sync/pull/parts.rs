@@ -36,7 +36,6 @@ impl Installer<'_> {
         supersedes: bool,
         out: &mut PartsOutcome,
     ) -> Result<(), SessionError> {
-        let mut dirs = std::collections::BTreeSet::new();
         for part in &copy.parts {
             let dest = self.claude.part_file(dir, id, &part.path);
             let seen = out.files.contains(&dest);
@@ -62,7 +61,7 @@ impl Installer<'_> {
                         }
                         _ => {
                             crate::sync::place_unsynced(&part.file, &dest).map_err(write_err)?;
-                            dirs.extend(dest.parent().map(Path::to_path_buf));
+                            self.written(&dest);
                         }
                     }
                     self.keep_time(&dest, copy.meta.parts_modified_ms.get(&part.path).copied())?;
@@ -76,9 +75,6 @@ impl Installer<'_> {
             if !seen {
                 out.files.push(dest);
             }
-        }
-        for dir in dirs {
-            crate::sync::sync_dir(&dir);
         }
         Ok(())
     }

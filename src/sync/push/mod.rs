@@ -253,7 +253,32 @@ pub fn push(
                         "this machine's copy there cannot be read to check that the new one extends it ({reason}); it was left as it is"
                     ),
                 }),
-                // Ours, and it does not decode: it may be replaced.
+                // Ours, and its chain does not fit (a segment missing,
+                // renamed, altered): what the index says was pushed still
+                // guards against rewinding, and the copy goes whole.
+                Some(Fetched::Broken(_)) if index.pushed.contains_key(&object.to_string()) => {
+                    let p = index.pushed[&object.to_string()].clone();
+                    compare_indexed(&out, &p).map(|c| {
+                        Some(EarlierCopy {
+                            // Unchanged here, it is stored again all the
+                            // same: a copy no machine can read is repaired.
+                            relation: match c.relation {
+                                Earlier::Same => Earlier::Extended,
+                                r => r,
+                            },
+                            in_place: false,
+                            new_sha256: None,
+                            len: p.len,
+                            sha256: p.sha256,
+                            remote: p.remote,
+                            chain: None,
+                            segments: Vec::new(),
+                            parts: p.parts,
+                        })
+                    })
+                }
+                // Ours, it does not decode, and nothing says what it held:
+                // it may be replaced.
                 _ => Ok(None),
             },
         };
