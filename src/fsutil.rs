@@ -103,8 +103,9 @@ pub fn write_atomic_bytes(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomic(path, |f| f.write_all(bytes))
 }
 
-/// Makes a rename durable. Best effort: not every platform can open a directory.
-fn sync_dir(dir: &Path) {
+/// Makes the names in `dir` durable (after a rename into it). Best effort:
+/// not every platform can open a directory; failures only cost durability.
+pub fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }

@@ -344,6 +344,16 @@ pub fn read(
             )
         },
     );
+    // The version comes first: a bundle of a version this build does not
+    // read is said to be that, whatever fails to parse after it.
+    if let Some(v) = fields.get("_schemaVersion")
+        && !v
+            .as_u64()
+            .is_some_and(|n| SUPPORTED_VERSIONS.iter().any(|s| u64::from(*s) == n))
+        && (parsed.is_err() || part_error.is_some())
+    {
+        return Err(BundleError::UnknownVersion(v.to_string()));
+    }
     if let Some(e) = part_error {
         return Err(e);
     }

@@ -387,3 +387,19 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn an_unknown_version_is_said_before_what_fails_after_it() {
+    for bytes in [
+        &br#"{"_schemaVersion":6,"jsonl":1}"#[..],
+        br#"{"_schemaVersion":99,"parts":{"x":1},"jsonl":"a"}"#,
+        br#"{"_schemaVersion":"2","jsonl":"#,
+    ] {
+        let e = Bundle::decode(bytes).unwrap_err();
+        assert!(matches!(e, BundleError::UnknownVersion(_)), "{e}");
+        assert!(e.to_string().contains("upgrade ccsync"), "{e}");
+    }
+    // A known version with a broken field says what is broken.
+    let e = Bundle::decode(br#"{"_schemaVersion":4,"jsonl":1}"#).unwrap_err();
+    assert!(matches!(e, BundleError::Syntax(_)), "{e}");
+}

@@ -357,6 +357,7 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
         machine: &machine,
         index: &mut index,
         progress: &env.ui.bar("pulling"),
+        dry_run: false,
     };
     let report = pull::pull(
         &mut link,

@@ -94,6 +94,7 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
         machine: &machine,
         index: &mut index,
         progress: &env.ui.bar("pushing"),
+        dry_run: false,
     };
     let finder = PartFinder::new(&env.claude);
     let scan = match config.secrets {

@@ -97,6 +97,8 @@ pub struct Link<'a> {
     pub machine: &'a crate::names::MachineName,
     pub index: &'a mut crate::index::Index,
     pub progress: &'a dyn Progress,
+    /// Decide and report what would move; change nothing anywhere.
+    pub dry_run: bool,
 }
 
 /// Told how a long push or pull goes; the command line draws it.
@@ -266,7 +268,7 @@ pub fn receive(
 /// folder is synced, so the new name survives a crash.
 pub fn place(staged: &Path, dest: &Path) -> io::Result<()> {
     place_unsynced(staged, dest)?;
-    sync_dir(dest.parent().unwrap_or(Path::new(".")));
+    fsutil::sync_dir(dest.parent().unwrap_or(Path::new(".")));
     Ok(())
 }
 
@@ -345,13 +347,6 @@ pub fn sync_dirs<'a>(dirs: impl IntoIterator<Item = &'a Path>) {
     }
     #[cfg(not(target_os = "linux"))]
     for dir in dirs {
-        sync_dir(dir);
-    }
-}
-
-/// Makes the names in `dir` durable; failures only cost durability.
-pub fn sync_dir(dir: &Path) {
-    if let Ok(dir) = File::open(dir) {
-        let _ = dir.sync_all();
+        fsutil::sync_dir(dir);
     }
 }

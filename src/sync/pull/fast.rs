@@ -172,6 +172,12 @@ impl Installer<'_> {
         let mut lines = last.lines;
         for &i in &reached.apply {
             let s = &segs[i];
+            if self.dry_run {
+                len += s.body.len;
+                lines += s.body.lines;
+                outcome.parts.written += s.parts.len();
+                continue;
+            }
             crate::sync::append::append_tail(self.journal.as_ref(), &s.transcript, dest, len)
                 .map_err(|e| format!("{}: {e}", dest.display()))?;
             len += s.body.len;

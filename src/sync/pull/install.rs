@@ -40,6 +40,8 @@ pub struct Installer<'a> {
     /// A session a client is starting (the SessionStart hook's): never
     /// written, whichever copy would go to it.
     pub hold: Option<SessionId>,
+    /// Decide and report, write nothing (`pull --dry-run`).
+    pub dry_run: bool,
     /// Folders files were moved into, to be made durable once at the end
     /// ([`Installer::sync_written`]).
     written_dirs: RefCell<std::collections::BTreeSet<PathBuf>>,
@@ -81,6 +83,7 @@ impl<'a> Installer<'a> {
                 .min(SystemTime::now()),
             clamped: Default::default(),
             hold: None,
+            dry_run: false,
             written_dirs: Default::default(),
         })
     }
@@ -125,7 +128,9 @@ impl<'a> Installer<'a> {
     /// next push sees it unchanged; never a time in the future, nor one
     /// the client's cleanup would delete it for (that is recorded).
     pub(super) fn keep_time(&self, path: &Path, ms: Option<u64>) -> Result<(), SessionError> {
-        let Some(ms) = ms else { return Ok(()) };
+        let Some(ms) = ms.filter(|_| !self.dry_run) else {
+            return Ok(());
+        };
         let mut t = (UNIX_EPOCH + Duration::from_millis(ms)).min(SystemTime::now());
         if t < self.oldest {
             t = self.oldest;
@@ -185,9 +190,13 @@ impl<'a> Installer<'a> {
                 if let Some(held) = self.in_use(dest) {
                     return Ok((Action::Keep, Some(held)));
                 }
+                if self.dry_run {
+                    return Ok((action, None));
+                }
                 crate::sync::append::append_rest(self.journal.as_ref(), staged, dest, len)
                     .map_err(write_err)?;
             }
+            _ if self.dry_run => {}
             _ => {
                 crate::sync::place_unsynced(staged, dest).map_err(write_err)?;
                 self.written(dest);
@@ -260,7 +269,9 @@ impl<'a> Installer<'a> {
         let mut move_held = None;
         let (own_dest, own_dir, relocated_from) = match moved_from {
             Some(old) if follows && self.in_use(&old).is_none() => {
-                self.relocate(id, &old, &dest)?;
+                if !self.dry_run {
+                    self.relocate(id, &old, &dest)?;
+                }
                 (
                     dest.clone(),
                     dir.clone(),

@@ -106,8 +106,8 @@ impl Installer<'_> {
             std::fs::rename(&old_folder, &new_folder).map_err(write_err(&new_folder))?;
         }
         std::fs::rename(old, new).map_err(write_err(new))?;
-        crate::sync::sync_dir(new_dir);
-        crate::sync::sync_dir(old_dir);
+        crate::fsutil::sync_dir(new_dir);
+        crate::fsutil::sync_dir(old_dir);
         if let Some(paths) = self.local.borrow_mut().get_mut(id) {
             for p in paths.iter_mut().filter(|p| *p == old) {
                 *p = new.to_path_buf();

@@ -157,7 +157,9 @@ pub fn pull(
         machine: me,
         ref mut index,
         progress,
+        dry_run,
     } = *link;
+    debug_assert_eq!(dry_run, installer.dry_run, "the installer writes nothing either");
     let roots: HashMap<String, &Checkout> = checkouts
         .iter()
         .map(|c| (layout::key_dir(&c.key), c))
@@ -353,6 +355,9 @@ pub fn pull(
         }
     }
     installer.sync_written();
+    if dry_run {
+        stale.clear();
+    }
     // Once another machine's copy of a session holds all this machine's
     // copy held, this machine's is only a second copy of one conversation.
     // Its segments go first: a base alone is a whole, older copy.

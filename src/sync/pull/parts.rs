@@ -42,6 +42,7 @@ impl Installer<'_> {
             let (action, local_len) =
                 decide_part(&dest, part, supersedes && !part.path.appended())?;
             match action {
+                PartAction::Write if self.dry_run => out.written += 1,
                 PartAction::Write => {
                     let write_err = |source| SessionError::Write {
                         path: dest.clone(),

@@ -37,6 +37,8 @@ pub struct Pushed {
     /// Transcript bytes sent: all of them, or only the new ones in a
     /// segment.
     pub sent: u64,
+    /// The segment it went as; `None`: whole.
+    pub segment: Option<u32>,
     pub partial_tail: u64,
     /// Side files carried, and those left behind with why.
     pub parts: usize,
@@ -95,6 +97,7 @@ pub fn push(
         machine,
         ref mut index,
         progress,
+        dry_run,
     } = *link;
     let names: Vec<ObjectName> = sessions
         .iter()
@@ -103,7 +106,7 @@ pub fn push(
     let listed = transport.list()?;
     let has_record = super::encryption::listed(&listed.objects);
     super::encryption::check_layers(transport, layers, has_record, false)?;
-    if layers.is_encrypted() && !has_record {
+    if layers.is_encrypted() && !has_record && !dry_run {
         // Gone (or never written by an older build): say again that this
         // sync dir is encrypted, and to whom.
         let again = super::encryption::Record::new(
@@ -342,6 +345,32 @@ pub fn push(
                 .push((id.clone(), SessionError::HoldsSecrets { id, secrets }));
             continue;
         }
+        if dry_run {
+            // What would go: the bytes after the copy there, and the side
+            // files that changed.
+            let parts: u64 = sending
+                .parts
+                .iter()
+                .filter_map(|p| match &p.data {
+                    crate::bundle::PartData::File(f) => p.len.or_else(|| Stamp::of(f).map(|s| s.size)),
+                    crate::bundle::PartData::Bytes(b) => Some(b.len() as u64),
+                })
+                .sum();
+            report.pushed.push(Pushed {
+                id,
+                key: placement.key.clone(),
+                object: object.clone(),
+                bytes: out.len,
+                lines: 0,
+                sent: out.len - sending.from + parts,
+                segment: seg.as_ref().map(|(seq, ..)| *seq),
+                partial_tail: out.partial_tail,
+                parts: sending.parts.len(),
+                skipped_parts: out.skipped_parts.clone(),
+                secrets,
+            });
+            continue;
+        }
         let (name, file) = match &seg {
             Some((seq, ..)) => (
                 ObjectName::for_segment(&placement.key, &id, machine, *seq),
@@ -369,6 +398,7 @@ pub fn push(
                     + body.lines
             }),
             sent: body.len,
+            segment: seg.as_ref().map(|(seq, ..)| *seq),
             partial_tail: out.partial_tail,
             parts: out.parts.len(),
             skipped_parts: out.skipped_parts.clone(),
@@ -451,7 +481,7 @@ pub fn push(
     // stored holds all of it (by the length and hash recorded when it was
     // pushed), it is only a second copy of one session.
     let mut moved = Vec::new();
-    for p in &report.pushed {
+    for p in report.pushed.iter().filter(|_| !dry_run) {
         let source = sessions
             .iter()
             .find(|(s, _)| s.file.id == p.id)
@@ -497,7 +527,9 @@ pub fn push(
     // Leftovers of a killed push of this machine's go now, wherever they
     // are (a store only looks in the folders it writes to); failing to is
     // harmless.
-    let _ = transport.remove_own_temps();
+    if !dry_run {
+        let _ = transport.remove_own_temps();
+    }
     Ok(report)
 }
 

@@ -48,6 +48,7 @@ fn run(
         machine: m,
         index,
         progress: &crate::sync::Quiet,
+        dry_run: false,
     };
     let home =
         crate::claude::ClaudeHome::resolve(Some(dir.join("claude").into()), None, None).unwrap();
