@@ -8,6 +8,7 @@ mod encryption;
 mod env;
 mod errors;
 mod fidelity;
+mod fuzz_seeds;
 mod hands_free;
 mod hardening;
 pub mod real_client;
