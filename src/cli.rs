@@ -25,6 +25,18 @@ pub struct Cli {
     /// Print nothing but data and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// When to colour status, warnings and errors: `auto` colours on a
+    /// terminal unless NO_COLOR is set.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorWhen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Subcommand)]

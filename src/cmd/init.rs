@@ -11,6 +11,7 @@ use ccsync::transport::{Location, ObjectName, Transport};
 
 use super::{Env, Outcome};
 use crate::cli::InitArgs;
+use crate::error::{HintExt, hinted};
 
 /// What `machines/<name>.json` in the sync dir holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,9 +43,9 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         Some(name) => MachineName::parse(name)?,
         None => {
             let host = gethostname::gethostname();
-            MachineName::from_hostname(&host.to_string_lossy()).with_context(|| {
-                format!("cannot make a machine name from the host name {host:?}; pass --name")
-            })?
+            MachineName::from_hostname(&host.to_string_lossy())
+                .with_context(|| format!("cannot make a machine name from the host name {host:?}"))
+                .hint("pass --name")?
         }
     };
     let _lock = env.lock()?;
@@ -86,10 +87,13 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         && claim.machine_id != machine_id
         && !args.force
     {
-        bail!(
-            "machine name {machine} is already taken in {} by another machine; choose another with --name, or pass --force if that machine is gone",
-            transport.location()
-        );
+        return Err(hinted(
+            format!(
+                "machine name {machine} is already taken in {} by another machine",
+                transport.location()
+            ),
+            "choose another with --name, or pass --force if that machine is gone",
+        ));
     }
     let claim = Claim {
         machine: machine.to_string(),

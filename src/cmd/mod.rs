@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 
 use ccsync::claude::ClaudeHome;
 use ccsync::claude::sessions::{LocalSession, Skipped};
@@ -35,6 +35,7 @@ use ccsync::sync::pull::Installer;
 use ccsync::transport::{Location, Opener, Transport};
 
 use crate::cli::{Cli, Command};
+use crate::error::{HintExt, hinted};
 use crate::ui::Ui;
 
 /// How a command ended when it did not fail outright.
@@ -105,17 +106,20 @@ impl Env {
             home,
             std::env::var("CLAUDE_CODE_PROJECT_DIR_NAME").ok(),
         )
-        .context("cannot find your home directory; set HOME or CLAUDE_CONFIG_DIR")?;
+        .context("cannot find your home directory")
+        .hint("set HOME or CLAUDE_CONFIG_DIR")?;
         let config_dir = match non_empty("CCSYNC_CONFIG_DIR") {
             Some(dir) => PathBuf::from(dir),
             None => directories::ProjectDirs::from("", "", "ccsync")
-                .context("cannot find a config directory for ccsync; set CCSYNC_CONFIG_DIR")?
+                .context("cannot find a config directory for ccsync")
+                .hint("set CCSYNC_CONFIG_DIR")?
                 .config_dir()
                 .to_path_buf(),
         };
         let cwd = std::env::current_dir()
             .and_then(|d| d.canonicalize())
-            .context("cannot read the current directory; cd somewhere that exists")?;
+            .context("cannot read the current directory")
+            .hint("cd somewhere that exists")?;
         Ok(Self {
             claude,
             config_dir: ConfigDir::new(config_dir),
@@ -146,12 +150,15 @@ impl Env {
 
     /// How this machine stores objects in its sync dir, its keys read.
     pub fn layers(&self, config: &Config) -> Result<ccsync::bundle::layers::Layers> {
-        config.layers().with_context(|| {
-            format!(
-                "cannot use the keys in {}; fix them, or run `ccsync init` again",
-                self.config_dir.config_file().display()
-            )
-        })
+        config
+            .layers()
+            .with_context(|| {
+                format!(
+                    "cannot use the keys in {}",
+                    self.config_dir.config_file().display()
+                )
+            })
+            .hint("fix them, or run `ccsync init` again")
     }
 
     pub fn location(&self, text: &str) -> Result<Location> {
@@ -391,17 +398,21 @@ impl Local {
                         skipped.reason
                     )
                 }
-                bail!(
-                    "no session {wanted:?} on this machine; `ccsync list` shows the sessions here"
-                )
+                Err(hinted(
+                    format!("no session {wanted:?} on this machine"),
+                    "`ccsync list` shows the sessions here",
+                ))
             }
-            many => Err(anyhow!(
-                "{wanted:?} matches {} sessions ({}); give more of the id",
-                many.len(),
-                many.iter()
-                    .map(|(s, _)| s.file.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            many => Err(hinted(
+                format!(
+                    "{wanted:?} matches {} sessions ({})",
+                    many.len(),
+                    many.iter()
+                        .map(|(s, _)| s.file.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "give more of the id",
             )),
         }
     }
@@ -434,10 +445,13 @@ impl Local {
         match wanted {
             Some(w) => self.select(w),
             None => self.newest_of(&here.key).ok_or_else(|| {
-                anyhow!(
-                    "no session of project {} (the current directory) under {}; run Claude Code here first, or name a session (`ccsync list` shows them)",
-                    here.key,
-                    env.claude.projects_dir().display()
+                hinted(
+                    format!(
+                        "no session of project {} (the current directory) under {}",
+                        here.key,
+                        env.claude.projects_dir().display()
+                    ),
+                    "run Claude Code here first, or name a session (`ccsync list` shows them)",
                 )
             }),
         }
@@ -472,17 +486,21 @@ pub fn remote_session(
     };
     match ids.as_slice() {
         [one] => Ok(one.clone()),
-        [] => bail!(
-            "no session starting with {wanted} in {location}{from}; `ccsync list --remote` shows what is there"
-        ),
-        many => bail!(
-            "{wanted:?} matches {} sessions in {location} ({}); give more of the id",
-            many.len(),
-            many.iter()
-                .map(|id| id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        [] => Err(hinted(
+            format!("no session starting with {wanted} in {location}{from}"),
+            "`ccsync list --remote` shows what is there",
+        )),
+        many => Err(hinted(
+            format!(
+                "{wanted:?} matches {} sessions in {location} ({})",
+                many.len(),
+                many.iter()
+                    .map(|id| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "give more of the id",
+        )),
     }
 }
 

@@ -2,6 +2,7 @@
 //! each with its own HOME, Claude Code config dir and ccsync config dir, and
 //! a cleared environment. Nothing here touches the developer's own files.
 
+mod cli;
 mod corpus;
 mod daily;
 mod encryption;
