@@ -206,13 +206,15 @@ pub fn run(env: &Env, args: &DoctorArgs) -> Result<Outcome> {
         })?;
     } else {
         for c in &checks.0 {
-            let mark = match c.status {
-                Status::Ok => "ok  ",
-                Status::Warn => "warn",
-                Status::Fail => "FAIL",
+            let (mark, style) = match c.status {
+                Status::Ok => ("ok  ", crate::color::DONE),
+                Status::Warn => ("warn", crate::color::WARNING),
+                Status::Fail => ("FAIL", crate::color::ERROR),
             };
-            env.ui
-                .data(format_args!("[{mark}] {}: {}", c.name, c.message))?;
+            env.ui.data(format_args!(
+                "[{style}{mark}{style:#}] {}: {}",
+                c.name, c.message
+            ))?;
         }
         for (key, (root, exists)) in &projects {
             let gone = if *exists { "" } else { "  (missing)" };

@@ -1,6 +1,9 @@
 //! One module per subcommand, each with `run(&Env, &Args) -> Result<Outcome>`,
 //! and what they share: the environment, the local sessions, the transport.
+//! `completions` and `man` only print what cli.rs defines: they take no
+//! `Env`, so they work where there is no home or config (a package build).
 
+mod completions;
 mod doctor;
 mod export;
 mod forget;
@@ -8,12 +11,14 @@ mod hooks;
 mod import;
 mod init;
 mod list;
+mod man;
 mod notes;
 mod presence;
 mod pull;
 mod push;
 mod recipients;
 mod resume;
+mod status;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -63,6 +68,11 @@ impl Outcome {
 }
 
 pub fn run(cli: Cli) -> Result<Outcome> {
+    match &cli.command {
+        Command::Completions(args) => return completions::run(args),
+        Command::Man => return man::run(),
+        _ => {}
+    }
     let env = Env::from_process(cli.quiet)?;
     env.tidy_after_killed_runs();
     match &cli.command {
@@ -73,6 +83,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Export(args) => export::run(&env, args),
         Command::Import(args) => import::run(&env, args),
         Command::Doctor(args) => doctor::run(&env, args),
+        Command::Status(args) => status::run(&env, args),
         Command::Forget(args) => forget::run(&env, args),
         Command::Recipients(args) => recipients::run(&env, args),
         Command::Resume(args) => resume::run(&env, args),
@@ -80,6 +91,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Hook(args) => hooks::handle(&env, args),
         Command::Watch(args) => watch::run(&env, args),
         Command::Presence(args) => presence::run(&env, args),
+        Command::Completions(_) | Command::Man => unreachable!("handled above"),
     }
 }
 

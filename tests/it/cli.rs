@@ -1,8 +1,10 @@
-//! The command line itself: colour, how errors read, and the human output
-//! of list, doctor and export.
+//! The command line itself: version, completions, the man page, colour,
+//! how errors read, and the human output of list, doctor and export.
 
 use std::path::Path;
 use std::process::Output;
+
+use predicates::prelude::*;
 
 use crate::env::*;
 
@@ -59,6 +61,84 @@ pub fn on_terminal(
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let w = World::new();
+    let a = w.machine("a");
+    let out = a.run(&w.root(), &["--version"]).success();
+    let said = text(&out.get_output().stdout);
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or("unknown".to_owned(), |o| text(&o.stdout).trim().to_owned());
+    assert_eq!(
+        said.trim(),
+        format!("ccsync {} ({commit})", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn completions_for_every_shell_come_from_the_one_definition() {
+    let w = World::new();
+    let a = w.machine("a");
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = a.run(&w.root(), &["completions", shell]).success();
+        let script = text(&out.get_output().stdout);
+        for word in ["push", "pull", "status", "completions", "color"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+        assert!(out.get_output().stderr.is_empty(), "{shell}");
+    }
+    // Bash reads the script without a syntax error.
+    let out = a.run(&w.root(), &["completions", "bash"]).success();
+    let file = w.root().join("ccsync.bash");
+    std::fs::write(&file, &out.get_output().stdout).unwrap();
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    a.run(&w.root(), &["completions", "tcsh"])
+        .code(2)
+        .stderr(predicate::str::contains("possible values"));
+}
+
+#[test]
+fn the_man_page_is_roff_with_every_subcommand() {
+    let w = World::new();
+    let a = w.machine("a");
+    let out = a.run(&w.root(), &["man"]).success();
+    let page = text(&out.get_output().stdout);
+    // After the standard definition of the apostrophe string, the title.
+    let first = page
+        .lines()
+        .find(|l| !l.starts_with(".ie ") && !l.starts_with(".el "))
+        .unwrap();
+    assert!(first.starts_with(".TH ccsync 1 "), "{first}");
+    for word in [".SH NAME", ".SH SYNOPSIS", "push", "pull", "status", "init"] {
+        assert!(page.contains(word), "man page lacks {word}");
+    }
+}
+
+#[test]
+fn completions_and_man_need_no_home() {
+    let w = World::new();
+    let a = w.machine("a");
+    for args in [&["man"][..], &["completions", "zsh"]] {
+        a.cmd(&w.root())
+            .env_remove("HOME")
+            .env_remove("CLAUDE_CONFIG_DIR")
+            .env_remove("CCSYNC_CONFIG_DIR")
+            .args(args)
+            .assert()
+            .success();
+    }
 }
 
 #[test]

@@ -74,6 +74,7 @@ fn encrypted_pair() -> Option<Setup> {
         &[
             "init",
             dir,
+            "--create",
             "--name",
             "a",
             "--recipient",
@@ -441,6 +442,7 @@ fn init_again_keeps_a_machine_encrypted() {
         return;
     };
     let elsewhere = w.root().join("another-sync");
+    std::fs::create_dir(&elsewhere).unwrap();
     a.run(
         &w.root(),
         &["init", elsewhere.to_str().unwrap(), "--name", "a"],

@@ -133,6 +133,7 @@ impl Machine {
                 world.sync_dir().to_str().unwrap(),
                 "--name",
                 &self.name,
+                "--create",
             ],
         )
         .success();

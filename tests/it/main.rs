@@ -14,6 +14,7 @@ mod hands_free;
 mod hardening;
 pub mod real_client;
 mod safety;
+mod setup;
 mod side_files;
 mod ssh;
 mod ssh_hardening;
