@@ -10,10 +10,14 @@ use ccsync::bundle::Bundle;
 #[test]
 fn every_fuzz_seed_decodes_without_panic_and_round_trips() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    let mut seeds: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        // cargo leaves fuzz/ (a package of its own) out of the crate tarball.
+        return crate::env::skip_or_fail(&format!(
+            "fuzz seeds: no {} (a crate tarball has none)",
+            dir.display()
+        ));
+    };
+    let mut seeds: Vec<_> = entries.map(|e| e.unwrap().path()).collect();
     seeds.sort();
     assert!(seeds.len() > 100, "{} looks incomplete", dir.display());
     let mut decoded = 0;
