@@ -21,12 +21,13 @@ pub fn on_terminal(
     input: &str,
 ) -> Option<Output> {
     use std::io::Write;
-    if std::process::Command::new("script")
+    // BSD `script` (macOS) takes other arguments.
+    let util_linux = std::process::Command::new("script")
         .arg("--version")
         .output()
-        .is_err()
-    {
-        skip_or_fail("terminal test: `script` (util-linux) is not installed");
+        .is_ok_and(|o| o.status.success());
+    if !util_linux {
+        skip_or_fail("terminal test: `script` from util-linux is not installed");
         return None;
     }
     let words: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_ccsync"))
@@ -95,15 +96,18 @@ fn completions_for_every_shell_come_from_the_one_definition() {
         assert!(out.get_output().stderr.is_empty(), "{shell}");
     }
     // Bash reads the script without a syntax error.
-    let out = a.run(&w.root(), &["completions", "bash"]).success();
-    let file = w.root().join("ccsync.bash");
-    std::fs::write(&file, &out.get_output().stdout).unwrap();
-    let checked = std::process::Command::new("bash")
-        .arg("-n")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    #[cfg(unix)]
+    {
+        let out = a.run(&w.root(), &["completions", "bash"]).success();
+        let file = w.root().join("ccsync.bash");
+        std::fs::write(&file, &out.get_output().stdout).unwrap();
+        let checked = std::process::Command::new("bash")
+            .arg("-n")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(checked.status.success(), "{}", text(&checked.stderr));
+    }
     a.run(&w.root(), &["completions", "tcsh"])
         .code(2)
         .stderr(predicate::str::contains("possible values"));
