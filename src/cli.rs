@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "ccsync",
-    version,
+    version = VERSION,
     propagate_version = true,
     max_term_width = 100
 )]
@@ -25,6 +25,22 @@ pub struct Cli {
     /// Print nothing but data and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// When to colour status, warnings and errors: `auto` colours on a
+    /// terminal unless NO_COLOR is set.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorWhen,
+}
+
+/// The version and the commit it was built from (build.rs), or "unknown"
+/// when it was not built from a git checkout.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CCSYNC_COMMIT"), ")");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,6 +59,9 @@ pub enum Command {
     Import(ImportArgs),
     /// Check the setup and say what is wrong.
     Doctor(DoctorArgs),
+    /// Show this project's sessions here and how syncing is set up (reads
+    /// only; needs no setup and no network).
+    Status(StatusArgs),
     /// Remove a machine's or a session's copies from the sync dir (never a
     /// local transcript).
     Forget(ForgetArgs),
@@ -64,7 +83,22 @@ pub enum Command {
     /// Say in the sync dir which sessions run here (the hooks call it).
     #[command(hide = true)]
     Presence(PresenceArgs),
+    /// Print a completion script for a shell on stdout, e.g.
+    /// `ccsync completions bash > ~/.local/share/bash-completion/completions/ccsync`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout, e.g.
+    /// `ccsync man > ~/.local/share/man/man1/ccsync.1`.
+    Man,
 }
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {}
 
 #[derive(Debug, Args)]
 pub struct PresenceArgs {
@@ -168,9 +202,15 @@ pub struct ForgetArgs {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Sync dir: a directory (created if missing), e.g. a Dropbox or
-    /// Syncthing folder, or a USB stick.
-    pub location: String,
+    /// Sync dir: a directory, e.g. in a Dropbox or Syncthing folder or on a
+    /// USB stick, or an ssh location (`host:path`, `ssh://host/path`).
+    /// Without it, init lists the synced folders it finds here.
+    pub location: Option<String>,
+
+    /// Create the sync dir if it does not exist (without a terminal to ask
+    /// on, a missing directory is refused: it may be a typo).
+    #[arg(long)]
+    pub create: bool,
 
     /// This machine's name in the sync dir [default: the host name].
     #[arg(long, value_name = "MACHINE")]

@@ -14,4 +14,5 @@ pub mod names;
 pub mod project;
 pub mod secrets;
 pub mod sync;
+pub mod synced;
 pub mod transport;

@@ -1,5 +1,7 @@
 mod cli;
 mod cmd;
+mod color;
+mod error;
 mod ui;
 
 use std::process::ExitCode;
@@ -8,8 +10,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    color::init(cli.color);
     match cmd::run(cli) {
         Ok(outcome) => outcome.exit_code(),
-        Err(err) => ui::report_error(&err),
+        Err(err) => error::report(&err),
     }
 }

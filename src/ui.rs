@@ -1,9 +1,9 @@
-//! Printing: data on stdout, status on stderr, errors as `error: …` with
-//! their causes. No colour is used anywhere, so NO_COLOR holds trivially.
+//! Printing: data on stdout, status on stderr, warnings as `Warning: …`
+//! (errors: `crate::error`). Styles go through `anstream`, which drops them
+//! where colour is not wanted (`crate::color`).
 
 use std::fmt::Display;
-use std::io::{self, Write};
-use std::process::ExitCode;
+use std::io::{self, BufRead, Write};
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -66,7 +66,7 @@ impl Ui {
     /// Progress and summaries, silenced by `-q`.
     pub fn status(&self, msg: impl Display) {
         if !self.quiet {
-            eprintln!("{msg}");
+            anstream::eprintln!("{}", crate::color::status_line(&msg.to_string()));
         }
     }
 
@@ -91,12 +91,14 @@ impl Ui {
     /// Something was skipped or looks wrong; never silenced.
     pub fn warn(&self, msg: impl Display) {
         if !self.silent {
-            eprintln!("warning: {msg}");
+            let style = crate::color::WARNING;
+            anstream::eprintln!("{style}Warning:{style:#} {msg}");
         }
     }
 
+    /// A line of data on stdout; styles in it show only on a terminal.
     pub fn data(&self, line: impl Display) -> io::Result<()> {
-        writeln!(io::stdout().lock(), "{line}")
+        writeln!(anstream::stdout().lock(), "{line}")
     }
 
     pub fn json(&self, value: &impl Serialize) -> io::Result<()> {
@@ -106,33 +108,24 @@ impl Ui {
     }
 }
 
-/// Prints an error and its causes, each once, and picks the exit code.
-pub fn report_error(err: &anyhow::Error) -> ExitCode {
-    let broken_pipe = err
-        .chain()
-        .filter_map(|e| e.downcast_ref::<io::Error>())
-        .any(|e| e.kind() == io::ErrorKind::BrokenPipe);
-    if broken_pipe {
-        return ExitCode::SUCCESS;
+/// Asks a yes/no question on the terminal (stderr); `None` when stdin is
+/// not a terminal, so there is nobody to ask.
+pub fn ask(question: &str) -> io::Result<Option<bool>> {
+    use std::io::IsTerminal;
+    if !io::stdin().is_terminal() {
+        return Ok(None);
     }
-    let busy = err
-        .chain()
-        .any(|e| matches!(e.downcast_ref(), Some(ccsync::config::ConfigError::Busy(_))));
-    let mut printed = err.to_string();
-    eprintln!("error: {printed}");
-    for cause in err.chain().skip(1) {
-        let text = cause.to_string();
-        // Domain errors already carry their source in their message.
-        if !printed.contains(&text) {
-            eprintln!("  caused by: {text}");
-            printed.push_str(&text);
-        }
-    }
-    if busy {
-        ExitCode::from(4)
-    } else {
-        ExitCode::FAILURE
-    }
+    let answer = ask_line(&format!("{question} [y/N]"))?;
+    Ok(Some(matches!(answer.trim(), "y" | "Y" | "yes")))
+}
+
+/// Prints `prompt` on stderr and reads a line from stdin.
+pub fn ask_line(prompt: &str) -> io::Result<String> {
+    eprint!("{prompt} ");
+    io::stderr().flush()?;
+    let mut answer = String::new();
+    io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer)
 }
 
 /// `12.4 MB`, in decimal units like most file managers.

@@ -12,6 +12,7 @@ use ccsync::transport::{Location, Transport};
 
 use super::{Env, Local, Outcome, known_projects};
 use crate::cli::DoctorArgs;
+use crate::ui::plural;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -158,9 +159,9 @@ pub fn run(env: &Env, args: &DoctorArgs) -> Result<Outcome> {
                 "sessions",
                 Status::Ok,
                 format!(
-                    "{} sessions in {} projects",
-                    local.sessions.len(),
-                    projects.len()
+                    "{} in {}",
+                    plural(local.sessions.len(), "session", "sessions"),
+                    plural(projects.len(), "project", "projects")
                 ),
             );
             if !local.skipped.is_empty() {
@@ -168,8 +169,8 @@ pub fn run(env: &Env, args: &DoctorArgs) -> Result<Outcome> {
                     "untied",
                     Status::Warn,
                     format!(
-                        "{} files under {} cannot be tied to a project and are not synced (listed below)",
-                        local.skipped.len(),
+                        "{} under {} cannot be tied to a project; not synced (listed below)",
+                        plural(local.skipped.len(), "file", "files"),
                         env.claude.projects_dir().display()
                     ),
                 );
@@ -205,13 +206,15 @@ pub fn run(env: &Env, args: &DoctorArgs) -> Result<Outcome> {
         })?;
     } else {
         for c in &checks.0 {
-            let mark = match c.status {
-                Status::Ok => "ok  ",
-                Status::Warn => "warn",
-                Status::Fail => "FAIL",
+            let (mark, style) = match c.status {
+                Status::Ok => ("ok  ", crate::color::DONE),
+                Status::Warn => ("warn", crate::color::WARNING),
+                Status::Fail => ("FAIL", crate::color::ERROR),
             };
-            env.ui
-                .data(format_args!("[{mark}] {}: {}", c.name, c.message))?;
+            env.ui.data(format_args!(
+                "[{style}{mark}{style:#}] {}: {}",
+                c.name, c.message
+            ))?;
         }
         for (key, (root, exists)) in &projects {
             let gone = if *exists { "" } else { "  (missing)" };

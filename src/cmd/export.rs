@@ -75,7 +75,8 @@ pub fn run(env: &Env, args: &ExportArgs) -> Result<Outcome> {
         if target.as_os_str() == "-" {
             "stdout".to_owned()
         } else {
-            target.display().to_string()
+            // In full: without -o, the file lands wherever the shell was.
+            env.cwd.join(&target).display().to_string()
         }
     ));
     Ok(Outcome::Success)

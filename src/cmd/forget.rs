@@ -1,14 +1,13 @@
 //! `ccsync forget SESSION | --machine NAME [--yes] [--force]`
 
-use std::io::{BufRead, IsTerminal, Write};
-
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use ccsync::names::MachineName;
 use ccsync::transport::ObjectName;
 
 use super::{Env, Outcome};
 use crate::cli::ForgetArgs;
+use crate::error::hinted;
 use crate::ui;
 
 pub fn run(env: &Env, args: &ForgetArgs) -> Result<Outcome> {
@@ -29,9 +28,12 @@ pub fn run(env: &Env, args: &ForgetArgs) -> Result<Outcome> {
         (None, Some(name)) => {
             let machine = MachineName::parse(name)?;
             if machine == me && !args.force {
-                bail!(
-                    "{machine} is this machine; forgetting it removes every copy it pushed. Pass --force if that is what you want"
-                );
+                return Err(hinted(
+                    format!(
+                        "{machine} is this machine; forgetting it removes every copy it pushed"
+                    ),
+                    "pass --force if that is what you want",
+                ));
             }
             let doomed: Vec<ObjectName> = listing
                 .objects
@@ -47,10 +49,10 @@ pub fn run(env: &Env, args: &ForgetArgs) -> Result<Outcome> {
         (None, None) => unreachable!("clap requires one"),
     };
     if doomed.is_empty() {
-        bail!(
-            "{} holds nothing of {what}; `ccsync list --remote` shows what is there",
-            transport.location()
-        );
+        return Err(hinted(
+            format!("{} holds nothing of {what}", transport.location()),
+            "`ccsync list --remote` shows what is there",
+        ));
     }
     let sessions = doomed.iter().filter(|n| n.session().is_some()).count();
     let question = format!(
@@ -93,12 +95,11 @@ pub fn run(env: &Env, args: &ForgetArgs) -> Result<Outcome> {
 
 /// Asks on the terminal; without one, says to pass --yes.
 fn confirm(question: &str) -> Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        bail!("{question} Pass --yes to confirm (no terminal to ask on)");
+    match ui::ask(question)? {
+        Some(yes) => Ok(yes),
+        None => Err(crate::error::hinted(
+            question,
+            "pass --yes to confirm (there is no terminal to ask on)",
+        )),
     }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }

@@ -14,10 +14,10 @@ use serde_json::{Map, Value};
 use ccsync::claude::settings;
 use ccsync::fsutil;
 use ccsync::names::SessionId;
-use ccsync::transport::ssh::shell_quote;
 
 use super::{Env, Outcome};
 use crate::cli::{HookArgs, HookEvent, HooksAction, HooksArgs};
+use crate::error::{HintExt, hinted};
 
 /// What the settings file was before `install` first changed it, so that
 /// `uninstall` can put back its exact bytes.
@@ -49,21 +49,23 @@ pub fn run(env: &Env, args: &HooksArgs) -> Result<Outcome> {
     let mut value: Map<String, Value> = match original.as_deref() {
         None => Map::new(),
         Some(text) if text.trim().is_empty() => Map::new(),
-        Some(text) => serde_json::from_str(text).with_context(|| {
-            format!(
-                "{} is not a JSON object; fix it (Claude Code would not read it either), then try again",
-                path.display()
-            )
-        })?,
+        Some(text) => serde_json::from_str(text)
+            .with_context(|| format!("{} is not a JSON object", path.display()))
+            .hint("fix it (Claude Code would not read it either), then try again")?,
     };
     match args.action {
         HooksAction::Install => {
             let exe = std::env::current_exe()
                 .and_then(|p| p.canonicalize())
                 .context("cannot tell where this ccsync binary is")?;
-            let exe = shell_quote(&exe.to_string_lossy());
+            let exe = exe.to_string_lossy();
+            let exe = shlex::try_quote(&exe).map_err(|_| {
+                anyhow::anyhow!("{exe:?} cannot be written as a shell word for a hook command")
+            })?;
             let changed = settings::install(&mut value, |arg| format!("{exe} hook {arg}"))
-                .map_err(|e| anyhow::anyhow!("{}: {e}; fix it, then try again", path.display()))?;
+                .map_err(|e| {
+                    hinted(format!("{}: {e}", path.display()), "fix it, then try again")
+                })?;
             if !changed {
                 env.ui.status(format_args!(
                     "hooks already installed in {}",

@@ -7,28 +7,23 @@ use ccsync::sync::{now_ms, receive_file};
 
 use super::{Env, Outcome};
 use crate::cli::ImportArgs;
+use crate::error::HintExt;
 
 pub fn run(env: &Env, args: &ImportArgs) -> Result<Outcome> {
     let _lock = env.lock()?;
     let file = &args.file;
     std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
     let staging = env.config_dir.staging()?;
-    let received =
-        receive_file(file, &staging.path().join("import.jsonl.tmp")).with_context(|| {
-            format!(
-                "{} is not a bundle ccsync can import; nothing was changed",
-                file.display()
-            )
-        })?;
+    let received = receive_file(file, &staging.path().join("import.jsonl.tmp"))
+        .with_context(|| format!("{} is not a bundle ccsync can import", file.display()))
+        .hint("nothing was changed")?;
     let bundle = &received.meta;
 
     let dir = match &args.cwd {
-        Some(d) => d.canonicalize().with_context(|| {
-            format!(
-                "{} does not exist; clone or create the checkout first",
-                d.display()
-            )
-        })?,
+        Some(d) => d
+            .canonicalize()
+            .with_context(|| format!("{} does not exist", d.display()))
+            .hint("clone or create the checkout first")?,
         None => env.cwd.clone(),
     };
     let placement = env.resolver().place(&dir.to_string_lossy());

@@ -1,4 +1,7 @@
-//! `ccsync init <LOCATION> [--name MACHINE]`
+//! `ccsync init [LOCATION] [--name MACHINE] [--create]`
+
+use std::io::IsTerminal;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -6,11 +9,14 @@ use serde::{Deserialize, Serialize};
 use ccsync::config::Config;
 use ccsync::fsutil;
 use ccsync::names::MachineName;
+use ccsync::synced;
 use ccsync::transport::ssh::SshTransport;
 use ccsync::transport::{Location, ObjectName, Transport};
 
 use super::{Env, Outcome};
 use crate::cli::InitArgs;
+use crate::error::{HintExt, hinted};
+use crate::ui;
 
 /// What `machines/<name>.json` in the sync dir holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,20 +48,27 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         Some(name) => MachineName::parse(name)?,
         None => {
             let host = gethostname::gethostname();
-            MachineName::from_hostname(&host.to_string_lossy()).with_context(|| {
-                format!("cannot make a machine name from the host name {host:?}; pass --name")
-            })?
+            MachineName::from_hostname(&host.to_string_lossy())
+                .with_context(|| format!("cannot make a machine name from the host name {host:?}"))
+                .hint("pass --name")?
         }
     };
-    let _lock = env.lock()?;
-    let location = match env.location(&args.location)? {
+    let (text, chosen) = match &args.location {
+        Some(text) => (text.clone(), false),
+        None => choose_location()?,
+    };
+    let location = match env.location(&text)? {
         Location::Dir(dir) => {
+            if !dir.exists() && !args.create && !chosen {
+                confirm_create(&dir)?;
+            }
             fsutil::create_private_dir_all(&dir)
                 .with_context(|| format!("cannot create the sync dir {}", dir.display()))?;
             Location::Dir(dir.canonicalize()?)
         }
         ssh @ Location::Ssh(_) => ssh,
     };
+    let _lock = env.lock()?;
     let opener = ccsync::transport::Opener {
         owner: Some(machine.clone()),
         ..env.opener()?
@@ -86,10 +99,13 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         && claim.machine_id != machine_id
         && !args.force
     {
-        bail!(
-            "machine name {machine} is already taken in {} by another machine; choose another with --name, or pass --force if that machine is gone",
-            transport.location()
-        );
+        return Err(hinted(
+            format!(
+                "machine name {machine} is already taken in {} by another machine",
+                transport.location()
+            ),
+            "choose another with --name, or pass --force if that machine is gone",
+        ));
     }
     let claim = Claim {
         machine: machine.to_string(),
@@ -170,6 +186,76 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         env.config_dir.config_file().display()
     ));
     Ok(outcome)
+}
+
+/// A sync dir that does not exist may be a typo (`~/Dropbx/ccsync`): made
+/// only when the user says so, with --create or on the terminal.
+fn confirm_create(dir: &Path) -> Result<()> {
+    let shown = quoted(dir);
+    match ui::ask(&format!("{shown} does not exist; create it?"))? {
+        Some(true) => Ok(()),
+        Some(false) => bail!("nothing was set up: {shown} does not exist"),
+        None => Err(hinted(
+            format!("the sync dir {shown} does not exist"),
+            format!("check the path; if it is right, `ccsync init {shown} --create` creates it"),
+        )),
+    }
+}
+
+/// Without a location: the synced folders found here, offered on the
+/// terminal (a `ccsync` folder inside the one picked), else listed in the
+/// error with the command to run. Says whether the user picked one of
+/// them (made without asking again) rather than typing a path.
+fn choose_location() -> Result<(String, bool)> {
+    let found = directories::BaseDirs::new()
+        .map(|b| synced::find(b.home_dir()))
+        .unwrap_or_default();
+    let inside = |f: &synced::SyncedFolder| f.path.join("ccsync");
+    if found.is_empty() {
+        return Err(hinted(
+            "init needs a sync dir",
+            "give a folder every machine sees (in Dropbox, iCloud Drive, OneDrive, Google Drive or Syncthing, on a USB stick) or an ssh location (`host:path`): `ccsync init <dir>`",
+        ));
+    }
+    if !std::io::stdin().is_terminal() {
+        let folders = found
+            .iter()
+            .map(|f| format!("  {} ({})", quoted(&f.path), f.service))
+            .collect::<Vec<_>>()
+            .join("\n");
+        return Err(hinted(
+            "init needs a sync dir",
+            format!(
+                "synced folders found here:\n{folders}\nrun `ccsync init <dir>` with a folder in one of them, e.g. `ccsync init {}`",
+                quoted(&inside(&found[0]))
+            ),
+        ));
+    }
+    let choices = found
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("  {}. {} ({})", i + 1, inside(f).display(), f.service))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let answer = ui::ask_line(&format!(
+        "synced folders found here:\n{choices}\nsync dir [1-{}, or a path; Enter to cancel]:",
+        found.len()
+    ))?;
+    match answer.trim() {
+        "" => bail!("nothing was set up: no sync dir chosen"),
+        n => Ok(match n.parse::<usize>() {
+            Ok(i) if (1..=found.len()).contains(&i) => {
+                (inside(&found[i - 1]).to_string_lossy().into_owned(), true)
+            }
+            _ => (n.to_owned(), false),
+        }),
+    }
+}
+
+/// A path as a shell word, for a command to copy.
+fn quoted(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    shlex::try_quote(&text).map_or_else(|_| text.to_string(), |q| q.into_owned())
 }
 
 /// Moves `old`'s copies to `new` and removes `old`'s claim, if it is this

@@ -4,6 +4,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use ccsync::claude::transcript;
+use ccsync::project::Placement;
 use ccsync::transport::layout;
 
 use super::{Env, Local, Outcome};
@@ -12,7 +13,7 @@ use crate::ui;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct LocalJson {
+pub struct LocalJson {
     session_id: String,
     project_key: String,
     cwd: String,
@@ -50,8 +51,34 @@ fn local(env: &Env, json: bool) -> Result<Outcome> {
         &mut env.load_index(),
         &env.config_dir.load_state().unwrap_or_default(),
     )?;
+    let rows = rows(&local, |_| true);
+    if json {
+        env.ui
+            .json(&rows.iter().map(|(_, r)| r).collect::<Vec<_>>())?;
+    } else {
+        print(env, &rows)?;
+    }
+    env.ui.status(format_args!(
+        "{} under {}",
+        ui::plural(rows.len(), "session", "sessions"),
+        env.claude.projects_dir().display()
+    ));
+    if !local.skipped.is_empty() {
+        env.ui.status(format_args!(
+            "{} skipped: not sessions ccsync can move (see `ccsync doctor`)",
+            ui::plural(local.skipped.len(), "file", "files")
+        ));
+    }
+    Ok(Outcome::Success)
+}
+
+/// The local sessions `keep` accepts, newest first.
+pub fn rows(
+    local: &Local,
+    keep: impl Fn(&Placement) -> bool,
+) -> Vec<(std::time::SystemTime, LocalJson)> {
     let mut rows = Vec::new();
-    for (s, placement) in &local.sessions {
+    for (s, placement) in local.sessions.iter().filter(|(_, p)| keep(p)) {
         let summary = transcript::summarize(&s.file.path).unwrap_or_default();
         rows.push((
             s.file.modified,
@@ -68,42 +95,66 @@ fn local(env: &Env, json: bool) -> Result<Outcome> {
         ));
     }
     rows.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
-    if json {
-        env.ui
-            .json(&rows.iter().map(|(_, r)| r).collect::<Vec<_>>())?;
-    } else {
-        for (modified, row) in &rows {
-            let prompt: String = row
-                .first_prompt
-                .as_deref()
-                .unwrap_or("")
-                .chars()
-                .take(60)
-                .collect();
-            env.ui.data(format_args!(
-                "{}  {}  {:>8}  {:>6}  {}  {}  {}",
-                row.session_id,
-                ui::time(*modified),
-                ui::size(row.bytes),
-                row.lines,
-                row.project_key,
-                row.cwd,
-                prompt
-            ))?;
-        }
+    rows
+}
+
+/// The rows as a table on stdout, under a header (none when empty).
+pub fn print(env: &Env, rows: &[(std::time::SystemTime, LocalJson)]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
     }
-    env.ui.status(format_args!(
-        "{} under {}",
-        ui::plural(rows.len(), "session", "sessions"),
-        env.claude.projects_dir().display()
-    ));
-    if !local.skipped.is_empty() {
-        env.ui.status(format_args!(
-            "{} skipped: not sessions ccsync can move (see `ccsync doctor`)",
-            ui::plural(local.skipped.len(), "file", "files")
-        ));
+    let width = |f: fn(&LocalJson) -> usize, title: &str| {
+        rows.iter()
+            .map(|(_, r)| f(r))
+            .chain([title.chars().count()])
+            .max()
+            .unwrap_or(0)
+    };
+    let key_width = width(|r| r.project_key.chars().count(), "PROJECT");
+    let cwd_width = width(|r| r.cwd.chars().count(), "CWD");
+    let line = |id: &str,
+                time: &str,
+                size: &str,
+                lines: &str,
+                key: &str,
+                cwd: &str,
+                prompt: &str| {
+        format!(
+            "{id:<36}  {time:<16}  {size:>8}  {lines:>6}  {key:<key_width$}  {cwd:<cwd_width$}  {prompt}"
+        )
+        .trim_end()
+        .to_owned()
+    };
+    let header = line(
+        "SESSION",
+        "MODIFIED",
+        "SIZE",
+        "LINES",
+        "PROJECT",
+        "CWD",
+        "FIRST PROMPT",
+    );
+    let style = crate::color::HEADER;
+    env.ui.data(format_args!("{style}{header}{style:#}"))?;
+    for (modified, row) in rows {
+        let prompt: String = row
+            .first_prompt
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .take(60)
+            .collect();
+        env.ui.data(line(
+            &row.session_id,
+            &ui::time(*modified),
+            &ui::size(row.bytes),
+            &row.lines.to_string(),
+            &row.project_key,
+            &row.cwd,
+            &prompt,
+        ))?;
     }
-    Ok(Outcome::Success)
+    Ok(())
 }
 
 fn remote(env: &Env, json: bool) -> Result<Outcome> {
@@ -137,10 +188,15 @@ fn remote(env: &Env, json: bool) -> Result<Outcome> {
     if json {
         env.ui
             .json(&rows.iter().map(|(_, r)| r).collect::<Vec<_>>())?;
-    } else {
+    } else if !rows.is_empty() {
+        let style = crate::color::HEADER;
+        env.ui.data(format_args!(
+            "{style}{:<36}  {:<16}  {:<16}  {:>8}  PROJECT{style:#}",
+            "SESSION", "MACHINE", "MODIFIED", "SIZE"
+        ))?;
         for (modified, row) in &rows {
             env.ui.data(format_args!(
-                "{}  {:<16}  {}  {:>8}  {}",
+                "{}  {:<16}  {:<16}  {:>8}  {}",
                 row.session_id,
                 row.machine,
                 modified.map_or("-".to_owned(), ui::time),

@@ -1,6 +1,9 @@
 //! One module per subcommand, each with `run(&Env, &Args) -> Result<Outcome>`,
 //! and what they share: the environment, the local sessions, the transport.
+//! `completions` and `man` only print what cli.rs defines: they take no
+//! `Env`, so they work where there is no home or config (a package build).
 
+mod completions;
 mod doctor;
 mod export;
 mod forget;
@@ -8,12 +11,14 @@ mod hooks;
 mod import;
 mod init;
 mod list;
+mod man;
 mod notes;
 mod presence;
 mod pull;
 mod push;
 mod recipients;
 mod resume;
+mod status;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -22,7 +27,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 
 use ccsync::claude::ClaudeHome;
 use ccsync::claude::sessions::{LocalSession, Skipped};
@@ -35,6 +40,7 @@ use ccsync::sync::pull::Installer;
 use ccsync::transport::{Location, Opener, Transport};
 
 use crate::cli::{Cli, Command};
+use crate::error::{HintExt, hinted};
 use crate::ui::Ui;
 
 /// How a command ended when it did not fail outright.
@@ -62,6 +68,11 @@ impl Outcome {
 }
 
 pub fn run(cli: Cli) -> Result<Outcome> {
+    match &cli.command {
+        Command::Completions(args) => return completions::run(args),
+        Command::Man => return man::run(),
+        _ => {}
+    }
     let env = Env::from_process(cli.quiet)?;
     env.tidy_after_killed_runs();
     match &cli.command {
@@ -72,6 +83,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Export(args) => export::run(&env, args),
         Command::Import(args) => import::run(&env, args),
         Command::Doctor(args) => doctor::run(&env, args),
+        Command::Status(args) => status::run(&env, args),
         Command::Forget(args) => forget::run(&env, args),
         Command::Recipients(args) => recipients::run(&env, args),
         Command::Resume(args) => resume::run(&env, args),
@@ -79,6 +91,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Hook(args) => hooks::handle(&env, args),
         Command::Watch(args) => watch::run(&env, args),
         Command::Presence(args) => presence::run(&env, args),
+        Command::Completions(_) | Command::Man => unreachable!("handled above"),
     }
 }
 
@@ -105,17 +118,20 @@ impl Env {
             home,
             std::env::var("CLAUDE_CODE_PROJECT_DIR_NAME").ok(),
         )
-        .context("cannot find your home directory; set HOME or CLAUDE_CONFIG_DIR")?;
+        .context("cannot find your home directory")
+        .hint("set HOME or CLAUDE_CONFIG_DIR")?;
         let config_dir = match non_empty("CCSYNC_CONFIG_DIR") {
             Some(dir) => PathBuf::from(dir),
             None => directories::ProjectDirs::from("", "", "ccsync")
-                .context("cannot find a config directory for ccsync; set CCSYNC_CONFIG_DIR")?
+                .context("cannot find a config directory for ccsync")
+                .hint("set CCSYNC_CONFIG_DIR")?
                 .config_dir()
                 .to_path_buf(),
         };
         let cwd = std::env::current_dir()
             .and_then(|d| d.canonicalize())
-            .context("cannot read the current directory; cd somewhere that exists")?;
+            .context("cannot read the current directory")
+            .hint("cd somewhere that exists")?;
         Ok(Self {
             claude,
             config_dir: ConfigDir::new(config_dir),
@@ -146,12 +162,15 @@ impl Env {
 
     /// How this machine stores objects in its sync dir, its keys read.
     pub fn layers(&self, config: &Config) -> Result<ccsync::bundle::layers::Layers> {
-        config.layers().with_context(|| {
-            format!(
-                "cannot use the keys in {}; fix them, or run `ccsync init` again",
-                self.config_dir.config_file().display()
-            )
-        })
+        config
+            .layers()
+            .with_context(|| {
+                format!(
+                    "cannot use the keys in {}",
+                    self.config_dir.config_file().display()
+                )
+            })
+            .hint("fix them, or run `ccsync init` again")
     }
 
     pub fn location(&self, text: &str) -> Result<Location> {
@@ -391,17 +410,21 @@ impl Local {
                         skipped.reason
                     )
                 }
-                bail!(
-                    "no session {wanted:?} on this machine; `ccsync list` shows the sessions here"
-                )
+                Err(hinted(
+                    format!("no session {wanted:?} on this machine"),
+                    "`ccsync list` shows the sessions here",
+                ))
             }
-            many => Err(anyhow!(
-                "{wanted:?} matches {} sessions ({}); give more of the id",
-                many.len(),
-                many.iter()
-                    .map(|(s, _)| s.file.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            many => Err(hinted(
+                format!(
+                    "{wanted:?} matches {} sessions ({})",
+                    many.len(),
+                    many.iter()
+                        .map(|(s, _)| s.file.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "give more of the id",
             )),
         }
     }
@@ -434,10 +457,13 @@ impl Local {
         match wanted {
             Some(w) => self.select(w),
             None => self.newest_of(&here.key).ok_or_else(|| {
-                anyhow!(
-                    "no session of project {} (the current directory) under {}; run Claude Code here first, or name a session (`ccsync list` shows them)",
-                    here.key,
-                    env.claude.projects_dir().display()
+                hinted(
+                    format!(
+                        "no session of project {} (the current directory) under {}",
+                        here.key,
+                        env.claude.projects_dir().display()
+                    ),
+                    "run Claude Code here first, or name a session (`ccsync list` shows them)",
                 )
             }),
         }
@@ -472,17 +498,21 @@ pub fn remote_session(
     };
     match ids.as_slice() {
         [one] => Ok(one.clone()),
-        [] => bail!(
-            "no session starting with {wanted} in {location}{from}; `ccsync list --remote` shows what is there"
-        ),
-        many => bail!(
-            "{wanted:?} matches {} sessions in {location} ({}); give more of the id",
-            many.len(),
-            many.iter()
-                .map(|id| id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        [] => Err(hinted(
+            format!("no session starting with {wanted} in {location}{from}"),
+            "`ccsync list --remote` shows what is there",
+        )),
+        many => Err(hinted(
+            format!(
+                "{wanted:?} matches {} sessions in {location} ({})",
+                many.len(),
+                many.iter()
+                    .map(|id| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "give more of the id",
+        )),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde::Serialize;
 
 use ccsync::config::State;
@@ -282,14 +282,9 @@ pub fn record_placements(state: &mut State, outcomes: &[SessionOutcome]) {
     }
 }
 
+/// A word a POSIX shell reads back as `s` (quoted only when it must be).
 fn shell_quote(s: &str) -> String {
-    if s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
+    shlex::try_quote(s).map_or_else(|_| s.to_owned(), |q| q.into_owned())
 }
 
 /// The session `wanted` names in the sync dir: a whole id (no listing
@@ -375,10 +370,13 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
         && report.bad_objects.is_empty()
         && report.refused.is_empty()
     {
-        bail!(
-            "session {id} is not in {} for any project with a checkout here; cd into the checkout and pull again, or `ccsync list --remote` to see what is there",
-            transport.location()
-        );
+        return Err(crate::error::hinted(
+            format!(
+                "session {id} is not in {} for any project with a checkout here",
+                transport.location()
+            ),
+            "cd into the checkout and pull again, or `ccsync list --remote` to see what is there",
+        ));
     }
 
     let now = now_ms();

@@ -72,10 +72,13 @@ pub fn decide(
         None if keys.is_empty() && previous.is_some_and(|c| !c.recipients.is_empty()) => {
             let recipients = previous.map(|c| c.recipients.clone()).unwrap_or_default();
             let Some(id) = &identity else {
-                bail!(
-                    "this machine encrypts to {} keys but has no identity; give --identity FILE",
-                    recipients.len()
-                );
+                return Err(crate::error::hinted(
+                    format!(
+                        "this machine encrypts to {} but has no identity",
+                        crate::ui::plural(recipients.len(), "key", "keys")
+                    ),
+                    "give --identity FILE",
+                ));
             };
             check_can_read(id, &recipients, &location)?;
             (recipients, true)

@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use super::{Env, Local, Outcome};
 use crate::cli::{PullArgs, PushArgs, ResumeArgs};
+use crate::error::hinted;
 
 pub fn run(env: &Env, args: &ResumeArgs) -> Result<Outcome> {
     // What other machines did first, so the client loads it. An
@@ -39,16 +40,20 @@ pub fn run(env: &Env, args: &ResumeArgs) -> Result<Outcome> {
         (session.file.id.clone(), PathBuf::from(&session.cwd))
     };
     if !cwd.is_dir() {
-        bail!(
-            "session {id} belongs in {}, which does not exist here; create it (or check out the project there), then resume again",
-            cwd.display()
-        );
+        return Err(hinted(
+            format!(
+                "session {id} belongs in {}, which does not exist here",
+                cwd.display()
+            ),
+            "create it (or check out the project there), then resume again",
+        ));
     }
     let registry = ccsync::claude::registry::Registry::scan(env.claude.root());
     if let Some(pid) = registry.running(id.as_str()) {
-        bail!(
-            "session {id} is already running here (Claude Code process {pid}); switch to it, or close it first"
-        );
+        return Err(hinted(
+            format!("session {id} is already running here (Claude Code process {pid})"),
+            "switch to it, or close it first",
+        ));
     }
 
     let client = std::env::var_os("CCSYNC_CLAUDE")

@@ -35,6 +35,7 @@ fn session_id(name: &str, i: usize) -> String {
 }
 
 #[test]
+#[ignore = "needs a transcript corpus: CCSYNC_CORPUS (README: Tests)"]
 fn every_corpus_transcript_round_trips_byte_for_byte() {
     let Some(dir) = corpus_dir() else {
         return skip_or_fail("no corpus: set CCSYNC_CORPUS to the shared corpus folder");
@@ -115,6 +116,7 @@ fn every_corpus_transcript_round_trips_byte_for_byte() {
 /// as a whole copy, then the rest as a segment, pulled onto the state the
 /// other machine already has. Each arrives byte for byte.
 #[test]
+#[ignore = "needs a transcript corpus: CCSYNC_CORPUS (README: Tests)"]
 fn every_corpus_transcript_travels_in_segments_byte_for_byte() {
     let Some(dir) = corpus_dir() else {
         return skip_or_fail("no corpus: set CCSYNC_CORPUS to the shared corpus folder");

@@ -133,6 +133,7 @@ impl Machine {
                 world.sync_dir().to_str().unwrap(),
                 "--name",
                 &self.name,
+                "--create",
             ],
         )
         .success();
@@ -301,9 +302,12 @@ pub fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-/// Set in CI: a test that cannot run there must fail, not skip. (The
-/// corpus is the one thing CI cannot install; .ci/run says loudly when it
-/// is missing and sets CCSYNC_TEST_CORPUS_OPTIONAL.)
+/// A test that needs what this machine lacks. Such tests are `#[ignore]`d,
+/// so a plain `cargo test` counts them as ignored; run with
+/// `-- --include-ignored`, they say SKIPPED, or fail when
+/// CCSYNC_TEST_REQUIRE_ALL is set (CI). (The corpus is the one thing CI
+/// cannot install; .ci/run says loudly when it is missing and sets
+/// CCSYNC_TEST_CORPUS_OPTIONAL.)
 pub fn skip_or_fail(what: &str) {
     let corpus_optional =
         what.starts_with("no corpus") && std::env::var_os("CCSYNC_TEST_CORPUS_OPTIONAL").is_some();

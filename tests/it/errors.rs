@@ -226,7 +226,7 @@ fn hostile_and_malformed_bundles_change_nothing() {
             .code(1)
             .stderr(predicate::str::contains(file.to_str().unwrap()));
         let err = stderr(&out);
-        assert!(err.starts_with("error: "), "{name}: {err}");
+        assert!(err.starts_with("Error: "), "{name}: {err}");
         assert_eq!(snapshot(&b.claude), before, "{name} changed the config dir");
     }
 }

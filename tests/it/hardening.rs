@@ -62,6 +62,7 @@ impl Drop for Tmpfs {
 /// client's next line still lands on a line of its own.
 #[cfg(target_os = "linux")]
 #[test]
+#[ignore = "needs root, to mount a tmpfs (README: Tests)"]
 fn a_full_disk_during_an_append_leaves_the_transcript_as_it_was() {
     let p = pair();
     let Some(_disk) = Tmpfs::mount(&p.b.claude, "1m") else {

@@ -2,12 +2,15 @@
 //! each with its own HOME, Claude Code config dir and ccsync config dir, and
 //! a cleared environment. Nothing here touches the developer's own files.
 
+mod cli;
 mod corpus;
 mod daily;
 mod encryption;
 mod env;
 mod errors;
 mod fidelity;
+mod fuzz_seeds;
+mod getting_started;
 mod hands_free;
 mod hardening;
 pub mod real_client;

@@ -56,6 +56,7 @@ pub fn setup(remote_name: &str) -> Option<Setup> {
 }
 
 #[test]
+#[ignore = "needs sshd from openssh-server (README: Tests)"]
 fn push_and_pull_over_ssh() {
     let Some(s) = setup("remote sync") else {
         return;
@@ -95,6 +96,7 @@ fn push_and_pull_over_ssh() {
 }
 
 #[test]
+#[ignore = "needs sshd from openssh-server (README: Tests)"]
 fn many_sessions_take_at_most_three_ssh_processes() {
     let Some(s) = setup("many") else { return };
     let ids: Vec<String> = (0..40)
@@ -138,6 +140,7 @@ fn many_sessions_take_at_most_three_ssh_processes() {
 }
 
 #[test]
+#[ignore = "needs sshd from openssh-server (README: Tests)"]
 fn remote_paths_never_reach_a_shell_unquoted() {
     let Some(s) = setup("it's $(touch pwned) here; `touch pwned2` \"q\" $HOME") else {
         return;
@@ -165,6 +168,7 @@ fn remote_paths_never_reach_a_shell_unquoted() {
 }
 
 #[test]
+#[ignore = "needs sshd from openssh-server (README: Tests)"]
 fn one_folder_works_over_ssh_and_as_a_local_directory() {
     let Some(s) = setup("shared") else { return };
     // C lives on the ssh host: it uses the folder directly.
@@ -191,6 +195,7 @@ fn one_folder_works_over_ssh_and_as_a_local_directory() {
 }
 
 #[test]
+#[ignore = "needs sshd from openssh-server (README: Tests)"]
 fn doctor_over_ssh() {
     let Some(s) = setup("doc") else { return };
     let out = run(&s.a, &s.ssh, &s.w.root(), &["doctor", "--json"]).success();
@@ -236,6 +241,7 @@ fn assert_fails(s: &Setup, ssh: &str, want: &str) {
 }
 
 #[test]
+#[ignore = "needs sshd from openssh-server (README: Tests)"]
 fn failures_are_fast_and_clear() {
     let Some(s) = setup("fail") else { return };
     s.a.write_session(&s.a_repo, SID, &transcript(SID, &s.a_repo, 2, "f"));
@@ -274,6 +280,7 @@ fn failures_are_fast_and_clear() {
 }
 
 #[test]
+#[ignore = "needs sshd from openssh-server (README: Tests)"]
 fn remote_directory_missing_or_not_writable() {
     let Some(s) = setup("gone") else { return };
     std::fs::remove_dir_all(&s.remote).unwrap();

@@ -78,6 +78,7 @@ fn big_transcript(id: &str, cwd: &Path, mb: usize) -> Vec<u8> {
 
 #[cfg(target_os = "linux")]
 #[test]
+#[ignore = "needs sshd from openssh-server (README: Tests)"]
 fn a_host_that_freezes_mid_push_ends_it_in_bounded_time() {
     use std::io::Read;
     use std::process::Stdio;
@@ -148,6 +149,7 @@ fn a_host_that_freezes_mid_push_ends_it_in_bounded_time() {
 
 #[cfg(unix)]
 #[test]
+#[ignore = "needs sshd from openssh-server (README: Tests)"]
 fn planted_links_are_refused_by_path_and_their_targets_untouched() {
     let Some(s) = setup("linked") else { return };
     let a_gizmo =
@@ -231,6 +233,7 @@ fn planted_links_are_refused_by_path_and_their_targets_untouched() {
 /// gone), both meet a sparse object just over the limit beside a good one.
 #[cfg(target_os = "linux")]
 #[test]
+#[ignore = "needs sshd from openssh-server (README: Tests)"]
 fn an_oversized_object_is_reported_never_sent_and_the_others_still_arrive() {
     let Some(s) = setup("oversized") else { return };
     s.a.write_session(&s.a_repo, SID, &transcript(SID, &s.a_repo, 4, "fine"));

@@ -159,7 +159,10 @@ pub fn pull(
         progress,
         dry_run,
     } = *link;
-    debug_assert_eq!(dry_run, installer.dry_run, "the installer writes nothing either");
+    debug_assert_eq!(
+        dry_run, installer.dry_run,
+        "the installer writes nothing either"
+    );
     let roots: HashMap<String, &Checkout> = checkouts
         .iter()
         .map(|c| (layout::key_dir(&c.key), c))

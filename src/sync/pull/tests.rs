@@ -107,7 +107,7 @@ impl Fixture {
             machine: &me,
             index: &mut Index::default(),
             progress: &crate::sync::Quiet,
-        dry_run: false,
+            dry_run: false,
         };
         pull(
             &mut link,
@@ -315,7 +315,7 @@ fn an_unchanged_session_is_not_fetched_again() {
                 machine: &me,
                 index,
                 progress: &crate::sync::Quiet,
-        dry_run: false,
+                dry_run: false,
             },
             &installer,
             &checkouts,

@@ -352,7 +352,9 @@ pub fn push(
                 .parts
                 .iter()
                 .filter_map(|p| match &p.data {
-                    crate::bundle::PartData::File(f) => p.len.or_else(|| Stamp::of(f).map(|s| s.size)),
+                    crate::bundle::PartData::File(f) => {
+                        p.len.or_else(|| Stamp::of(f).map(|s| s.size))
+                    }
                     crate::bundle::PartData::Bytes(b) => Some(b.len() as u64),
                 })
                 .sum();
