@@ -254,6 +254,11 @@ pub struct PushArgs {
     #[arg(long)]
     pub allow_secrets: bool,
 
+    /// Print what would be sent (per session: whole or only what was
+    /// added, why, and how many bytes) and change nothing anywhere.
+    #[arg(long)]
+    pub dry_run: bool,
+
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -272,6 +277,11 @@ pub struct PullArgs {
     /// Replace transcripts even when Claude Code seems to be writing them.
     #[arg(long)]
     pub force: bool,
+
+    /// Print what would be written (per session: install, update, fork,
+    /// keep, and why; bytes) and change nothing anywhere.
+    #[arg(long)]
+    pub dry_run: bool,
 
     /// Print the result as JSON on stdout.
     #[arg(long)]

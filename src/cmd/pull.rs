@@ -344,6 +344,7 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
     };
     let mut installer = env.installer(args.force)?;
     installer.hold = except.clone();
+    installer.dry_run = args.dry_run;
     let layers = env.layers(&config)?;
     let mut link = Link {
         transport: transport.as_ref(),
@@ -352,7 +353,7 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
         machine: &machine,
         index: &mut index,
         progress: &env.ui.bar("pulling"),
-        dry_run: false,
+        dry_run: args.dry_run,
     };
     let report = pull::pull(
         &mut link,
@@ -379,6 +380,9 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
         ));
     }
 
+    if args.dry_run {
+        return dry_run(env, &transport.location(), &report, args.json);
+    }
     let now = now_ms();
     for o in &report.outcomes {
         if let Some(c) = checkouts.iter().find(|c| c.key == o.key) {
@@ -404,6 +408,107 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
             .count(),
     );
     print_report(env, &transport.location(), &report, args.json)
+}
+
+/// What `pull --dry-run` says: per session what would be written where,
+/// and why; nothing was.
+fn dry_run(env: &Env, location: &str, report: &PullReport, json: bool) -> Result<Outcome> {
+    let why = |o: &SessionOutcome| -> String {
+        let mut v: Vec<String> = o
+            .verdicts
+            .iter()
+            .map(|(m, v)| {
+                let said = match v {
+                    Verdict::Chosen => "the longest copy, taken",
+                    Verdict::UpToDate => "the same as here",
+                    Verdict::Contained => "holds nothing new",
+                    Verdict::LocalAhead => "this machine has more",
+                    Verdict::Diverged => "a branch of its own",
+                };
+                format!("{m}'s {said}")
+            })
+            .collect();
+        v.dedup();
+        v.join("; ")
+    };
+    let mut rows = Vec::new();
+    for o in &report.outcomes {
+        let (what, bytes) = match (o.held.as_ref(), o.action) {
+            (Some(held), _) => (format!("keep (Claude Code is writing it: {held})"), 0),
+            (None, Action::Install { .. }) => ("install".to_owned(), o.bytes),
+            (None, Action::FastForward { .. }) => ("update".to_owned(), o.bytes),
+            (None, Action::Keep) => ("keep".to_owned(), 0),
+        };
+        env.ui.status(format_args!(
+            "would {what} {}{} ({}): {}{}",
+            o.id,
+            o.from
+                .as_ref()
+                .map_or(String::new(), |m| format!(" from {m}")),
+            ui::size(bytes),
+            why(o),
+            if o.parts.written > 0 {
+                format!(
+                    "; {}",
+                    ui::plural(o.parts.written, "side file", "side files")
+                )
+            } else {
+                String::new()
+            }
+        ));
+        rows.push(serde_json::json!({
+            "sessionId": o.id.to_string(),
+            "action": what,
+            "from": o.from.as_ref().map(ToString::to_string),
+            "bytes": bytes,
+            "transcript": o.transcript.display().to_string(),
+            "why": why(o),
+            "sideFiles": o.parts.written,
+        }));
+        for f in &o.forks {
+            let fork_what = match (&f.held, f.action) {
+                (Some(_), _) | (None, Action::Keep) => "keep",
+                (None, _) => "fork",
+            };
+            env.ui.status(format_args!(
+                "would {fork_what} {}'s branch of {} as session {}",
+                f.machine, o.id, f.id
+            ));
+            rows.push(serde_json::json!({
+                "sessionId": f.id.to_string(),
+                "action": fork_what,
+                "from": f.machine.to_string(),
+                "branchOf": o.id.to_string(),
+                "transcript": f.transcript.display().to_string(),
+            }));
+        }
+    }
+    for (name, reason) in &report.bad_objects {
+        env.ui
+            .warn(format_args!("would skip {location}/{name}: {reason}"));
+    }
+    for (id, e) in &report.failed {
+        env.ui.warn(format_args!("would fail {id}: {e}"));
+    }
+    env.ui.status(format_args!(
+        "dry run: {} from {location}; nothing was written",
+        ui::plural(report.outcomes.len(), "session", "sessions")
+    ));
+    if json {
+        env.ui.json(&serde_json::json!({
+            "dryRun": true,
+            "location": location,
+            "sessions": rows,
+            "skipped": report.bad_objects.iter().map(|(n, r)| serde_json::json!({
+                "object": n.to_string(), "reason": r,
+            })).collect::<Vec<_>>(),
+        }))?;
+    }
+    Ok(if report.incomplete() {
+        Outcome::Partial
+    } else {
+        Outcome::Success
+    })
 }
 
 /// Nothing for this checkout, but sessions of other projects: perhaps one

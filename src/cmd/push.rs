@@ -94,7 +94,7 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
         machine: &machine,
         index: &mut index,
         progress: &env.ui.bar("pushing"),
-        dry_run: false,
+        dry_run: args.dry_run,
     };
     let finder = PartFinder::new(&env.claude);
     let scan = match config.secrets {
@@ -103,6 +103,9 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
         SecretsPolicy::Warn | SecretsPolicy::Refuse => SecretScan::Warn,
     };
     let report = push::push(&mut link, &finder, &chosen, now, args.force, scan)?;
+    if args.dry_run {
+        return dry_run(env, &report, &transport.location(), args.json);
+    }
 
     env.save_index(&index);
     for (_, placement) in chosen
@@ -206,4 +209,56 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
     } else {
         Ok(Outcome::Partial)
     }
+}
+
+/// What `push --dry-run` says: per session what would go and why; nothing
+/// was written.
+fn dry_run(env: &Env, report: &push::PushReport, location: &str, json: bool) -> Result<Outcome> {
+    for p in &report.pushed {
+        env.ui.status(format_args!(
+            "would push {} ({}{}): {}, {}",
+            p.id,
+            match p.segment {
+                Some(seq) => format!("segment {seq}"),
+                None => "whole".to_owned(),
+            },
+            ui::side_files(p.parts),
+            p.why,
+            ui::size(p.sent)
+        ));
+    }
+    for (id, e) in &report.failed {
+        env.ui.warn(format_args!("would not push {id}: {e}"));
+    }
+    let total: u64 = report.pushed.iter().map(|p| p.sent).sum();
+    env.ui.status(format_args!(
+        "dry run: would push {} ({}) to {location}; {} unchanged; nothing was written",
+        ui::plural(report.pushed.len(), "session", "sessions"),
+        ui::size(total),
+        report.unchanged.len()
+    ));
+    if json {
+        env.ui.json(&serde_json::json!({
+            "dryRun": true,
+            "location": location,
+            "wouldPush": report.pushed.iter().map(|p| serde_json::json!({
+                "sessionId": p.id.to_string(),
+                "projectKey": p.key.to_string(),
+                "object": p.object.to_string(),
+                "segment": p.segment,
+                "why": p.why,
+                "bytes": p.sent,
+            })).collect::<Vec<_>>(),
+            "unchanged": report.unchanged.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "failed": report.failed.iter().map(|(id, e)| serde_json::json!({
+                "sessionId": id.to_string(),
+                "error": e.to_string(),
+            })).collect::<Vec<_>>(),
+        }))?;
+    }
+    Ok(if report.failed.is_empty() {
+        Outcome::Success
+    } else {
+        Outcome::Partial
+    })
 }

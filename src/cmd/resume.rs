@@ -16,6 +16,7 @@ pub fn run(env: &Env, args: &ResumeArgs) -> Result<Outcome> {
     let pulled = super::pull::run(
         env,
         &PullArgs {
+            dry_run: false,
             session: args.session.clone(),
             all: false,
             force: false,
@@ -82,6 +83,7 @@ pub fn run(env: &Env, args: &ResumeArgs) -> Result<Outcome> {
     let pushed = super::push::run(
         env,
         &PushArgs {
+            dry_run: false,
             session: Some(id.to_string()),
             all: false,
             force: false,

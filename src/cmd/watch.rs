@@ -74,6 +74,7 @@ pub fn run(env: &Env, args: &WatchArgs) -> Result<Outcome> {
             let result = super::push::run(
                 &inner,
                 &PushArgs {
+                    dry_run: false,
                     session: None,
                     all: true,
                     force: false,
@@ -91,6 +92,7 @@ pub fn run(env: &Env, args: &WatchArgs) -> Result<Outcome> {
             let result = super::pull::run(
                 &inner,
                 &PullArgs {
+                    dry_run: false,
                     session: None,
                     all: true,
                     force: false,

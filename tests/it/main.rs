@@ -5,6 +5,7 @@
 mod cli;
 mod corpus;
 mod daily;
+mod dry_run;
 mod encryption;
 mod env;
 mod errors;

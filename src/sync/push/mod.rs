@@ -39,6 +39,8 @@ pub struct Pushed {
     pub sent: u64,
     /// The segment it went as; `None`: whole.
     pub segment: Option<u32>,
+    /// Why it went so.
+    pub why: &'static str,
     pub partial_tail: u64,
     /// Side files carried, and those left behind with why.
     pub parts: usize,
@@ -329,6 +331,15 @@ pub fn push(
                 (seq, from, sending)
             });
         let sending = seg.as_ref().map_or(&out, |(_, _, s)| s);
+        let why = match (&seg, &earlier) {
+            (Some(_), _) => "only what was added since the copy there",
+            (None, None) => "not in the sync dir yet",
+            (None, Some(e)) if e.relation == Earlier::Rewound => {
+                "rewritten here; replacing the copy there (--force)"
+            }
+            (None, Some(e)) if e.chain.is_none() => "whole again: the copy there was not known",
+            (None, Some(_)) => "whole again: a long chain, a move, or a side file gone",
+        };
         let secrets = match scan {
             SecretScan::Off => Secrets::default(),
             SecretScan::Warn | SecretScan::Refuse => match super::scan::outgoing(sending) {
@@ -366,6 +377,7 @@ pub fn push(
                 lines: 0,
                 sent: out.len - sending.from + parts,
                 segment: seg.as_ref().map(|(seq, ..)| *seq),
+                why,
                 partial_tail: out.partial_tail,
                 parts: sending.parts.len(),
                 skipped_parts: out.skipped_parts.clone(),
@@ -401,6 +413,7 @@ pub fn push(
             }),
             sent: body.len,
             segment: seg.as_ref().map(|(seq, ..)| *seq),
+            why,
             partial_tail: out.partial_tail,
             parts: out.parts.len(),
             skipped_parts: out.skipped_parts.clone(),
