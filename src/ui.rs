@@ -18,11 +18,45 @@ pub struct Ui {
 pub struct Bar {
     bar: Option<indicatif::ProgressBar>,
     what: &'static str,
+    /// Showing bytes (a large transfer) rather than sessions.
+    by_bytes: std::cell::Cell<bool>,
 }
 
+/// Below this many bytes a transfer is over before a bar would help.
+const BYTES_WORTH_A_BAR: u64 = 8 << 20;
+
 impl ccsync::sync::Progress for Bar {
+    fn bytes(&self, total: u64) {
+        if let Some(bar) = &self.bar {
+            if total < BYTES_WORTH_A_BAR {
+                return;
+            }
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg} {bar:30} {bytes}/{total_bytes} ({bytes_per_sec})",
+            ) {
+                bar.set_style(style);
+            }
+            bar.set_length(total);
+            bar.set_position(0);
+            bar.set_message(self.what);
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            self.by_bytes.set(true);
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(bar) = self.bar.as_ref().filter(|_| self.by_bytes.get()) {
+            bar.inc(n);
+        }
+    }
+
     fn start(&self, total: u64) {
         if let Some(bar) = &self.bar {
+            if self.by_bytes.get() {
+                // The bytes tell how it goes; a count of sessions would
+                // start the bar again from nothing.
+                return;
+            }
             bar.set_length(total);
             bar.set_message(self.what);
             // Small jobs finish before a bar would help.
@@ -33,7 +67,7 @@ impl ccsync::sync::Progress for Bar {
     }
 
     fn step(&self) {
-        if let Some(bar) = &self.bar {
+        if let Some(bar) = self.bar.as_ref().filter(|_| !self.by_bytes.get()) {
             bar.inc(1);
         }
     }
@@ -85,7 +119,11 @@ impl Ui {
             }
             bar
         });
-        Bar { bar, what }
+        Bar {
+            bar,
+            what,
+            by_bytes: Default::default(),
+        }
     }
 
     /// Something was skipped or looks wrong; never silenced.

@@ -55,9 +55,13 @@ pub fn run(env: &Env, args: &ExportArgs) -> Result<Outcome> {
         stdout.flush()?;
         body
     } else {
-        out.write_file(&target, &ccsync::bundle::layers::Layers::default())
-            .with_context(|| format!("cannot export to {}", target.display()))?
-            .0
+        out.write_file(
+            &target,
+            &ccsync::bundle::layers::Layers::default(),
+            &ccsync::sync::Quiet,
+        )
+        .with_context(|| format!("cannot export to {}", target.display()))?
+        .0
     };
     if out.partial_tail > 0 {
         env.ui.status(format_args!(

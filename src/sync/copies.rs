@@ -132,9 +132,21 @@ pub fn fetch(
     layers: &Layers,
     staging: &Path,
     copies: &[&CopyObjects],
+    progress: &dyn super::Progress,
 ) -> Result<Vec<Fetched>, TransportError> {
     let names: Vec<ObjectName> = copies.iter().flat_map(|c| c.names().cloned()).collect();
+    progress.bytes(
+        copies
+            .iter()
+            .flat_map(|c| c.stamps())
+            .map(|(_, s)| s.size)
+            .sum(),
+    );
     let mut arrived = fetch_each(transport, &names, |i, input| {
+        let input = super::Counting {
+            inner: input,
+            progress,
+        };
         Ok(receive(
             input,
             &staging.join(format!("{i}.jsonl.tmp")),

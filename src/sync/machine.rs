@@ -37,7 +37,7 @@ pub fn rename(
         .filter(|c| c.base.session().is_some_and(|(_, m)| m == *old))
         .collect();
     // Each copy is read whole (base and segments) and stored whole again.
-    let fetched = super::copies::fetch(transport, layers, staging, &mine)?;
+    let fetched = super::copies::fetch(transport, layers, staging, &mine, &super::Quiet)?;
     let mut batch = Vec::new();
     for (i, (copy, fetched)) in mine.iter().zip(fetched).enumerate() {
         let (id, _) = copy.base.session().expect("a base's name");

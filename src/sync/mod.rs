@@ -107,6 +107,24 @@ pub trait Progress {
     fn start(&self, _total: u64) {}
     /// One more step is done.
     fn step(&self) {}
+    /// About `total` bytes are coming (a large session's, or a batch's).
+    fn bytes(&self, _total: u64) {}
+    /// `n` more of them went by.
+    fn advance(&self, _n: u64) {}
+}
+
+/// Tells `progress` of the bytes read through it.
+pub struct Counting<'a, R> {
+    pub inner: R,
+    pub progress: &'a dyn Progress,
+}
+
+impl<R: io::Read> io::Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
 }
 
 /// Reports nothing.

@@ -274,3 +274,52 @@ fn export_without_output_says_where_it_wrote_in_full() {
         stderr(&out)
     );
 }
+
+/// One large session: the bar counts bytes (a count of one session says
+/// nothing while it goes), on a terminal only, pushing and pulling.
+#[test]
+fn a_large_session_shows_progress_by_bytes() {
+    let p = pair();
+    // About 23 MB that compress to about half: more than the bar's
+    // threshold both ways.
+    let mut bytes = Vec::new();
+    let mut x: u64 = 1;
+    for i in 0..13000 {
+        let words: String = (0..180)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                format!("{:08x} ", x >> 32)
+            })
+            .collect();
+        bytes.extend(
+            format!(
+                "{{\"type\":\"user\",\"uuid\":\"{i:08x}-0000-4000-8000-000000000000\",\"sessionId\":\"{SID}\",\"cwd\":{:?},\"message\":{{\"content\":\"{words}\"}}}}\n",
+                p.a_repo.to_str().unwrap()
+            )
+            .as_bytes(),
+        );
+    }
+    p.a.write_session(&p.a_repo, SID, &bytes);
+    let Some(out) = crate::cli::on_terminal(&p.a, &p.a_repo, &["push"], &[], "") else {
+        return;
+    };
+    let all = text(&out.stdout);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("pushing") && all.contains("MiB"), "{all:?}");
+    let Some(out) = crate::cli::on_terminal(&p.b, &p.b_repo, &["pull"], &[], "") else {
+        return;
+    };
+    let all = text(&out.stdout);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("pulling") && all.contains("MiB"), "{all:?}");
+    assert_eq!(
+        std::fs::read(p.b.transcript(&p.b_repo, SID)).unwrap(),
+        bytes
+    );
+    // Not on a pipe.
+    p.a.append(&p.a_repo, SID, &transcript(SID, &p.a_repo, 1, "more"));
+    let out = p.a.run(&p.a_repo, &["push"]).success();
+    assert!(!stderr(&out).contains("MiB/"), "{}", stderr(&out));
+}

@@ -281,7 +281,7 @@ pub fn pull(
     }
     // Each object is decoded as it streams in: nothing holds a whole one.
     let wanted_copies: Vec<&CopyObjects> = wanted.iter().map(|(_, c)| *c).collect();
-    let arrived = super::copies::fetch(transport, layers, staging, &wanted_copies)?;
+    let arrived = super::copies::fetch(transport, layers, staging, &wanted_copies, progress)?;
 
     let mut sessions: BTreeMap<(String, SessionId), Vec<Received>> = BTreeMap::new();
     let mut spoiled = std::collections::HashSet::new();

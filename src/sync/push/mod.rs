@@ -194,6 +194,19 @@ pub fn push(
     let mut report = PushReport::default();
     let mut batch = Vec::new();
     let mut pending = HashMap::new();
+    // About what will be read to send: for a large session, progress by
+    // bytes says more than a count of one.
+    progress.bytes(
+        sessions
+            .iter()
+            .zip(&before)
+            .map(|((s, _), b)| match b {
+                Before::Unchanged | Before::HeldElsewhere => 0,
+                Before::Indexed(p) => s.file.size.saturating_sub(p.len),
+                Before::Absent | Before::Unknown => s.file.size,
+            })
+            .sum(),
+    );
     progress.start(sessions.len() as u64);
     for ((((session, placement), object), before), parts) in
         sessions.iter().zip(names).zip(before).zip(&mut parts)
@@ -392,7 +405,7 @@ pub fn push(
             ),
             None => (object.clone(), staging.join(format!("{id}.ccsync"))),
         };
-        let (body, part_bodies) = match sending.write_file(&file, layers) {
+        let (body, part_bodies) = match sending.write_file(&file, layers, progress) {
             Ok(written) => written,
             Err(e) => {
                 report.failed.push((id, e));
@@ -700,6 +713,6 @@ fn fetch_earlier(
         path: dir.clone(),
         source,
     })?;
-    let fetched = super::copies::fetch(transport, layers, &dir, wanted)?;
+    let fetched = super::copies::fetch(transport, layers, &dir, wanted, &super::Quiet)?;
     Ok(wanted.iter().map(|c| c.base.clone()).zip(fetched).collect())
 }

@@ -173,13 +173,15 @@ impl Outgoing {
 
     /// Streams the bundle to `out`, reading the transcript once.
     pub fn write(&self, out: &mut (impl Write + Send)) -> Result<Body, SessionError> {
-        self.write_with_parts(out).map(|(body, _)| body)
+        self.write_with_parts(out, &crate::sync::Quiet)
+            .map(|(body, _)| body)
     }
 
     /// The same, with what was learned of each side file.
     pub fn write_with_parts(
         &self,
         out: &mut (impl Write + Send),
+        progress: &dyn crate::sync::Progress,
     ) -> Result<(Body, Vec<PartBody>), SessionError> {
         let read_err = |source| SessionError::Read {
             path: self.source.clone(),
@@ -187,6 +189,10 @@ impl Outgoing {
         };
         let mut file = File::open(&self.source).map_err(read_err)?;
         std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(self.from)).map_err(read_err)?;
+        let mut file = crate::sync::Counting {
+            inner: file,
+            progress,
+        };
         bundle::write(
             &self.meta,
             &mut file,
@@ -210,12 +216,13 @@ impl Outgoing {
         &self,
         dest: &Path,
         layers: &Layers,
+        progress: &dyn crate::sync::Progress,
     ) -> Result<(Body, Vec<PartBody>), SessionError> {
         let mut body = None;
         let mut failure = None;
         let written = fsutil::write_replace(dest, |f| {
             let mut out = layers.writer(BufWriter::with_capacity(1 << 16, f))?;
-            match self.write_with_parts(&mut out) {
+            match self.write_with_parts(&mut out, progress) {
                 Ok(b) => body = Some(b),
                 Err(e) => {
                     failure = Some(e);
