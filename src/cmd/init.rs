@@ -106,6 +106,11 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         );
     }
 
+    let carry_setup = match (args.setup, args.no_setup) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
     // What the user set by hand stays.
     let config = match previous.clone() {
         Some(previous) => Config {
@@ -114,6 +119,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
             machine_id,
             recipients: setup.recipients.clone(),
             identity: setup.identity.clone(),
+            setup: carry_setup.unwrap_or(previous.setup),
             ..previous
         },
         None => Config {
@@ -126,6 +132,8 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
             recipients: setup.recipients.clone(),
             identity: setup.identity.clone(),
             aliases: Default::default(),
+            setup: carry_setup.unwrap_or(false),
+            setup_exclude: Vec::new(),
         },
     };
     let layers = env.layers(&config)?;
@@ -157,8 +165,13 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         "initialised"
     };
     env.ui.status(format_args!(
-        "{verb} ccsync: machine {machine}, sync dir {}{} (config {})",
+        "{verb} ccsync: machine {machine}, sync dir {}{}{} (config {})",
         transport.location(),
+        if config.setup {
+            ", with your setup (`ccsync list --setup` shows what travels)"
+        } else {
+            ""
+        },
         if config.recipients.is_empty() {
             String::new()
         } else {

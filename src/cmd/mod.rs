@@ -14,6 +14,7 @@ mod pull;
 mod push;
 mod recipients;
 mod resume;
+mod setup;
 mod watch;
 
 use std::collections::BTreeMap;
