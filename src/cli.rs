@@ -231,6 +231,17 @@ pub struct InitArgs {
     /// or an unencrypted OpenSSH private key.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<std::path::PathBuf>,
+
+    /// Carry your setup too: settings.json, CLAUDE.md, agents, commands,
+    /// skills, output styles, keybindings, plugin configuration and each
+    /// project's memory (never credentials); `ccsync list --setup` shows
+    /// what travels.
+    #[arg(long, conflicts_with = "no_setup")]
+    pub setup: bool,
+
+    /// Stop carrying the setup.
+    #[arg(long)]
+    pub no_setup: bool,
 }
 
 #[derive(Debug, Args)]
@@ -295,8 +306,12 @@ pub struct PullArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// List what the sync dir holds instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "setup")]
     pub remote: bool,
+
+    /// List the files of your setup: what travels, what does not, and why.
+    #[arg(long)]
+    pub setup: bool,
 
     /// Print JSON on stdout.
     #[arg(long)]

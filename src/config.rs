@@ -68,6 +68,15 @@ pub struct Config {
     /// repository under another remote (a mirror, a fork, a moved repo).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub aliases: BTreeMap<String, String>,
+    /// Whether push and pull carry the setup too: settings, CLAUDE.md,
+    /// agents, commands, skills, output styles, keybindings, plugin
+    /// configuration and project memory.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub setup: bool,
+    /// Paths in the setup never to carry, as globs relative to the Claude
+    /// Code config dir (`agents/private-*`, `skills/**/secret*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setup_exclude: Vec<String>,
 }
 
 /// `secrets` in config.toml.
@@ -399,6 +408,8 @@ mod tests {
             recipients: vec!["age1x".into()],
             identity: Some("/k".into()),
             aliases: [("git:old/x".to_owned(), "git:new/x".to_owned())].into(),
+            setup: true,
+            setup_exclude: vec!["agents/private-*".into()],
         };
         dir.save_config(&c).unwrap();
         assert_eq!(dir.load_config().unwrap(), Some(c));

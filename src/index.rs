@@ -3,7 +3,7 @@
 //! size and modification time of the file it is about, and trusted only
 //! while both still match.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -135,6 +135,22 @@ impl Pulled {
     }
 }
 
+/// What the setup was at the last sync, by path in the setup (see
+/// `sync::setup`): the bases of its three-way merge. Hashes are of the
+/// portable form (home paths in settings replaced).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupBase {
+    /// This machine's files as the last pull left them.
+    #[serde(default)]
+    pub mine: BTreeMap<String, String>,
+    /// Each other machine's files as the last pull read them.
+    #[serde(default)]
+    pub seen: BTreeMap<String, BTreeMap<String, String>>,
+    /// The hash of the snapshot this machine last stored.
+    #[serde(default)]
+    pub pushed: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Index {
     #[serde(default)]
@@ -147,6 +163,8 @@ pub struct Index {
     /// advice is not given twice in a row.
     #[serde(default)]
     pub advised: HashMap<PathBuf, Stamp>,
+    #[serde(default)]
+    pub setup: SetupBase,
     #[serde(skip)]
     dirty: bool,
 }
@@ -218,6 +236,13 @@ impl Index {
         self.advised.insert(path.to_path_buf(), stamp);
         self.dirty = true;
         true
+    }
+
+    pub fn set_setup(&mut self, setup: SetupBase) {
+        if self.setup != setup {
+            self.setup = setup;
+            self.dirty = true;
+        }
     }
 
     /// For callers that changed the maps directly.

@@ -63,6 +63,8 @@ struct Report {
     projects: Vec<ProjectJson>,
     untied: Vec<SkippedJson>,
     machines: Vec<MachineJson>,
+    /// Conflict copies (`<name>.from-<machine>`) pulls of the setup left.
+    setup_conflicts: Vec<String>,
 }
 
 /// A machine that has not pushed for this long may be gone.
@@ -183,6 +185,29 @@ pub fn run(env: &Env, args: &DoctorArgs) -> Result<Outcome> {
         }
     };
 
+    let setup_conflicts = super::setup::conflicts(env);
+    match &config {
+        Some(c) if c.setup || !setup_conflicts.is_empty() => {
+            if setup_conflicts.is_empty() {
+                checks.push("setup", Status::Ok, "your setup travels; no conflicts");
+            } else {
+                checks.push(
+                    "setup",
+                    Status::Warn,
+                    format!(
+                        "{} changed here and on another machine; this machine's was kept, the other's is beside it: {}. Merge each by hand, then delete the copy",
+                        crate::ui::plural(setup_conflicts.len(), "file", "files"),
+                        setup_conflicts
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+        }
+        _ => {}
+    }
     let failed = checks.0.iter().any(|c| c.status == Status::Fail);
     if args.json {
         env.ui.json(&Report {
@@ -203,6 +228,10 @@ pub fn run(env: &Env, args: &DoctorArgs) -> Result<Outcome> {
                 })
                 .collect(),
             machines,
+            setup_conflicts: setup_conflicts
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
         })?;
     } else {
         for c in &checks.0 {

@@ -41,6 +41,7 @@ pub fn run(env: &Env, args: &ForgetArgs) -> Result<Outcome> {
                 .filter(|o| {
                     o.name.copy_of().is_some_and(|(_, m)| m == machine)
                         || o.name.claimed_machine().as_ref() == Some(&machine)
+                        || o.name.setup_machine().as_ref() == Some(&machine)
                 })
                 .map(|o| o.name.clone())
                 .collect();

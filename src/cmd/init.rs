@@ -122,6 +122,11 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         );
     }
 
+    let carry_setup = match (args.setup, args.no_setup) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
     // What the user set by hand stays.
     let config = match previous.clone() {
         Some(previous) => Config {
@@ -130,6 +135,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
             machine_id,
             recipients: setup.recipients.clone(),
             identity: setup.identity.clone(),
+            setup: carry_setup.unwrap_or(previous.setup),
             ..previous
         },
         None => Config {
@@ -142,6 +148,8 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
             recipients: setup.recipients.clone(),
             identity: setup.identity.clone(),
             aliases: Default::default(),
+            setup: carry_setup.unwrap_or(false),
+            setup_exclude: Vec::new(),
         },
     };
     let layers = env.layers(&config)?;
@@ -173,8 +181,13 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         "initialised"
     };
     env.ui.status(format_args!(
-        "{verb} ccsync: machine {machine}, sync dir {}{} (config {})",
+        "{verb} ccsync: machine {machine}, sync dir {}{}{} (config {})",
         transport.location(),
+        if config.setup {
+            ", with your setup (`ccsync list --setup` shows what travels)"
+        } else {
+            ""
+        },
         if config.recipients.is_empty() {
             String::new()
         } else {

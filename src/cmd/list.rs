@@ -37,7 +37,9 @@ struct RemoteJson {
 }
 
 pub fn run(env: &Env, args: &ListArgs) -> Result<Outcome> {
-    if args.remote {
+    if args.setup {
+        super::setup::list(env, args.json)
+    } else if args.remote {
         remote(env, args.json)
     } else {
         local(env, args.json)

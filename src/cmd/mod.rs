@@ -18,6 +18,7 @@ mod pull;
 mod push;
 mod recipients;
 mod resume;
+mod setup;
 mod status;
 mod watch;
 

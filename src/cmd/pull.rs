@@ -123,6 +123,9 @@ struct PullJson {
     /// This machine's objects removed because another machine's copy
     /// extends them.
     removed: Vec<String>,
+    /// With `setup = true`: what became of the other machines' setups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    setup: Option<super::setup::PulledJson>,
 }
 
 impl OutcomeJson {
@@ -320,10 +323,13 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
     let mut state = env.config_dir.load_state()?;
 
     let mut checkouts = BTreeMap::new();
-    if args.all || only.is_some() {
-        let local = Local::scan(env, &mut resolver, &mut index, &state)?;
+    let mut local = None;
+    if args.all || only.is_some() || config.setup {
+        local = Some(Local::scan(env, &mut resolver, &mut index, &state)?);
+    }
+    if let Some(local) = local.as_ref().filter(|_| args.all || only.is_some()) {
         // Keys an older ccsync remembered unfolded are known by today's.
-        checkouts = known_projects(&state, &local)
+        checkouts = known_projects(&state, local)
             .into_iter()
             .map(|(key, root)| (keys.folding.fold(&key), root))
             .collect();
@@ -363,6 +369,14 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
         only.as_ref(),
         except.as_ref(),
     )?;
+    // A dry run says what sessions would do; the setup is left alone.
+    let setup = match &local {
+        Some(local) if config.setup && !args.dry_run => {
+            let places = super::setup::places(env, &config, &state, local)?;
+            Some(super::setup::pull(env, &mut link, &places, &keys))
+        }
+        _ => None,
+    };
     super::notes::warn_skewed(env, installer.take_skewed());
     super::notes::note_clamped(env, &installer);
     if let Some(id) = &only
@@ -407,7 +421,14 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
             })
             .count(),
     );
-    print_report(env, &transport.location(), &report, args.json)
+    let (setup, setup_ok) = match setup {
+        Some((json, ok)) => (Some(json), ok),
+        None => (None, true),
+    };
+    match print_report(env, &transport.location(), &report, args.json, setup)? {
+        Outcome::Success if !setup_ok => Ok(Outcome::Partial),
+        outcome => Ok(outcome),
+    }
 }
 
 /// What `pull --dry-run` says: per session what would be written where,
@@ -547,7 +568,13 @@ fn hint_other_projects(env: &Env, here: &ProjectKey, location: &str, report: &Pu
     ));
 }
 
-fn print_report(env: &Env, location: &str, report: &PullReport, json: bool) -> Result<Outcome> {
+fn print_report(
+    env: &Env,
+    location: &str,
+    report: &PullReport,
+    json: bool,
+    setup: Option<super::setup::PulledJson>,
+) -> Result<Outcome> {
     for (id, machine, since) in &report.running_elsewhere {
         let since = since
             .map(|ms| {
@@ -622,6 +649,7 @@ fn print_report(env: &Env, location: &str, report: &PullReport, json: bool) -> R
         env.ui.json(&PullJson {
             location: location.to_owned(),
             removed: report.superseded.iter().map(ToString::to_string).collect(),
+            setup,
             sessions: report.outcomes.iter().map(OutcomeJson::new).collect(),
             failed: report
                 .bad_objects

@@ -52,6 +52,9 @@ struct PushJson {
     failed: Vec<FailedJson>,
     /// This machine's copies under a project a session has left (`/cd`).
     removed: Vec<String>,
+    /// With `setup = true`: this machine's setup snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    setup: Option<super::setup::PushedJson>,
 }
 
 pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
@@ -78,7 +81,8 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
         // last pushed them cost nothing (the index vouches for them).
         let here = resolver.place(&env.cwd.to_string_lossy());
         let all = local.of_project(&here.key);
-        if all.is_empty() {
+        // With the setup there is something to push even so.
+        if all.is_empty() && !config.setup {
             local.chosen(None, &here, env)?;
         }
         all
@@ -106,6 +110,12 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
     if args.dry_run {
         return dry_run(env, &report, &transport.location(), args.json);
     }
+    let (setup, setup_ok) = if config.setup {
+        let places = super::setup::places(env, &config, &state, &local)?;
+        super::setup::push(env, &mut link, &places)
+    } else {
+        (None, true)
+    };
 
     env.save_index(&index);
     for (_, placement) in chosen
@@ -199,9 +209,10 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
                 })
                 .collect(),
             removed: report.moved.iter().map(ToString::to_string).collect(),
+            setup,
         })?;
     }
-    if report.failed.is_empty() {
+    if report.failed.is_empty() && setup_ok {
         Ok(Outcome::Success)
     } else if !args.all && report.pushed.is_empty() && report.unchanged.is_empty() {
         let (_, e) = report.failed.into_iter().next().expect("one failure");

@@ -134,7 +134,7 @@ pub fn reencrypt(
         .list()?
         .objects
         .into_iter()
-        .filter(|o| o.name.copy_of().is_some())
+        .filter(|o| o.name.copy_of().is_some() || o.name.setup_machine().is_some())
         .map(|o| o.name)
         .collect();
     let mut out = Reencrypted::default();

@@ -11,6 +11,7 @@ pub mod presence;
 pub mod pull;
 pub mod push;
 pub mod scan;
+pub mod setup;
 
 use crate::bundle::layers::Layers;
 use std::fs::File;

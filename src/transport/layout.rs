@@ -17,6 +17,11 @@ pub const MACHINES_DIR: &str = "machines";
 /// The folder holding what the sync dir says of itself (whether it is
 /// encrypted, and to whom); it has no `=` either.
 pub const SYNC_DIR_DIR: &str = "ccsync";
+/// The folder holding each machine's setup snapshot (settings, agents,
+/// project memory…; see `sync::setup`); it has no `=` either.
+pub const SETUP_DIR: &str = "setup";
+/// File name extension of setup snapshots.
+pub const SETUP_EXTENSION: &str = "ccsetup";
 const MAX_DIR_LEN: usize = 180;
 /// File name extension of segments.
 pub const SEGMENT_EXTENSION: &str = "ccseg";
@@ -66,6 +71,22 @@ impl ObjectName {
             dir: SYNC_DIR_DIR.to_owned(),
             file: "encryption.json".to_owned(),
         }
+    }
+
+    /// `setup/<machine>.ccsetup`: a machine's setup snapshot.
+    pub fn setup(machine: &MachineName) -> Self {
+        Self {
+            dir: SETUP_DIR.to_owned(),
+            file: format!("{machine}.{SETUP_EXTENSION}"),
+        }
+    }
+
+    /// The machine whose setup snapshot this is.
+    pub fn setup_machine(&self) -> Option<MachineName> {
+        if self.dir != SETUP_DIR {
+            return None;
+        }
+        MachineName::parse(self.file.strip_suffix(&format!(".{SETUP_EXTENSION}"))?).ok()
     }
 
     /// The session and machine a bundle's name says it holds.

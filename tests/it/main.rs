@@ -17,6 +17,7 @@ mod hardening;
 pub mod real_client;
 mod safety;
 mod segments;
+mod setup;
 mod side_files;
 mod ssh;
 mod ssh_hardening;

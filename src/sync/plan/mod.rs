@@ -7,6 +7,7 @@
 
 mod branches;
 pub mod segments;
+pub mod setup;
 #[cfg(test)]
 mod simulation;
 
