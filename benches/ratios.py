@@ -194,8 +194,8 @@ def through_a_folder(binary, base, runs, a, b, repo, b_repo, source, installed, 
     every transport, peak memory a few MB; the secret scan costs at most
     10% of a push)."""
     sync = os.path.join(base, "sync-folder")
-    run([binary, "-q", "init", sync, "--name", "a"], env=a, cwd=repo)
-    run([binary, "-q", "init", sync, "--name", "b"], env=b, cwd=b_repo)
+    run([binary, "-q", "init", sync, "--create", "--name", "a"], env=a, cwd=repo)
+    run([binary, "-q", "init", sync, "--create", "--name", "b"], env=b, cwd=b_repo)
     obj = os.path.join(sync, "git=github.com_acme_widget", f"{SID}-a.ccsync")
     push_t = {"warn": [], "off": []}
     push_cpu = {"warn": [], "off": []}
@@ -250,9 +250,9 @@ def encrypted(binary, base, runs, source, size):
     for name in ("a", "b"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(keys, name)], check=True)
     sync = os.path.join(base, "sync-encrypted")
-    run([binary, "-q", "init", sync, "--name", "a", "--recipient", os.path.join(keys, "a.pub"),
+    run([binary, "-q", "init", sync, "--create", "--name", "a", "--recipient", os.path.join(keys, "a.pub"),
          "--recipient", os.path.join(keys, "b.pub"), "--identity", os.path.join(keys, "a")], env=a, cwd=repo)
-    run([binary, "-q", "init", sync, "--name", "b", "--identity", os.path.join(keys, "b")], env=b, cwd=b_repo)
+    run([binary, "-q", "init", sync, "--create", "--name", "b", "--identity", os.path.join(keys, "b")], env=b, cwd=b_repo)
     obj = os.path.join(sync, "git=github.com_acme_widget", f"{SID}-a.ccsync")
     installed = os.path.join(b["CLAUDE_CONFIG_DIR"], "projects", encode(b_repo), f"{SID}.jsonl")
     copy = os.path.join(base, "copy-e.jsonl")
@@ -299,8 +299,8 @@ def many(binary, base, runs):
         os.makedirs(history)
         with open(os.path.join(history, "5d41402abc4b2a76@v1"), "wb") as f:
             f.write(b"backup %d\n" % n)
-    run([binary, "-q", "init", sync, "--name", "a"], env=a, cwd=repo)
-    run([binary, "-q", "init", sync, "--name", "b"], env=b, cwd=b_repo)
+    run([binary, "-q", "init", sync, "--create", "--name", "a"], env=a, cwd=repo)
+    run([binary, "-q", "init", sync, "--create", "--name", "b"], env=b, cwd=b_repo)
     t_first, _ = run([binary, "-q", "push", "--all"], env=a, cwd=repo)
     t_pull_first, _ = run([binary, "-q", "pull"], env=b, cwd=b_repo)
     print(f"\n1,000 sessions: first push {t_first * 1000:.0f} ms, first pull {t_pull_first * 1000:.0f} ms")

@@ -54,8 +54,8 @@ def main():
         repo = checkout(os.path.join(base, "a-repo"), "git@github.com:acme/widget.git")
         b_repo = checkout(os.path.join(base, "b-repo"), "https://github.com/acme/widget")
         sync = os.path.join(base, "sync")
-        run([binary, "-q", "init", sync, "--name", "a"], env=a, cwd=repo)
-        run([binary, "-q", "init", sync, "--name", "b"], env=b, cwd=b_repo)
+        run([binary, "-q", "init", sync, "--create", "--name", "a"], env=a, cwd=repo)
+        run([binary, "-q", "init", sync, "--create", "--name", "b"], env=b, cwd=b_repo)
         project = os.path.join(a["CLAUDE_CONFIG_DIR"], "projects", encode(repo))
         os.makedirs(project)
         for n in range(args.sessions):
