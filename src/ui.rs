@@ -243,6 +243,12 @@ pub fn report_secrets(
     ));
 }
 
+/// A word a POSIX shell reads back as `s`, quoted only when it must be:
+/// for commands printed for the user to copy.
+pub fn shell_word(s: &str) -> String {
+    shlex::try_quote(s).map_or_else(|_| s.to_owned(), |q| q.into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -267,8 +267,7 @@ fn choose_location() -> Result<(String, bool)> {
 
 /// A path as a shell word, for a command to copy.
 fn quoted(path: &Path) -> String {
-    let text = path.to_string_lossy();
-    shlex::try_quote(&text).map_or_else(|_| text.to_string(), |q| q.into_owned())
+    ui::shell_word(&path.to_string_lossy())
 }
 
 /// Moves `old`'s copies to `new` and removes `old`'s claim, if it is this

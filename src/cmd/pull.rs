@@ -210,7 +210,7 @@ pub fn describe(env: &Env, o: &SessionOutcome) {
         }
         env.ui.status(format_args!(
             "  resume with: cd {} && claude --resume {}",
-            shell_quote(&o.cwd.to_string_lossy()),
+            ui::shell_word(&o.cwd.to_string_lossy()),
             o.id
         ));
     }
@@ -231,7 +231,7 @@ pub fn describe(env: &Env, o: &SessionOutcome) {
         }
     }
     for fork in &o.forks {
-        let cwd = shell_quote(&o.cwd.to_string_lossy());
+        let cwd = ui::shell_word(&o.cwd.to_string_lossy());
         match (&fork.held, fork.action) {
             (Some(held), _) => env.ui.warn(format_args!(
                 "left fork {} alone: Claude Code is writing it ({held})",
@@ -283,11 +283,6 @@ pub fn record_placements(state: &mut State, outcomes: &[SessionOutcome]) {
             state.record_placement(&fork.id, &o.cwd);
         }
     }
-}
-
-/// A word a POSIX shell reads back as `s` (quoted only when it must be).
-fn shell_quote(s: &str) -> String {
-    shlex::try_quote(s).map_or_else(|_| s.to_owned(), |q| q.into_owned())
 }
 
 /// The session `wanted` names in the sync dir: a whole id (no listing

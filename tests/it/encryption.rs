@@ -286,10 +286,7 @@ fn segments_in_an_encrypted_sync_dir_are_ciphertext_and_checked() {
     assert!(sealed.starts_with(b"age-encryption.org/"));
     assert!(!contains(&stored(&w), marker) && !contains(&stored(&w), SID));
 
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/v5-segment-1.ccseg"
-    );
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/v5-segment-1.ccseg");
     let other = age::x25519::Identity::generate().to_public();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("altered", {

@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 
 use crate::env::*;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 const GOLDEN_SID: &str = "9f1c2b3a-4d5e-4f60-8a71-b82c93d4e5f6";
 
 fn golden_transcript() -> Vec<u8> {

@@ -319,7 +319,7 @@ fn segments_that_do_not_fit_their_chain_are_refused() {
 }
 
 /// Segments written by hand from the format's description
-/// (tests/fixtures/v5-segments.py), after the golden version 4 bundle, are
+/// (fixtures/v5-segments.py), after the golden version 4 bundle, are
 /// read forever: the transcript grows by their lines and the side file
 /// one carries replaces the base's.
 #[test]
@@ -330,7 +330,7 @@ fn golden_v5_segments_continue_the_golden_v4_bundle() {
     b.init(&w);
     let dir = w.sync_dir().join(FOLDER);
     std::fs::create_dir_all(&dir).unwrap();
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
     let read = |f: &str| std::fs::read(format!("{fixtures}/{f}")).unwrap();
     write_object(
         &dir.join(format!("{GOLDEN_SID}-laptop.ccsync")),

@@ -8,7 +8,7 @@ use crate::env::*;
 
 const SID: &str = "3b0c9c52-2d3e-4f5a-8b6c-7d8e9f0a1b2c";
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 const GOLDEN_SID: &str = "9f1c2b3a-4d5e-4f60-8a71-b82c93d4e5f6";
 
 fn mtime(path: &Path) -> SystemTime {
