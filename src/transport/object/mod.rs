@@ -35,6 +35,9 @@ pub struct ObjectTransport {
     rt: tokio::runtime::Runtime,
     requests: Arc<AtomicU64>,
     owner: Option<MachineName>,
+    /// This machine's temp uploads the last listing came across (a killed
+    /// WebDAV store leaves one): removed without listing again.
+    own_temps: std::sync::Mutex<Vec<String>>,
 }
 
 /// Counts every HTTP request OpenDAL sends (signing and retries included),
@@ -79,6 +82,7 @@ impl ObjectTransport {
             rt,
             requests,
             owner,
+            own_temps: Default::default(),
         }
     }
 
@@ -220,11 +224,17 @@ impl Transport for ObjectTransport {
             .block_on(async { op.list_with("/").recursive(true).await })
             .map_err(|e| self.error(format!("cannot list it: {}", brief(&e))))?;
         let mut listing = Listing::default();
+        let mine = format!(".ccsync-{}-", self.owner());
+        let mut own_temps = Vec::new();
         for entry in entries {
             let (path, meta) = entry.into_parts();
             let path = path.trim_start_matches('/');
             if meta.is_dir() || path.is_empty() {
                 continue;
+            }
+            let file = path.rsplit('/').next().unwrap_or_default();
+            if self.owner.is_some() && file.starts_with(&mine) && file.ends_with(".tmp") {
+                own_temps.push(path.to_owned());
             }
             if let Some(why) = refusal(path) {
                 listing.refused.push((path.to_owned(), why.to_owned()));
@@ -242,6 +252,7 @@ impl Transport for ObjectTransport {
             }
         }
         listing.objects.sort_by(|a, b| a.name.cmp(&b.name));
+        *self.own_temps.lock().unwrap_or_else(|e| e.into_inner()) = own_temps;
         Ok(listing)
     }
 
@@ -320,26 +331,22 @@ impl Transport for ObjectTransport {
         ))
     }
 
+    /// Only what the last listing found: a push lists first, and listing
+    /// a WebDAV share again would cost a request per folder.
     fn remove_own_temps(&self) -> Result<(), TransportError> {
-        if !self.target.is_webdav() || self.owner.is_none() {
+        let temps = std::mem::take(&mut *self.own_temps.lock().unwrap_or_else(|e| e.into_inner()));
+        if temps.is_empty() {
             return Ok(());
         }
         let op = self.op()?;
-        let mine = format!(".ccsync-{}-", self.owner());
         self.rt
-            .block_on(async {
-                let entries = op.list_with("/").recursive(true).await?;
-                futures_util::stream::iter(entries)
-                    .filter(|e| {
-                        let name = e.path().rsplit('/').next().unwrap_or_default();
-                        std::future::ready(name.starts_with(&mine) && name.ends_with(".tmp"))
-                    })
-                    .map(|e| async move { op.delete(e.path()).await })
+            .block_on(
+                futures_util::stream::iter(&temps)
+                    .map(|path| op.delete(path))
                     .buffered(CONCURRENT_UPLOADS)
-                    .try_collect::<Vec<()>>()
-                    .await
-                    .map(drop)
-            })
+                    .try_collect::<Vec<()>>(),
+            )
+            .map(drop)
             .map_err(|e| self.error(format!("cannot remove temp files: {}", brief(&e))))
     }
 
