@@ -113,6 +113,17 @@ impl ObjectTransport {
         format!("{}/.ccsync-{}-{nonce:016x}.tmp", name.dir(), self.owner())
     }
 
+    /// A WebDAV folder (S3 has none): one at a time, since two racing
+    /// MKCOLs of one folder fail on some servers.
+    async fn make_folder(&self, op: &Operator, dir: &str) -> PerObject<()> {
+        if !self.target.is_webdav() {
+            return Ok(());
+        }
+        op.create_dir(&format!("{dir}/"))
+            .await
+            .map_err(|e| format!("cannot make the folder {dir}: {}", brief(&e)))
+    }
+
     /// One object up: S3 PUTs are atomic; WebDAV goes to a temp name and
     /// is moved over the final one.
     async fn store_one(
@@ -191,8 +202,11 @@ fn modified(meta: &opendal::Metadata) -> Option<SystemTime> {
 }
 
 /// OpenDAL's message without its context dump, which can hold a signed URL.
+/// A server's HTML error page is cut to its first line.
 fn brief(e: &opendal::Error) -> String {
-    format!("{} ({})", e.message(), e.kind())
+    let message = e.message().lines().next().unwrap_or_default();
+    let message: String = message.chars().take(200).collect();
+    format!("{message} ({})", e.kind())
 }
 
 /// How a key that is not an object is treated: `None` to pass over it
@@ -306,12 +320,25 @@ impl Transport for ObjectTransport {
         objects: &[(ObjectName, PathBuf)],
     ) -> Result<Vec<PerObject<RemoteObject>>, TransportError> {
         let op = self.op()?;
-        let stored = self.rt.block_on(
+        let folders: std::collections::BTreeSet<&str> =
+            objects.iter().map(|(name, _)| name.dir()).collect();
+        let stored = self.rt.block_on(async {
+            let mut made = std::collections::BTreeMap::new();
+            for dir in folders {
+                made.insert(dir, self.make_folder(op, dir).await);
+            }
             futures_util::stream::iter(objects)
-                .map(|(name, local)| self.store_one(op, name, local))
+                .map(|(name, local)| {
+                    let made = made[name.dir()].clone();
+                    async move {
+                        made?;
+                        self.store_one(op, name, local).await
+                    }
+                })
                 .buffered(CONCURRENT_UPLOADS)
-                .collect::<Vec<_>>(),
-        );
+                .collect::<Vec<_>>()
+                .await
+        });
         Ok(stored)
     }
 
@@ -355,6 +382,9 @@ impl Transport for ObjectTransport {
         let probe = format!("ccsync/.ccsync-probe-{}", self.owner());
         self.rt
             .block_on(async {
+                if self.target.is_webdav() {
+                    op.create_dir("ccsync/").await?;
+                }
                 op.write(&probe, Vec::<u8>::new()).await?;
                 op.delete(&probe).await
             })

@@ -123,9 +123,13 @@ impl ObjectTarget {
                 path,
             } => {
                 let scheme = if *tls { "https" } else { "http" };
+                // Folders are made by the transport, once per store, before
+                // uploads run at once: OpenDAL's own check before each write
+                // costs a request, and two racing MKCOLs fail on some servers.
                 let mut b = Webdav::default()
                     .endpoint(&format!("{scheme}://{authority}"))
-                    .root(&format!("{path}/"));
+                    .root(&format!("{path}/"))
+                    .disable_create_dir(true);
                 if let Some(auth) = auth {
                     b = b.username(&auth.user).password(&auth.password);
                 }
