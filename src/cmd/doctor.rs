@@ -316,6 +316,26 @@ fn check_transport(env: &Env, config: &Config, checks: &mut Checks) -> Vec<Machi
             }
         }
     }
+    if let Location::Object(target) = &location {
+        // Reached, the credentials accepted and writable, in one probe.
+        let store = location.open_object(target, &opener);
+        let start = std::time::Instant::now();
+        match store.check_writable() {
+            Ok(()) => checks.push(
+                "object store",
+                Status::Ok,
+                format!(
+                    "{target} reached, credentials accepted: {} ms for {} requests (a write and a delete)",
+                    start.elapsed().as_millis(),
+                    store.requests()
+                ),
+            ),
+            Err(e) => {
+                checks.push("object store", Status::Fail, e.to_string());
+                return Vec::new();
+            }
+        }
+    }
     let transport = location.open(&opener);
     match transport.check_writable() {
         Ok(()) => checks.push(

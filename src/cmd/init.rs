@@ -66,7 +66,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
                 .with_context(|| format!("cannot create the sync dir {}", dir.display()))?;
             Location::Dir(dir.canonicalize()?)
         }
-        ssh @ Location::Ssh(_) => ssh,
+        other => other,
     };
     let _lock = env.lock()?;
     let opener = ccsync::transport::Opener {

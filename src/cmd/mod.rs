@@ -209,6 +209,20 @@ impl Env {
             control_dir: self.control_dir(),
             owner: None,
             ssh_idle_timeout,
+            webdav_auth: match (
+                non_empty("CCSYNC_WEBDAV_USER"),
+                non_empty("CCSYNC_WEBDAV_PASSWORD"),
+            ) {
+                (Some(user), Some(password)) => Some(ccsync::transport::object::WebDavAuth {
+                    user: user.to_string_lossy().into_owned(),
+                    password: password.to_string_lossy().into_owned(),
+                }),
+                _ => None,
+            },
+            netrc: std::env::var_os("NETRC")
+                .map(PathBuf::from)
+                .or_else(|| std::env::home_dir().map(|h| h.join(".netrc")))
+                .and_then(|p| std::fs::read_to_string(p).ok()),
         })
     }
 

@@ -5,6 +5,7 @@ pub mod dir;
 pub mod folder;
 pub mod layout;
 pub mod memory;
+pub mod object;
 pub mod ssh;
 
 use std::io::Read;
@@ -135,6 +136,20 @@ pub fn fetch_small(
 pub enum Location {
     Dir(PathBuf),
     Ssh(ssh::SshTarget),
+    /// `s3://…`, `webdav://…`, `webdavs://…`.
+    Object(object::ObjectTarget),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocationError {
+    #[error(transparent)]
+    Ssh(#[from] ssh::TargetError),
+    #[error("{0}")]
+    Object(String),
+    #[error(
+        "{scheme}:// is not a transport ccsync has; use a directory, ssh://HOST/PATH or HOST:PATH, s3://BUCKET[/PREFIX], or webdav[s]://HOST[:PORT]/PATH"
+    )]
+    Unsupported { scheme: String },
 }
 
 /// What opening a transport needs from the environment.
@@ -150,18 +165,39 @@ pub struct Opener {
     /// How long an ssh call may move no byte before it is ended
     /// (`CCSYNC_SSH_TIMEOUT`); `None`: the default.
     pub ssh_idle_timeout: Option<std::time::Duration>,
+    /// A WebDAV login from `CCSYNC_WEBDAV_USER`/`CCSYNC_WEBDAV_PASSWORD`.
+    pub webdav_auth: Option<object::WebDavAuth>,
+    /// The text of `~/.netrc`, where a WebDAV login is looked up by host
+    /// when none is given.
+    pub netrc: Option<String>,
 }
 
 impl Location {
     /// `ssh://[user@]host[:port]/abs/path` and `[user@]host:path` are ssh;
     /// anything else, a Windows drive path (`C:\sync`) included, is a local
     /// directory, taken from `base` when relative.
-    pub fn parse(s: &str, base: &Path) -> Result<Self, ssh::TargetError> {
+    pub fn parse(s: &str, base: &Path) -> Result<Self, LocationError> {
         if let Some(rest) = s.strip_prefix("ssh://") {
-            return ssh::SshTarget::from_url(rest).map(Location::Ssh);
+            return Ok(ssh::SshTarget::from_url(rest).map(Location::Ssh)?);
+        }
+        // A URL scheme picks the transport: `s3://b/x` is not host `s3`.
+        if let Some((scheme, rest)) = s.split_once("://")
+            && !scheme.is_empty()
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        {
+            return match scheme.to_ascii_lowercase().as_str() {
+                scheme @ ("s3" | "webdav" | "webdavs") => object::ObjectTarget::parse(scheme, rest)
+                    .map(Location::Object)
+                    .map_err(LocationError::Object),
+                _ => Err(LocationError::Unsupported {
+                    scheme: scheme.to_owned(),
+                }),
+            };
         }
         if is_scp_like(s) {
-            return ssh::SshTarget::from_scp(s).map(Location::Ssh);
+            return Ok(ssh::SshTarget::from_scp(s).map(Location::Ssh)?);
         }
         let path = Path::new(s);
         Ok(Location::Dir(if path.is_absolute() {
@@ -179,7 +215,22 @@ impl Location {
             Location::Ssh(target) => {
                 Box::new(ssh::SshTransport::from_opener(target.clone(), opener))
             }
+            Location::Object(target) => Box::new(self.open_object(target, opener)),
         }
+    }
+
+    /// An object store transport, with its request counter in reach. The
+    /// WebDAV login: the one given, else `~/.netrc`'s for the host.
+    pub fn open_object(
+        &self,
+        target: &object::ObjectTarget,
+        opener: &Opener,
+    ) -> object::ObjectTransport {
+        let auth = opener
+            .webdav_auth
+            .clone()
+            .or_else(|| object::netrc_login(opener.netrc.as_deref()?, target.host()?));
+        object::ObjectTransport::new(target.clone(), auth, opener.owner.clone())
     }
 }
 
@@ -202,6 +253,7 @@ impl std::fmt::Display for Location {
         match self {
             Location::Dir(p) => write!(f, "{}", p.display()),
             Location::Ssh(t) => write!(f, "{t}"),
+            Location::Object(t) => write!(f, "{t}"),
         }
     }
 }
@@ -242,5 +294,33 @@ mod tests {
         };
         assert_eq!((t.port, t.path.as_str()), (Some(2200), "/srv/s"));
         assert!(Location::parse("-oProxyCommand=evil:x", base).is_err());
+    }
+
+    #[test]
+    fn a_url_scheme_picks_the_transport() {
+        let base = Path::new("/base");
+        let Location::Object(t) = Location::parse("s3://bucket/x", base).unwrap() else {
+            panic!("s3://bucket/x is not ssh host s3")
+        };
+        assert_eq!(t.to_string(), "s3://bucket/x");
+        assert!(matches!(
+            Location::parse("webdavs://dav.example.com/ccsync", base).unwrap(),
+            Location::Object(_)
+        ));
+        for other in ["gs://b/x", "azblob://c/x", "git+ssh://h/r", "ftp://h/x"] {
+            let e = Location::parse(other, base).unwrap_err().to_string();
+            assert!(
+                e.contains("not a transport ccsync has") && e.contains("s3://"),
+                "{e}"
+            );
+        }
+        assert!(matches!(
+            Location::parse("ssh://box/srv", base).unwrap(),
+            Location::Ssh(_)
+        ));
+        assert!(matches!(
+            Location::parse("box:/srv", base).unwrap(),
+            Location::Ssh(_)
+        ));
     }
 }

@@ -14,6 +14,7 @@ mod fuzz_seeds;
 mod getting_started;
 mod hands_free;
 mod hardening;
+mod objects;
 pub mod real_client;
 mod safety;
 mod segments;
