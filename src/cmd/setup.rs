@@ -144,6 +144,12 @@ pub fn pull(env: &Env, link: &mut Link, places: &Places, keys: &KeyMap) -> (Pull
         env.ui
             .warn(format_args!("skipped {location}/{name}: {reason}"));
     }
+    if !p.withheld.is_empty() {
+        env.ui.status(format_args!(
+            "setup: left {} alone as this machine asks (excluded here, or a link here; `ccsync list --setup` says which)",
+            ui::plural(p.withheld.len(), "file", "files")
+        ));
+    }
     if p.no_checkout > 0 {
         env.ui.status(format_args!(
             "setup: {} of projects with no checkout here left in the sync dir",

@@ -217,7 +217,11 @@ impl Walk<'_> {
                 return self.exclude(setup_path, "nested too deep");
             }
             let mut names: Vec<String> = Vec::new();
-            for entry in fs::read_dir(path).into_iter().flatten().flatten() {
+            let entries = match fs::read_dir(path) {
+                Ok(e) => e,
+                Err(e) => return self.exclude(setup_path, format!("cannot read it: {e}")),
+            };
+            for entry in entries.flatten() {
                 match entry.file_name().into_string() {
                     Ok(n) => names.push(n),
                     Err(n) => self.exclude(
