@@ -580,3 +580,51 @@ fn memory_of_a_project_whose_checkout_is_gone_there_is_not_deleted_here() {
     p.a.run(&p.a_repo, &["pull"]).success();
     assert_eq!(read(&mem(&p.a, &p.a_repo)), b"memo\n");
 }
+
+#[test]
+fn credentials_in_the_setup_are_named_and_kept_here_when_refused() {
+    let p = pair();
+    with_setup(&p);
+    let token = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+    let settings = format!("{{\n  \"env\": {{\n    \"GITHUB_TOKEN\": \"{token}\"\n  }}\n}}\n");
+    put(&p.a.claude.join("settings.json"), settings.as_bytes());
+    put(&p.a.claude.join("CLAUDE.md"), b"# Me\n");
+    let secrets = |policy: &str| {
+        let f = p.a.cfg.join("config.toml");
+        let old = std::fs::read_to_string(&f).unwrap();
+        let old: String = old
+            .lines()
+            .filter(|l| !l.starts_with("secrets"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&f, format!("secrets = \"{policy}\"\n{old}")).unwrap();
+    };
+
+    secrets("refuse");
+    let out = p.a.run(&p.a_repo, &["push"]);
+    let err = stderr(&out);
+    assert!(err.contains("line 3 of settings.json"), "{err}");
+    assert!(err.contains("GitHub"), "{err}");
+    assert!(!err.contains(token), "{err}");
+    assert!(!contains(&sync_dir_bytes(&p), token));
+    p.b.run(&p.b_repo, &["pull"]).success();
+    assert!(!p.b.claude.join("settings.json").exists());
+    assert_eq!(read(&p.b.claude.join("CLAUDE.md")), b"# Me\n");
+
+    p.a.run(&p.a_repo, &["push", "--allow-secrets"]).success();
+    p.b.run(&p.b_repo, &["pull"]).success();
+    assert_eq!(read(&p.b.claude.join("settings.json")), settings.as_bytes());
+
+    secrets("warn");
+    put(&p.a.claude.join("CLAUDE.md"), b"# Me again\n");
+    let out = p.a.run(&p.a_repo, &["push"]).success();
+    assert!(
+        stderr(&out).contains("line 3 of settings.json"),
+        "{}",
+        stderr(&out)
+    );
+
+    secrets("off");
+    let out = p.a.run(&p.a_repo, &["push"]).success();
+    assert!(!stderr(&out).contains("settings.json"), "{}", stderr(&out));
+}

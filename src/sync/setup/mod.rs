@@ -32,6 +32,8 @@ use crate::fsutil;
 use crate::index::Kept;
 use crate::names::MachineName;
 use crate::project::{KeyMap, ProjectKey};
+use crate::secrets::{Finding, Scanner};
+use crate::sync::scan::SecretScan;
 use crate::transport::layout::key_dir;
 use crate::transport::{ObjectName, TransportError, fetch_each};
 use scan::{Inventory, LocalFile, MAX_TOTAL};
@@ -298,23 +300,40 @@ pub enum Pushed {
 
 /// Stores this machine's setup as its snapshot, when it changed since the
 /// last push (or the object is gone).
-pub fn push(link: &mut Link, places: &Places, now_ms: u64) -> Result<Pushed, SetupError> {
+///
+/// With `scan` on, each file is scanned as it would travel; with
+/// [`SecretScan::Refuse`] a file that holds credentials stays here (and is
+/// not a deletion either). The findings come back by path.
+pub fn push(
+    link: &mut Link,
+    places: &Places,
+    now_ms: u64,
+    scan: SecretScan,
+) -> Result<(Pushed, Vec<(String, Finding)>), SetupError> {
     let inventory = places.scan();
     let transport = link.transport;
     let listed = transport.list()?;
     let has_record = super::encryption::listed(&listed.objects);
     super::encryption::check_layers(transport, link.layers, has_record, false)?;
     let name = ObjectName::setup(link.machine);
+    let mut found = Vec::new();
     let files: Vec<FileJson> = inventory
         .files
         .iter()
-        .map(|f| {
+        .filter_map(|f| {
             let p = portable(f, &places.home);
+            if scan != SecretScan::Off {
+                let report = Scanner::global().scan_bytes(&p.bytes);
+                found.extend(report.findings.iter().map(|x| (f.path.clone(), *x)));
+                if scan == SecretScan::Refuse && !report.is_clean() {
+                    return None;
+                }
+            }
             let (utf8, base64) = match String::from_utf8(p.bytes) {
                 Ok(text) => (Some(text), None),
                 Err(e) => (None, Some(BASE64.encode(e.into_bytes()))),
             };
-            FileJson {
+            Some(FileJson {
                 path: f.path.clone(),
                 project: f.project.as_ref().map(|k| k.as_str().to_owned()),
                 sha256: p.sha256,
@@ -323,7 +342,7 @@ pub fn push(link: &mut Link, places: &Places, now_ms: u64) -> Result<Pushed, Set
                 rerooted: p.rerooted,
                 utf8,
                 base64,
-            }
+            })
         })
         .collect();
     let count = files.len();
@@ -358,7 +377,7 @@ pub fn push(link: &mut Link, places: &Places, now_ms: u64) -> Result<Pushed, Set
     let there = listed.objects.iter().any(|o| o.name == name);
     if there && base.pushed.as_deref() == Some(content.as_str()) {
         link.index.set_setup(base);
-        return Ok(Pushed::Unchanged { files: count });
+        return Ok((Pushed::Unchanged { files: count }, found));
     }
     snapshot.created_at = now_ms;
     let bytes = serde_json::to_vec(&snapshot).expect("serialises");
@@ -383,10 +402,11 @@ pub fn push(link: &mut Link, places: &Places, now_ms: u64) -> Result<Pushed, Set
         })?;
     base.pushed = Some(content);
     link.index.set_setup(base);
-    Ok(Pushed::Stored {
+    let stored = Pushed::Stored {
         files: count,
         bytes: bytes.len() as u64,
-    })
+    };
+    Ok((stored, found))
 }
 
 /// What a pull did with the setup, by path.
