@@ -40,6 +40,10 @@ pub fn places(env: &Env, config: &Config, state: &State, local: &Local) -> Resul
         home,
         memory,
         exclude: config.setup_exclude.clone(),
+        machines: {
+            let base = env.load_index().setup;
+            base.seen.into_keys().chain(base.kept.into_keys()).collect()
+        },
     })
 }
 

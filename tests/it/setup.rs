@@ -628,3 +628,33 @@ fn credentials_in_the_setup_are_named_and_kept_here_when_refused() {
     let out = p.a.run(&p.a_repo, &["push"]).success();
     assert!(!stderr(&out).contains("settings.json"), "{}", stderr(&out));
 }
+
+#[test]
+fn only_a_known_machine_makes_a_conflict_copy() {
+    let p = pair();
+    with_setup(&p);
+    put(&p.a.claude.join("commands/import.from-github.md"), b"x\n");
+    put(&p.a.claude.join("agents/r.md"), b"a\n");
+    put(&p.b.claude.join("agents/r.md"), b"b\n");
+    p.b.run(&p.b_repo, &["push"]).success();
+    p.a.run(&p.a_repo, &["pull"]).success();
+    assert_eq!(read(&p.a.claude.join("agents/r.md.from-b")), b"b\n");
+    let out = p.a.run(&p.a_repo, &["list", "--setup"]).success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("travels") && l.ends_with("commands/import.from-github.md")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("stays") && l.contains("agents/r.md.from-b")),
+        "{text}"
+    );
+    p.a.run(&p.a_repo, &["push"]).success();
+    p.b.run(&p.b_repo, &["pull"]).success();
+    assert_eq!(
+        read(&p.b.claude.join("commands/import.from-github.md")),
+        b"x\n"
+    );
+}

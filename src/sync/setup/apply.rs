@@ -130,7 +130,12 @@ pub fn conflict_copies(places: &Places) -> Vec<PathBuf> {
             let name = entry.file_name();
             if meta.is_dir() && dir != top {
                 stack.push(entry.path());
-            } else if meta.is_file() && name.to_str().and_then(scan::conflict_copy).is_some() {
+            } else if meta.is_file()
+                && name
+                    .to_str()
+                    .and_then(|n| scan::conflict_copy(n, &places.machines))
+                    .is_some()
+            {
                 out.push(entry.path());
             }
         }

@@ -36,6 +36,10 @@ pub(super) fn withheld(path: &str, inventory: &Inventory, places: &Places) -> Op
     if path.starts_with("memory/") && memory_key(path, places).is_none() {
         return Some("a project with no checkout here".into());
     }
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if scan::conflict_copy(name, &places.machines).is_some() {
+        return Some("a conflict copy".into());
+    }
     if let Some(e) = inventory.excluded.iter().find(|e| covers(&e.path, path)) {
         return Some(e.reason.clone());
     }

@@ -67,6 +67,9 @@ pub struct Places {
     pub memory: BTreeMap<ProjectKey, PathBuf>,
     /// `setup_exclude` from config.toml.
     pub exclude: Vec<String>,
+    /// The other machines this one has read setups of: only
+    /// `<name>.from-<one of them>` is a conflict copy.
+    pub machines: BTreeSet<String>,
 }
 
 impl Places {
@@ -76,7 +79,7 @@ impl Places {
             .iter()
             .map(|(k, d)| (k.clone(), d.clone()))
             .collect();
-        scan::scan(&self.root, &memory, &self.exclude)
+        scan::scan(&self.root, &memory, &self.exclude, &self.machines)
     }
 
     /// Where a setup path lives here; `None` for the memory of a project
