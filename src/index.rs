@@ -160,6 +160,14 @@ pub struct SetupBase {
     /// machine's version it read and kept its own (`mine`) over.
     #[serde(default)]
     pub kept: BTreeMap<String, BTreeMap<String, Kept>>,
+    /// The size of the snapshot object this machine last stored: another
+    /// size there is an old copy put back (a sync service), stored again.
+    #[serde(default)]
+    pub stored_size: Option<u64>,
+    /// The newest `createdAt` read of each other machine's snapshot: an
+    /// older one is an old copy put back, and ignored.
+    #[serde(default)]
+    pub read_at: BTreeMap<String, u64>,
 }
 
 /// A conflict kept here: the other machine's version, and this one's.

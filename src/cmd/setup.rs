@@ -183,6 +183,11 @@ pub fn pull(env: &Env, link: &mut Link, places: &Places, keys: &KeyMap) -> (Pull
         env.ui
             .warn(format_args!("skipped {location}/{name}: {reason}"));
     }
+    for m in &p.stale {
+        env.ui.status(format_args!(
+            "setup: ignored {m}'s snapshot: older than one already read (an old copy put back?); {m}'s next push replaces it"
+        ));
+    }
     if !p.withheld.is_empty() {
         env.ui.status(format_args!(
             "setup: left {} alone as this machine asks (excluded here, or a link here; `ccsync list --setup` says which)",

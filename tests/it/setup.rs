@@ -658,3 +658,30 @@ fn only_a_known_machine_makes_a_conflict_copy() {
         b"x\n"
     );
 }
+
+#[test]
+fn an_old_snapshot_put_back_rolls_nothing_back() {
+    let p = pair();
+    with_setup(&p);
+    let claude_md = |m: &Machine| m.claude.join("CLAUDE.md");
+    put(&claude_md(&p.a), b"v1\n");
+    round_trip(&p);
+    let object = p.w.sync_dir().join("setup/a.ccsetup");
+    let old = read(&object);
+    put(&claude_md(&p.a), b"v2 and longer\n");
+    round_trip(&p);
+    assert_eq!(read(&claude_md(&p.b)), b"v2 and longer\n");
+    // A sync service brings back the old copy.
+    std::fs::write(&object, &old).unwrap();
+    p.b.run(&p.b_repo, &["pull"]).success();
+    assert_eq!(read(&claude_md(&p.b)), b"v2 and longer\n");
+    p.b.run(&p.b_repo, &["push"]).success();
+    p.a.run(&p.a_repo, &["pull"]).success();
+    assert_eq!(read(&claude_md(&p.a)), b"v2 and longer\n");
+    // a's next push stores its snapshot again, though nothing changed.
+    p.a.run(&p.a_repo, &["push"]).success();
+    assert_ne!(read(&object), old);
+    std::fs::write(&object, &old).unwrap();
+    p.a.run(&p.a_repo, &["push"]).success();
+    assert_ne!(read(&object), old);
+}

@@ -377,7 +377,11 @@ pub fn push(
         .collect();
     snapshot.kept = held(&base, &hashes, places);
     let content = sha256_hex(&serde_json::to_vec(&snapshot).expect("serialises"));
-    let there = listed.objects.iter().any(|o| o.name == name);
+    // Ours as we stored it: an old copy a sync service put back is not.
+    let there = listed
+        .objects
+        .iter()
+        .any(|o| o.name == name && base.stored_size.is_none_or(|s| s == o.size));
     if there && base.pushed.as_deref() == Some(content.as_str()) {
         link.index.set_setup(base);
         return Ok((Pushed::Unchanged { files: count }, found));
@@ -396,6 +400,7 @@ pub fn push(
         Ok(())
     })
     .map_err(write_err)?;
+    let size = std::fs::metadata(&file).map_err(write_err)?.len();
     transport
         .store(&[(name.clone(), file)])?
         .remove(0)
@@ -404,6 +409,7 @@ pub fn push(
             reason,
         })?;
     base.pushed = Some(content);
+    base.stored_size = Some(size);
     link.index.set_setup(base);
     let stored = Pushed::Stored {
         files: count,
@@ -430,6 +436,8 @@ pub struct Pulled {
     pub no_checkout: usize,
     /// Snapshots that could not be read.
     pub bad: Vec<(ObjectName, String)>,
+    /// Machines whose snapshot is older than one already read (ignored).
+    pub stale: Vec<MachineName>,
     pub unchanged: usize,
 }
 
@@ -493,6 +501,17 @@ pub fn pull(link: &mut Link, places: &Places, keys: &KeyMap) -> Result<Pulled, S
         .map(|f| (f.path.clone(), portable(f, &places.home).sha256))
         .collect();
     let mut base = link.index.setup.clone();
+    // An older snapshot than one already read is an old copy put back.
+    snapshots.retain(|s| {
+        let newest = base.read_at.get(s.machine.as_str()).copied();
+        let stale = newest.is_some_and(|at| s.created_at < at);
+        if stale {
+            out.stale.push(s.machine.clone());
+        } else {
+            base.read_at.insert(s.machine.to_string(), s.created_at);
+        }
+        !stale
+    });
     for snap in &snapshots {
         let seen = base.seen.entry(snap.machine.to_string()).or_default();
         let kept = base.kept.entry(snap.machine.to_string()).or_default();
