@@ -3,7 +3,7 @@
 //! size and modification time of the file it is about, and trusted only
 //! while both still match.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -149,6 +149,32 @@ pub struct SetupBase {
     /// The hash of the snapshot this machine last stored.
     #[serde(default)]
     pub pushed: Option<String>,
+    /// The paths the last push carried: one gone from here since is a
+    /// deletion to send.
+    #[serde(default)]
+    pub carried: BTreeSet<String>,
+    /// Deletions this machine sends (tombstones), until the path is back.
+    #[serde(default)]
+    pub deleted: BTreeSet<String>,
+    /// Conflicts this machine holds, by machine and path: the other
+    /// machine's version it read and kept its own (`mine`) over.
+    #[serde(default)]
+    pub kept: BTreeMap<String, BTreeMap<String, Kept>>,
+    /// The size of the snapshot object this machine last stored: another
+    /// size there is an old copy put back (a sync service), stored again.
+    #[serde(default)]
+    pub stored_size: Option<u64>,
+    /// The newest `createdAt` read of each other machine's snapshot: an
+    /// older one is an old copy put back, and ignored.
+    #[serde(default)]
+    pub read_at: BTreeMap<String, u64>,
+}
+
+/// A conflict kept here: the other machine's version, and this one's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    pub theirs: String,
+    pub mine: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

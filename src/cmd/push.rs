@@ -112,7 +112,7 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
     }
     let (setup, setup_ok) = if config.setup {
         let places = super::setup::places(env, &config, &state, &local)?;
-        super::setup::push(env, &mut link, &places)
+        super::setup::push(env, &mut link, &places, scan)
     } else {
         (None, true)
     };

@@ -9,6 +9,7 @@ use serde::Serialize;
 use ccsync::config::{Config, State};
 use ccsync::project::KeyMap;
 use ccsync::sync::Link;
+use ccsync::sync::scan::SecretScan;
 use ccsync::sync::setup::{self, Places, Pulled, Pushed};
 
 use super::{Env, Local, Outcome, known_projects};
@@ -39,6 +40,10 @@ pub fn places(env: &Env, config: &Config, state: &State, local: &Local) -> Resul
         home,
         memory,
         exclude: config.setup_exclude.clone(),
+        machines: {
+            let base = env.load_index().setup;
+            base.seen.into_keys().chain(base.kept.into_keys()).collect()
+        },
     })
 }
 
@@ -51,8 +56,41 @@ pub struct PushedJson {
 }
 
 /// Pushes the setup after the sessions; a failure is reported, not fatal.
-pub fn push(env: &Env, link: &mut Link, places: &Places) -> (Option<PushedJson>, bool) {
-    match setup::push(link, places, ccsync::sync::now_ms()) {
+/// Credentials found in it are named by file, line and kind (never the
+/// value); with `SecretScan::Refuse` those files stay here.
+pub fn push(
+    env: &Env,
+    link: &mut Link,
+    places: &Places,
+    scan: SecretScan,
+) -> (Option<PushedJson>, bool) {
+    let result = setup::push(link, places, ccsync::sync::now_ms(), scan);
+    let mut clean = true;
+    if let Ok((_, found)) = &result {
+        const SHOWN: usize = 10;
+        for (path, f) in found.iter().take(SHOWN) {
+            env.ui.warn(format_args!(
+                "setup: line {} of {path} holds what looks like a {}",
+                f.line, f.kind
+            ));
+        }
+        if found.len() > SHOWN {
+            env.ui
+                .warn(format_args!("setup: and {} more", found.len() - SHOWN));
+        }
+        if !found.is_empty() {
+            clean = scan != SecretScan::Refuse;
+            env.ui.warn(format_args!(
+                "{}",
+                if scan == SecretScan::Refuse {
+                    "setup: kept those files here (`push --allow-secrets` sends them)"
+                } else {
+                    "setup: sent as it is; rotate keys that leave your machine. `secrets = \"refuse\"` in config.toml keeps such files here"
+                }
+            ));
+        }
+    }
+    let (json, ok) = match result.map(|(p, _)| p) {
         Ok(Pushed::Stored { files, bytes }) => {
             env.ui.status(format_args!(
                 "pushed your setup ({}, {})",
@@ -78,7 +116,8 @@ pub fn push(env: &Env, link: &mut Link, places: &Places) -> (Option<PushedJson>,
             env.ui.warn(format_args!("not pushed your setup: {e}"));
             (None, false)
         }
-    }
+    };
+    (json, ok && clean)
 }
 
 #[derive(Serialize, Default)]
@@ -143,6 +182,17 @@ pub fn pull(env: &Env, link: &mut Link, places: &Places, keys: &KeyMap) -> (Pull
     for (name, reason) in &p.bad {
         env.ui
             .warn(format_args!("skipped {location}/{name}: {reason}"));
+    }
+    for m in &p.stale {
+        env.ui.status(format_args!(
+            "setup: ignored {m}'s snapshot: older than one already read (an old copy put back?); {m}'s next push replaces it"
+        ));
+    }
+    if !p.withheld.is_empty() {
+        env.ui.status(format_args!(
+            "setup: left {} alone as this machine asks (excluded here, or a link here; `ccsync list --setup` says which)",
+            ui::plural(p.withheld.len(), "file", "files")
+        ));
     }
     if p.no_checkout > 0 {
         env.ui.status(format_args!(

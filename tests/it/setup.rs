@@ -411,3 +411,277 @@ fn hostile_names_and_links_are_refused() {
     }
     let _: Option<PathBuf> = None;
 }
+
+fn exclude(m: &Machine, globs: &str) {
+    let f = m.cfg.join("config.toml");
+    let old = std::fs::read_to_string(&f).unwrap();
+    std::fs::write(&f, format!("setup_exclude = {globs}\n{old}")).unwrap();
+}
+
+/// Pushes on a, pulls and pushes on b, pulls on a.
+fn round_trip(p: &Pair) {
+    p.a.run(&p.a_repo, &["push"]).success();
+    p.b.run(&p.b_repo, &["pull"]).success();
+    p.b.run(&p.b_repo, &["push"]).success();
+    p.a.run(&p.a_repo, &["pull"]).success();
+}
+
+#[test]
+fn a_conflict_kept_on_one_machine_never_overwrites_the_other_s_edit() {
+    let p = pair();
+    with_setup(&p);
+    let agent = |m: &Machine| m.claude.join("agents/r.md");
+    put(&agent(&p.a), b"v0\n");
+    round_trip(&p);
+    put(&agent(&p.a), b"edit on a\n");
+    put(&agent(&p.b), b"edit on b\n");
+    // b reads a's edit and keeps its own; then a reads b's.
+    round_trip(&p);
+    assert_eq!(read(&agent(&p.a)), b"edit on a\n");
+    assert_eq!(read(&p.a.claude.join("agents/r.md.from-b")), b"edit on b\n");
+    assert_eq!(read(&agent(&p.b)), b"edit on b\n");
+    assert_eq!(read(&p.b.claude.join("agents/r.md.from-a")), b"edit on a\n");
+    // It stays so, and quiet.
+    round_trip(&p);
+    let out = p.b.run(&p.b_repo, &["pull", "--json"]).success();
+    assert_eq!(
+        stdout_json(&out)["setup"]["conflicts"],
+        serde_json::json!([])
+    );
+    assert_eq!(read(&agent(&p.a)), b"edit on a\n");
+    assert_eq!(read(&agent(&p.b)), b"edit on b\n");
+    // Resolved on b by an edit: a takes it.
+    put(&agent(&p.b), b"merged\n");
+    std::fs::remove_file(p.b.claude.join("agents/r.md.from-a")).unwrap();
+    p.b.run(&p.b_repo, &["push"]).success();
+    p.a.run(&p.a_repo, &["pull"]).success();
+    assert_eq!(read(&agent(&p.a)), b"merged\n");
+}
+
+#[test]
+fn three_machines_editing_one_file_lose_no_edit() {
+    let p = pair();
+    with_setup(&p);
+    let c = p.w.machine("c");
+    c.init(&p.w);
+    c.run(
+        &p.w.root(),
+        &[
+            "init",
+            p.w.sync_dir().to_str().unwrap(),
+            "--name",
+            "c",
+            "--setup",
+        ],
+    )
+    .success();
+    let c_repo = p.w.checkout("c/w", Some("https://github.com/acme/widget"));
+    let agent = |m: &Machine| m.claude.join("agents/r.md");
+    put(&agent(&p.a), b"v0\n");
+    let all: [(&Machine, &Path); 3] = [(&p.a, &p.a_repo), (&p.b, &p.b_repo), (&c, &c_repo)];
+    let round = || {
+        for (m, r) in all {
+            m.run(r, &["pull"]);
+            m.run(r, &["push"]).success();
+        }
+    };
+    round();
+    round();
+    for (m, _) in all {
+        put(&agent(m), format!("edit on {}\n", m.name).as_bytes());
+    }
+    for _ in 0..4 {
+        round();
+    }
+    for (m, _) in all {
+        assert_eq!(read(&agent(m)), format!("edit on {}\n", m.name).as_bytes());
+        for (o, _) in all.iter().filter(|(o, _)| o.name != m.name) {
+            let beside = m.claude.join(format!("agents/r.md.from-{}", o.name));
+            assert_eq!(read(&beside), format!("edit on {}\n", o.name).as_bytes());
+        }
+    }
+}
+
+#[test]
+fn a_file_excluded_there_is_not_deleted_here() {
+    let p = pair();
+    with_setup(&p);
+    let private = |m: &Machine| m.claude.join("agents/private.md");
+    put(&private(&p.a), b"mine\n");
+    round_trip(&p);
+    assert_eq!(read(&private(&p.b)), b"mine\n");
+    exclude(&p.b, r#"["agents/private.md"]"#);
+    p.b.run(&p.b_repo, &["push"]).success();
+    p.a.run(&p.a_repo, &["pull"]).success();
+    assert_eq!(read(&private(&p.a)), b"mine\n");
+    // An edit on a is not written on b, quietly.
+    put(&private(&p.a), b"edited\n");
+    p.a.run(&p.a_repo, &["push"]).success();
+    let out = p.b.run(&p.b_repo, &["pull"]).success();
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    assert_eq!(read(&private(&p.b)), b"mine\n");
+    // A real deletion still travels.
+    std::fs::remove_file(p.a.claude.join("agents/private.md")).unwrap();
+    put(&p.a.claude.join("commands/x.md"), b"x\n");
+    round_trip(&p);
+    std::fs::remove_file(p.a.claude.join("commands/x.md")).unwrap();
+    round_trip(&p);
+    assert!(!p.b.claude.join("commands/x.md").exists());
+}
+
+#[test]
+fn a_file_that_became_a_link_there_is_not_deleted_here_nor_written_there() {
+    let p = pair();
+    with_setup(&p);
+    let claude_md = |m: &Machine| m.claude.join("CLAUDE.md");
+    put(&claude_md(&p.a), b"mine\n");
+    round_trip(&p);
+    let dot = p.b.home.join("dotfiles/CLAUDE.md");
+    put(&dot, b"dotfiles\n");
+    std::fs::remove_file(claude_md(&p.b)).unwrap();
+    std::os::unix::fs::symlink(&dot, claude_md(&p.b)).unwrap();
+    p.b.run(&p.b_repo, &["push"]).success();
+    p.a.run(&p.a_repo, &["pull"]).success();
+    assert_eq!(read(&claude_md(&p.a)), b"mine\n");
+    put(&claude_md(&p.a), b"edited on a\n");
+    p.a.run(&p.a_repo, &["push"]).success();
+    for _ in 0..2 {
+        let out = p.b.run(&p.b_repo, &["pull"]).success();
+        assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    }
+    assert_eq!(read(&dot), b"dotfiles\n");
+}
+
+#[test]
+fn a_file_excluded_here_is_never_written_here() {
+    let p = pair();
+    with_setup(&p);
+    exclude(&p.b, r#"["agents/work-*"]"#);
+    put(&p.a.claude.join("agents/work-x.md"), b"work\n");
+    p.a.run(&p.a_repo, &["push"]).success();
+    for _ in 0..2 {
+        let out = p.b.run(&p.b_repo, &["pull"]).success();
+        assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    }
+    assert!(!p.b.claude.join("agents/work-x.md").exists());
+}
+
+#[test]
+fn memory_of_a_project_whose_checkout_is_gone_there_is_not_deleted_here() {
+    let p = pair();
+    with_setup(&p);
+    p.a.write_session(&p.a_repo, SID, &transcript(SID, &p.a_repo, 2, "a"));
+    let mem = |m: &Machine, r: &Path| m.project_dir(r).join("memory/MEMORY.md");
+    put(&mem(&p.a, &p.a_repo), b"memo\n");
+    round_trip(&p);
+    assert_eq!(read(&mem(&p.b, &p.b_repo)), b"memo\n");
+    std::fs::remove_dir_all(&p.b_repo).unwrap();
+    p.b.run(&p.w.root(), &["push"]).success();
+    p.a.run(&p.a_repo, &["pull"]).success();
+    assert_eq!(read(&mem(&p.a, &p.a_repo)), b"memo\n");
+}
+
+#[test]
+fn credentials_in_the_setup_are_named_and_kept_here_when_refused() {
+    let p = pair();
+    with_setup(&p);
+    let token = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+    let settings = format!("{{\n  \"env\": {{\n    \"GITHUB_TOKEN\": \"{token}\"\n  }}\n}}\n");
+    put(&p.a.claude.join("settings.json"), settings.as_bytes());
+    put(&p.a.claude.join("CLAUDE.md"), b"# Me\n");
+    let secrets = |policy: &str| {
+        let f = p.a.cfg.join("config.toml");
+        let old = std::fs::read_to_string(&f).unwrap();
+        let old: String = old
+            .lines()
+            .filter(|l| !l.starts_with("secrets"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&f, format!("secrets = \"{policy}\"\n{old}")).unwrap();
+    };
+
+    secrets("refuse");
+    let out = p.a.run(&p.a_repo, &["push"]);
+    let err = stderr(&out);
+    assert!(err.contains("line 3 of settings.json"), "{err}");
+    assert!(err.contains("GitHub"), "{err}");
+    assert!(!err.contains(token), "{err}");
+    assert!(!contains(&sync_dir_bytes(&p), token));
+    p.b.run(&p.b_repo, &["pull"]).success();
+    assert!(!p.b.claude.join("settings.json").exists());
+    assert_eq!(read(&p.b.claude.join("CLAUDE.md")), b"# Me\n");
+
+    p.a.run(&p.a_repo, &["push", "--allow-secrets"]).success();
+    p.b.run(&p.b_repo, &["pull"]).success();
+    assert_eq!(read(&p.b.claude.join("settings.json")), settings.as_bytes());
+
+    secrets("warn");
+    put(&p.a.claude.join("CLAUDE.md"), b"# Me again\n");
+    let out = p.a.run(&p.a_repo, &["push"]).success();
+    assert!(
+        stderr(&out).contains("line 3 of settings.json"),
+        "{}",
+        stderr(&out)
+    );
+
+    secrets("off");
+    let out = p.a.run(&p.a_repo, &["push"]).success();
+    assert!(!stderr(&out).contains("settings.json"), "{}", stderr(&out));
+}
+
+#[test]
+fn only_a_known_machine_makes_a_conflict_copy() {
+    let p = pair();
+    with_setup(&p);
+    put(&p.a.claude.join("commands/import.from-github.md"), b"x\n");
+    put(&p.a.claude.join("agents/r.md"), b"a\n");
+    put(&p.b.claude.join("agents/r.md"), b"b\n");
+    p.b.run(&p.b_repo, &["push"]).success();
+    p.a.run(&p.a_repo, &["pull"]).success();
+    assert_eq!(read(&p.a.claude.join("agents/r.md.from-b")), b"b\n");
+    let out = p.a.run(&p.a_repo, &["list", "--setup"]).success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("travels") && l.ends_with("commands/import.from-github.md")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("stays") && l.contains("agents/r.md.from-b")),
+        "{text}"
+    );
+    p.a.run(&p.a_repo, &["push"]).success();
+    p.b.run(&p.b_repo, &["pull"]).success();
+    assert_eq!(
+        read(&p.b.claude.join("commands/import.from-github.md")),
+        b"x\n"
+    );
+}
+
+#[test]
+fn an_old_snapshot_put_back_rolls_nothing_back() {
+    let p = pair();
+    with_setup(&p);
+    let claude_md = |m: &Machine| m.claude.join("CLAUDE.md");
+    put(&claude_md(&p.a), b"v1\n");
+    round_trip(&p);
+    let object = p.w.sync_dir().join("setup/a.ccsetup");
+    let old = read(&object);
+    put(&claude_md(&p.a), b"v2 and longer\n");
+    round_trip(&p);
+    assert_eq!(read(&claude_md(&p.b)), b"v2 and longer\n");
+    // A sync service brings back the old copy.
+    std::fs::write(&object, &old).unwrap();
+    p.b.run(&p.b_repo, &["pull"]).success();
+    assert_eq!(read(&claude_md(&p.b)), b"v2 and longer\n");
+    p.b.run(&p.b_repo, &["push"]).success();
+    p.a.run(&p.a_repo, &["pull"]).success();
+    assert_eq!(read(&claude_md(&p.a)), b"v2 and longer\n");
+    // a's next push stores its snapshot again, though nothing changed.
+    p.a.run(&p.a_repo, &["push"]).success();
+    assert_ne!(read(&object), old);
+    std::fs::write(&object, &old).unwrap();
+    p.a.run(&p.a_repo, &["push"]).success();
+    assert_ne!(read(&object), old);
+}

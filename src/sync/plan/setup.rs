@@ -53,16 +53,20 @@ pub fn decide<H: PartialEq>(
 }
 
 /// This machine's base for a file, given what the other machine says it
-/// last read of this machine's (`theirs_of_mine`): a version the other
-/// side has read is in its history (in place or saved beside), so an edit
-/// it made since supersedes it, as after a conflict it resolved.
+/// last read of this machine's (`theirs_of_mine`) and the version of this
+/// machine's it kept its own over in a conflict it still holds
+/// (`kept_over_mine`). A version the other side has read and accepted is
+/// in its history, so an edit it made since supersedes it, as after a
+/// conflict it resolved. One it read and kept its own over is not: that
+/// is still an edit here, and the other side's a conflict.
 pub fn base_here<'a, H: PartialEq>(
     mine: Option<&'a H>,
     local: Option<&'a H>,
     theirs_of_mine: Option<&'a H>,
+    kept_over_mine: Option<&'a H>,
 ) -> Option<&'a H> {
     match local {
-        Some(_) if local == theirs_of_mine => local,
+        Some(_) if local == theirs_of_mine && local != kept_over_mine => local,
         _ => mine,
     }
 }
@@ -116,13 +120,21 @@ mod tests {
     #[test]
     fn an_edit_the_other_side_has_read_is_superseded_by_its_next() {
         // Here: 2 kept over their 3 (conflict); they read 2 and resolve to 4.
-        let base = base_here(Some(&1), Some(&2), Some(&2));
+        let base = base_here(Some(&1), Some(&2), Some(&2), None);
         assert_eq!(decide(base, Some(&2), Some(&3), Some(&4)), Take);
         // They have not read 2: it stays, theirs goes beside.
-        let base = base_here(Some(&1), Some(&2), Some(&1));
+        let base = base_here(Some(&1), Some(&2), Some(&1), None);
         assert_eq!(decide(base, Some(&2), Some(&3), Some(&4)), Conflict);
         // A deletion here is never taken as read.
-        assert_eq!(base_here(Some(&1), None, None), Some(&1));
+        assert_eq!(base_here(Some(&1), None, None, None), Some(&1));
+    }
+
+    #[test]
+    fn a_conflict_kept_there_is_not_a_resolution() {
+        // Both edited 1: here 2, there 3. They read 2, kept their 3 and
+        // saved 2 beside: here keeps 2 and saves their 3 beside.
+        let base = base_here(Some(&1), Some(&2), Some(&2), Some(&2));
+        assert_eq!(decide(base, Some(&2), Some(&1), Some(&3)), Conflict);
     }
 
     fn version() -> impl Strategy<Value = Option<u8>> {
@@ -151,6 +163,34 @@ mod tests {
             // A deletion removes only an unchanged file.
             if action == Delete {
                 prop_assert_eq!(local, mine);
+            }
+        }
+
+        /// The same across two machines: whatever the other machine read
+        /// of this one's, a version here it has not accepted (never read,
+        /// or read and kept its own over) is never lost here, and a
+        /// conflict leaves the other's beside.
+        #[test]
+        fn an_edit_survives_on_the_machine_that_made_it(
+            mine in version(), local in version(), seen in version(), remote in version(),
+            theirs_of_mine in version(), kept in version(),
+        ) {
+            let base = base_here(mine.as_ref(), local.as_ref(), theirs_of_mine.as_ref(), kept.as_ref());
+            let action = decide(base, local.as_ref(), seen.as_ref(), remote.as_ref());
+            let in_place = match action {
+                Same | Keep | Conflict => local,
+                Take => remote,
+                Delete => None,
+            };
+            let accepted = local == theirs_of_mine && local != kept;
+            if local.is_some() && local != mine && !accepted {
+                prop_assert_eq!(in_place, local, "{:?} loses this machine's edit", action);
+            }
+            if action == Conflict {
+                prop_assert!(remote.is_some() && remote != local);
+            }
+            if remote != seen && remote.is_some() {
+                prop_assert!(in_place == remote || action == Conflict, "{:?} loses theirs", action);
             }
         }
 

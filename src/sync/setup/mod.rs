@@ -8,8 +8,14 @@
 //!
 //! [`plan::setup::decide`]: crate::sync::plan::setup::decide
 
+mod apply;
+mod carry;
 pub mod reroot;
 pub mod scan;
+
+use apply::apply;
+pub use apply::conflict_copies;
+use carry::{deletions, held, memory_key, withheld};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -23,8 +29,11 @@ use super::Link;
 use super::plan::setup::{SetupAction, base_here, decide};
 use crate::bundle::sha256_hex;
 use crate::fsutil;
+use crate::index::Kept;
 use crate::names::MachineName;
 use crate::project::{KeyMap, ProjectKey};
+use crate::secrets::{Finding, Scanner};
+use crate::sync::scan::SecretScan;
 use crate::transport::layout::key_dir;
 use crate::transport::{ObjectName, TransportError, fetch_each};
 use scan::{Inventory, LocalFile, MAX_TOTAL};
@@ -58,6 +67,9 @@ pub struct Places {
     pub memory: BTreeMap<ProjectKey, PathBuf>,
     /// `setup_exclude` from config.toml.
     pub exclude: Vec<String>,
+    /// The other machines this one has read setups of: only
+    /// `<name>.from-<one of them>` is a conflict copy.
+    pub machines: BTreeSet<String>,
 }
 
 impl Places {
@@ -67,7 +79,7 @@ impl Places {
             .iter()
             .map(|(k, d)| (k.clone(), d.clone()))
             .collect();
-        scan::scan(&self.root, &memory, &self.exclude)
+        scan::scan(&self.root, &memory, &self.exclude, &self.machines)
     }
 
     /// Where a setup path lives here; `None` for the memory of a project
@@ -125,6 +137,24 @@ struct SnapshotJson {
     /// machine and path: tells the others which of their versions it has.
     #[serde(default)]
     seen: BTreeMap<String, BTreeMap<String, String>>,
+    /// Files this machine deleted (tombstones). Only these are deletions:
+    /// a file a snapshot does not carry for any other reason (excluded
+    /// there, a link, over a cap, a project with no checkout there) is
+    /// simply not news.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    deleted: Vec<GoneJson>,
+    /// Conflicts this machine holds, by machine and path: the version of
+    /// that machine's it read and kept its own over (saved beside).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    kept: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GoneJson {
+    path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    project: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -172,6 +202,10 @@ pub struct Snapshot {
     pub files: BTreeMap<String, RemoteFile>,
     /// What that machine last read of this one's files, by path.
     pub seen_of_mine: BTreeMap<String, String>,
+    /// Files that machine deleted, by path here.
+    pub deleted: BTreeSet<String>,
+    /// Versions of this machine's files that machine kept its own over.
+    pub kept_of_mine: BTreeMap<String, String>,
 }
 
 /// Reads a snapshot, refusing an unknown version, a path outside the
@@ -211,18 +245,7 @@ pub fn decode(bytes: &[u8], keys: &KeyMap, me: &MachineName) -> Result<Snapshot,
         if sha256_hex(&bytes) != f.sha256 {
             return Err(format!("{}: its bytes do not match its sha256", f.path));
         }
-        // Memory lands under this machine's key for the project.
-        let (path, project) = match project {
-            Some(key) => {
-                let here = keys.local(&key);
-                let rest = f.path.splitn(3, '/').nth(2).unwrap_or_default();
-                (
-                    format!("{}/{}/{rest}", scan::MEMORY, key_dir(&here)),
-                    Some(here),
-                )
-            }
-            None => (f.path, None),
-        };
+        let (path, project) = here(f.path, project, keys);
         let file = RemoteFile {
             project,
             sha256: f.sha256,
@@ -235,13 +258,40 @@ pub fn decode(bytes: &[u8], keys: &KeyMap, me: &MachineName) -> Result<Snapshot,
             return Err(format!("{path} is in it twice"));
         }
     }
-    let mut seen = json.seen;
+    let mut deleted = BTreeSet::new();
+    for g in json.deleted {
+        let project = match &g.project {
+            Some(k) => Some(ProjectKey::parse(k).map_err(|e| format!("{}: {e}", g.path))?),
+            None => None,
+        };
+        scan::allowed_path(&g.path, project.as_ref())?;
+        deleted.insert(here(g.path, project, keys).0);
+    }
+    let (mut seen, mut kept) = (json.seen, json.kept);
     Ok(Snapshot {
         machine,
         created_at: json.created_at,
         files,
         seen_of_mine: seen.remove(me.as_str()).unwrap_or_default(),
+        deleted,
+        kept_of_mine: kept.remove(me.as_str()).unwrap_or_default(),
     })
+}
+
+/// A path as it is here: memory lands under this machine's key for the
+/// project.
+fn here(path: String, project: Option<ProjectKey>, keys: &KeyMap) -> (String, Option<ProjectKey>) {
+    match project {
+        Some(key) => {
+            let here = keys.local(&key);
+            let rest = path.splitn(3, '/').nth(2).unwrap_or_default();
+            (
+                format!("{}/{}/{rest}", scan::MEMORY, key_dir(&here)),
+                Some(here),
+            )
+        }
+        None => (path, None),
+    }
 }
 
 /// What a push did with the setup.
@@ -253,23 +303,40 @@ pub enum Pushed {
 
 /// Stores this machine's setup as its snapshot, when it changed since the
 /// last push (or the object is gone).
-pub fn push(link: &mut Link, places: &Places, now_ms: u64) -> Result<Pushed, SetupError> {
+///
+/// With `scan` on, each file is scanned as it would travel; with
+/// [`SecretScan::Refuse`] a file that holds credentials stays here (and is
+/// not a deletion either). The findings come back by path.
+pub fn push(
+    link: &mut Link,
+    places: &Places,
+    now_ms: u64,
+    scan: SecretScan,
+) -> Result<(Pushed, Vec<(String, Finding)>), SetupError> {
     let inventory = places.scan();
     let transport = link.transport;
     let listed = transport.list()?;
     let has_record = super::encryption::listed(&listed.objects);
     super::encryption::check_layers(transport, link.layers, has_record, false)?;
     let name = ObjectName::setup(link.machine);
+    let mut found = Vec::new();
     let files: Vec<FileJson> = inventory
         .files
         .iter()
-        .map(|f| {
+        .filter_map(|f| {
             let p = portable(f, &places.home);
+            if scan != SecretScan::Off {
+                let report = Scanner::global().scan_bytes(&p.bytes);
+                found.extend(report.findings.iter().map(|x| (f.path.clone(), *x)));
+                if scan == SecretScan::Refuse && !report.is_clean() {
+                    return None;
+                }
+            }
             let (utf8, base64) = match String::from_utf8(p.bytes) {
                 Ok(text) => (Some(text), None),
                 Err(e) => (None, Some(BASE64.encode(e.into_bytes()))),
             };
-            FileJson {
+            Some(FileJson {
                 path: f.path.clone(),
                 project: f.project.as_ref().map(|k| k.as_str().to_owned()),
                 sha256: p.sha256,
@@ -278,21 +345,46 @@ pub fn push(link: &mut Link, places: &Places, now_ms: u64) -> Result<Pushed, Set
                 rerooted: p.rerooted,
                 utf8,
                 base64,
-            }
+            })
         })
         .collect();
     let count = files.len();
+    let mut base = link.index.setup.clone();
+    let carried: BTreeSet<String> = inventory.files.iter().map(|f| f.path.clone()).collect();
+    base.deleted = deletions(&base, &inventory, places, &carried);
+    base.carried = carried;
+    let deleted = base
+        .deleted
+        .iter()
+        .map(|path| GoneJson {
+            path: path.clone(),
+            project: memory_key(path, places).map(|k| k.as_str().to_owned()),
+        })
+        .collect();
     let mut snapshot = SnapshotJson {
         version: VERSION,
         machine: link.machine.to_string(),
         created_at: 0,
         files,
-        seen: link.index.setup.seen.clone(),
+        seen: base.seen.clone(),
+        deleted,
+        kept: BTreeMap::new(),
     };
+    let hashes: BTreeMap<&str, &str> = snapshot
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.sha256.as_str()))
+        .collect();
+    snapshot.kept = held(&base, &hashes, places);
     let content = sha256_hex(&serde_json::to_vec(&snapshot).expect("serialises"));
-    let there = listed.objects.iter().any(|o| o.name == name);
-    if there && link.index.setup.pushed.as_deref() == Some(content.as_str()) {
-        return Ok(Pushed::Unchanged { files: count });
+    // Ours as we stored it: an old copy a sync service put back is not.
+    let there = listed
+        .objects
+        .iter()
+        .any(|o| o.name == name && base.stored_size.is_none_or(|s| s == o.size));
+    if there && base.pushed.as_deref() == Some(content.as_str()) {
+        link.index.set_setup(base);
+        return Ok((Pushed::Unchanged { files: count }, found));
     }
     snapshot.created_at = now_ms;
     let bytes = serde_json::to_vec(&snapshot).expect("serialises");
@@ -308,6 +400,7 @@ pub fn push(link: &mut Link, places: &Places, now_ms: u64) -> Result<Pushed, Set
         Ok(())
     })
     .map_err(write_err)?;
+    let size = std::fs::metadata(&file).map_err(write_err)?.len();
     transport
         .store(&[(name.clone(), file)])?
         .remove(0)
@@ -315,13 +408,14 @@ pub fn push(link: &mut Link, places: &Places, now_ms: u64) -> Result<Pushed, Set
             name: name.clone(),
             reason,
         })?;
-    let mut base = link.index.setup.clone();
     base.pushed = Some(content);
+    base.stored_size = Some(size);
     link.index.set_setup(base);
-    Ok(Pushed::Stored {
+    let stored = Pushed::Stored {
         files: count,
         bytes: bytes.len() as u64,
-    })
+    };
+    Ok((stored, found))
 }
 
 /// What a pull did with the setup, by path.
@@ -333,12 +427,17 @@ pub struct Pulled {
     pub deleted: Vec<(String, MachineName)>,
     /// Changed on both: this machine's kept, the other's saved beside.
     pub conflicts: Vec<(String, MachineName, PathBuf)>,
-    /// Files left alone, and why (a link in the way, excluded here).
+    /// Files that could not be written, and why.
     pub skipped: Vec<(String, String)>,
+    /// Files left alone as this machine asks (excluded here, or a link
+    /// here in their place), and why.
+    pub withheld: Vec<(String, String)>,
     /// Memory of projects with no checkout here.
     pub no_checkout: usize,
     /// Snapshots that could not be read.
     pub bad: Vec<(ObjectName, String)>,
+    /// Machines whose snapshot is older than one already read (ignored).
+    pub stale: Vec<MachineName>,
     pub unchanged: usize,
 }
 
@@ -396,18 +495,33 @@ pub fn pull(link: &mut Link, places: &Places, keys: &KeyMap) -> Result<Pulled, S
     snapshots.sort_by_key(|s| s.created_at);
 
     let inventory = places.scan();
-    let excluded: BTreeSet<&str> = inventory.excluded.iter().map(|e| e.path.as_str()).collect();
     let mut local: BTreeMap<String, String> = inventory
         .files
         .iter()
         .map(|f| (f.path.clone(), portable(f, &places.home).sha256))
         .collect();
     let mut base = link.index.setup.clone();
+    // An older snapshot than one already read is an old copy put back.
+    snapshots.retain(|s| {
+        let newest = base.read_at.get(s.machine.as_str()).copied();
+        let stale = newest.is_some_and(|at| s.created_at < at);
+        if stale {
+            out.stale.push(s.machine.clone());
+        } else {
+            base.read_at.insert(s.machine.to_string(), s.created_at);
+        }
+        !stale
+    });
     for snap in &snapshots {
         let seen = base.seen.entry(snap.machine.to_string()).or_default();
+        let kept = base.kept.entry(snap.machine.to_string()).or_default();
         let paths: BTreeSet<String> = snap.files.keys().chain(seen.keys()).cloned().collect();
         for path in paths {
             let remote = snap.files.get(&path);
+            // Not carried there, and not deleted there: no news.
+            if remote.is_none() && !snap.deleted.contains(&path) {
+                continue;
+            }
             let project = remote
                 .and_then(|r| r.project.clone())
                 .or_else(|| memory_key(&path, places));
@@ -415,23 +529,23 @@ pub fn pull(link: &mut Link, places: &Places, keys: &KeyMap) -> Result<Pulled, S
                 out.no_checkout += 1;
                 continue;
             }
-            // The user's excludes and this machine's links hold both ways.
-            if let Some(e) = inventory
-                .excluded
-                .iter()
-                .find(|e| excluded.contains(e.path.as_str()) && covers(&e.path, &path))
-            {
-                out.skipped.push((path.clone(), e.reason.clone()));
-                continue;
-            }
             let Some((anchor, dest)) = places.local_path(&path, project.as_ref()) else {
                 out.no_checkout += 1;
                 continue;
             };
+            // The user's excludes and this machine's links hold both ways.
+            let shadow = withheld(&path, &inventory, places).or_else(|| {
+                apply::linked(&anchor, &dest).map(|l| format!("{} is a link", l.display()))
+            });
+            if let Some(reason) = shadow {
+                out.withheld.push((path.clone(), reason));
+                continue;
+            }
             let mine = base_here(
                 base.mine.get(&path),
                 local.get(&path),
                 snap.seen_of_mine.get(&path),
+                snap.kept_of_mine.get(&path),
             );
             let action = decide(
                 mine,
@@ -459,6 +573,19 @@ pub fn pull(link: &mut Link, places: &Places, keys: &KeyMap) -> Result<Pulled, S
             }
             let remote_hash = remote.map(|r| r.sha256.clone());
             set(seen, &path, remote_hash.clone());
+            match (action, &remote_hash, local.get(&path)) {
+                (SetupAction::Conflict, Some(theirs), Some(mine)) => {
+                    let k = Kept {
+                        theirs: theirs.clone(),
+                        mine: mine.clone(),
+                    };
+                    kept.insert(path.clone(), k);
+                }
+                (SetupAction::Keep, ..) => {}
+                _ => {
+                    kept.remove(&path);
+                }
+            }
             // Only a state both sides hold becomes this machine's base:
             // an edit kept here stays an edit until the others have it.
             match action {
@@ -471,6 +598,7 @@ pub fn pull(link: &mut Link, places: &Places, keys: &KeyMap) -> Result<Pulled, S
             }
         }
     }
+    base.kept.retain(|_, paths| !paths.is_empty());
     link.index.set_setup(base);
     Ok(out)
 }
@@ -480,124 +608,4 @@ fn set(map: &mut BTreeMap<String, String>, path: &str, hash: Option<String>) {
         Some(h) => map.insert(path.to_owned(), h),
         None => map.remove(path),
     };
-}
-
-/// Whether the excluded path `ex` is `path` or a folder holding it.
-fn covers(ex: &str, path: &str) -> bool {
-    path == ex || path.strip_prefix(ex).is_some_and(|r| r.starts_with('/'))
-}
-
-/// The project a memory path here belongs to (for one only `seen` names).
-fn memory_key(path: &str, places: &Places) -> Option<ProjectKey> {
-    let dir = path.strip_prefix("memory/")?.split('/').next()?;
-    places.memory.keys().find(|k| key_dir(k) == dir).cloned()
-}
-
-/// Carries out one decision; returns where a conflict saved the other
-/// machine's version.
-fn apply(
-    action: SetupAction,
-    remote: Option<&RemoteFile>,
-    machine: &MachineName,
-    anchor: &Path,
-    dest: &Path,
-    home: &Path,
-) -> Result<Option<PathBuf>, String> {
-    let write = |path: &Path, r: &RemoteFile| -> Result<(), String> {
-        no_links(anchor, path)?;
-        let bytes = if r.rerooted {
-            reroot::localized(&r.bytes, home)
-        } else {
-            r.bytes.clone()
-        };
-        fsutil::write_atomic_bytes(path, &bytes).map_err(|e| e.to_string())?;
-        #[cfg(unix)]
-        if r.executable {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
-        }
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.modified_ms);
-        let _ = fsutil::set_modified(path, t);
-        Ok(())
-    };
-    match action {
-        SetupAction::Same | SetupAction::Keep => Ok(None),
-        SetupAction::Take => write(dest, remote.expect("take has a remote")).map(|()| None),
-        SetupAction::Delete => {
-            no_links(anchor, dest)?;
-            match std::fs::remove_file(dest) {
-                Ok(()) => Ok(None),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-        SetupAction::Conflict => {
-            let mut name = dest.file_name().unwrap_or_default().to_os_string();
-            name.push(format!(".from-{machine}"));
-            let beside = dest.with_file_name(name);
-            write(&beside, remote.expect("a conflict has a remote"))?;
-            Ok(Some(beside))
-        }
-    }
-}
-
-/// Refuses to write through a link: every folder from `anchor` down to
-/// `path` must be a real folder (or not there yet), and `path` a regular
-/// file (or not there).
-fn no_links(anchor: &Path, path: &Path) -> Result<(), String> {
-    let rest = path
-        .strip_prefix(anchor)
-        .map_err(|_| format!("{} is outside {}", path.display(), anchor.display()))?;
-    let mut at = anchor.to_path_buf();
-    let count = rest.components().count();
-    for (i, c) in rest.components().enumerate() {
-        at.push(c);
-        match std::fs::symlink_metadata(&at) {
-            Err(_) => return Ok(()),
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!(
-                    "{} is a link; ccsync never writes through links",
-                    at.display()
-                ));
-            }
-            Ok(m) if i + 1 < count && !m.is_dir() => {
-                return Err(format!("{} is not a folder", at.display()));
-            }
-            Ok(m) if i + 1 == count && !m.is_file() => {
-                return Err(format!("{} is not a regular file", at.display()));
-            }
-            Ok(_) => {}
-        }
-    }
-    Ok(())
-}
-
-/// Conflict copies (`<name>.from-<machine>`) a pull left in the setup.
-pub fn conflict_copies(places: &Places) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut roots: Vec<PathBuf> = scan::DIRS.iter().map(|d| places.root.join(d)).collect();
-    roots.push(places.root.join(scan::PLUGINS));
-    roots.extend(places.memory.values().map(|d| d.join(scan::MEMORY)));
-    // The top of the config dir is looked at, not into.
-    let mut stack = roots;
-    stack.push(places.root.clone());
-    let top = places.root.clone();
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
-                continue;
-            };
-            let name = entry.file_name();
-            if meta.is_dir() && dir != top {
-                stack.push(entry.path());
-            } else if meta.is_file() && name.to_str().and_then(scan::conflict_copy).is_some() {
-                out.push(entry.path());
-            }
-        }
-    }
-    out.sort();
-    out
 }

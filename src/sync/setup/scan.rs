@@ -3,6 +3,7 @@
 //! inside it a denylist the user can extend (`setup_exclude`). Links are
 //! never followed; names are checked the same way on the way in.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -82,16 +83,17 @@ pub fn refused_name(name: &str) -> Option<&'static str> {
     if crate::fsutil::is_temp_name(name.as_ref()) {
         return Some("a temp file");
     }
-    if conflict_copy(name).is_some() {
-        return Some("a conflict copy ccsync saved (`ccsync doctor` lists them)");
-    }
     None
 }
 
-/// The machine a conflict copy `<name>.from-<machine>` came from.
-pub fn conflict_copy(name: &str) -> Option<MachineName> {
+const COPY: &str = "a conflict copy ccsync saved (`ccsync doctor` lists them)";
+
+/// The machine a conflict copy `<name>.from-<machine>` came from: one of
+/// `machines` (the others known here), so `import.from-github.md` is a
+/// file like any other.
+pub fn conflict_copy(name: &str, machines: &BTreeSet<String>) -> Option<MachineName> {
     let (stem, machine) = name.rsplit_once(".from-")?;
-    (!stem.is_empty()).then_some(())?;
+    (!stem.is_empty() && machines.contains(machine)).then_some(())?;
     MachineName::parse(machine).ok()
 }
 
@@ -119,10 +121,16 @@ pub fn allowed_path(path: &str, project: Option<&ProjectKey>) -> Result<RelPath,
 
 /// What the setup holds on this machine. `memory` is each project with a
 /// checkout here, and its folder under `projects/`.
-pub fn scan(root: &Path, memory: &[(ProjectKey, PathBuf)], exclude: &[String]) -> Inventory {
+pub fn scan(
+    root: &Path,
+    memory: &[(ProjectKey, PathBuf)],
+    exclude: &[String],
+    machines: &BTreeSet<String>,
+) -> Inventory {
     let mut walk = Walk {
         inv: Inventory::default(),
         exclude,
+        machines,
         total: 0,
     };
     let mut top: Vec<String> = match fs::read_dir(root) {
@@ -155,6 +163,7 @@ pub fn scan(root: &Path, memory: &[(ProjectKey, PathBuf)], exclude: &[String]) -
 struct Walk<'a> {
     inv: Inventory,
     exclude: &'a [String],
+    machines: &'a BTreeSet<String>,
     total: u64,
 }
 
@@ -196,6 +205,9 @@ impl Walk<'_> {
         if let Some(reason) = refused_name(name) {
             return self.exclude(setup_path, reason);
         }
+        if conflict_copy(name, self.machines).is_some() {
+            return self.exclude(setup_path, COPY);
+        }
         if let Some(glob) = self.exclude.iter().find(|g| glob_match(g, setup_path)) {
             return self.exclude(
                 setup_path,
@@ -217,7 +229,11 @@ impl Walk<'_> {
                 return self.exclude(setup_path, "nested too deep");
             }
             let mut names: Vec<String> = Vec::new();
-            for entry in fs::read_dir(path).into_iter().flatten().flatten() {
+            let entries = match fs::read_dir(path) {
+                Ok(e) => e,
+                Err(e) => return self.exclude(setup_path, format!("cannot read it: {e}")),
+            };
+            for entry in entries.flatten() {
                 match entry.file_name().into_string() {
                     Ok(n) => names.push(n),
                     Err(n) => self.exclude(
@@ -352,7 +368,6 @@ mod tests {
             "plugins/cache/x.json",
             "skills/.git/config",
             "agents\\x",
-            "agents/x.md.from-b",
             "agents",
             "settings.json/x",
             &mem,
@@ -365,8 +380,15 @@ mod tests {
 
     #[test]
     fn conflict_copies() {
-        assert_eq!(conflict_copy("settings.json.from-b").unwrap().as_str(), "b");
-        assert!(conflict_copy(".from-b").is_none());
-        assert!(conflict_copy("x.md").is_none());
+        let known = BTreeSet::from(["b".to_owned()]);
+        assert_eq!(
+            conflict_copy("settings.json.from-b", &known)
+                .unwrap()
+                .as_str(),
+            "b"
+        );
+        assert!(conflict_copy(".from-b", &known).is_none());
+        assert!(conflict_copy("x.md", &known).is_none());
+        assert!(conflict_copy("import.from-github.md", &known).is_none());
     }
 }
