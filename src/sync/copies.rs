@@ -216,19 +216,8 @@ fn rebuild(mut base: Received, segs: Vec<(u32, Received)>) -> PerObject<Received
             parts: &[],
         });
     }
-    let part_bodies: Vec<Vec<crate::bundle::PartBody>> = segs
-        .iter()
-        .map(|(_, s)| {
-            s.parts
-                .iter()
-                .map(|p| crate::bundle::PartBody {
-                    path: p.path.clone(),
-                    len: p.len,
-                    sha256: p.sha256.clone(),
-                })
-                .collect()
-        })
-        .collect();
+    let part_bodies: Vec<Vec<crate::bundle::PartBody>> =
+        segs.iter().map(|(_, s)| s.part_bodies()).collect();
     for (f, parts) in facts.iter_mut().zip(&part_bodies) {
         f.parts = parts;
     }

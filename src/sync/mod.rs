@@ -340,6 +340,18 @@ pub fn make_durable<'a>(files: impl IntoIterator<Item = &'a Path>) -> io::Result
 }
 
 impl Received {
+    /// What arrived of each side file, as the bundle described it.
+    pub fn part_bodies(&self) -> Vec<bundle::PartBody> {
+        self.parts
+            .iter()
+            .map(|p| bundle::PartBody {
+                path: p.path.clone(),
+                len: p.len,
+                sha256: p.sha256.clone(),
+            })
+            .collect()
+    }
+
     /// Its transcript and side files, as staged.
     pub fn files(&self) -> impl Iterator<Item = &Path> {
         std::iter::once(self.transcript.as_path())

@@ -117,19 +117,8 @@ impl Installer<'_> {
             .and_then(|s| SessionId::parse(&s.to_string_lossy()).ok())
             .ok_or("not a transcript")?;
         let mut facts = Vec::with_capacity(segs.len());
-        let part_bodies: Vec<Vec<crate::bundle::PartBody>> = segs
-            .iter()
-            .map(|s| {
-                s.parts
-                    .iter()
-                    .map(|p| crate::bundle::PartBody {
-                        path: p.path.clone(),
-                        len: p.len,
-                        sha256: p.sha256.clone(),
-                    })
-                    .collect()
-            })
-            .collect();
+        let part_bodies: Vec<Vec<crate::bundle::PartBody>> =
+            segs.iter().map(Received::part_bodies).collect();
         for ((name, s), parts) in c.segments.iter().zip(segs).zip(&part_bodies) {
             let head = s.meta.segment.as_ref().ok_or("not a segment")?;
             if s.meta.session_id != *id || s.meta.machine != machine || sid != *id {
