@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
-use super::plan::segments::{self, SegmentFacts};
+use super::plan::segments::{self, Reached, SegmentFacts};
 use super::{Received, ReceivedPart, receive};
 use crate::bundle::layers::Layers;
 use crate::bundle::segment::{BaseId, Point};
@@ -197,32 +197,8 @@ fn rebuild(mut base: Received, segs: Vec<(u32, Received)>) -> PerObject<Received
         return Err("it is a segment under a whole bundle's name".into());
     }
     let start = base_state(&base);
-    let id = BaseId {
-        exported_at: start.base_at,
-        sha256: start.base_sha256.clone(),
-    };
-    let mut facts = Vec::with_capacity(segs.len());
-    for (seq, s) in &segs {
-        let Some(head) = &s.meta.segment else {
-            return Err(format!("segment {seq} is a whole bundle, not a segment"));
-        };
-        facts.push(SegmentFacts {
-            name_seq: *seq,
-            base: &head.base,
-            seq: head.seq,
-            extends: &head.extends,
-            appended: s.body.len,
-            sha256: &s.body.sha256,
-            parts: &[],
-        });
-    }
-    let part_bodies: Vec<Vec<crate::bundle::PartBody>> =
-        segs.iter().map(|(_, s)| s.part_bodies()).collect();
-    for (f, parts) in facts.iter_mut().zip(&part_bodies) {
-        f.parts = parts;
-    }
-    let reached = segments::chain(&id, &Point::base(start.len, &start.chain), 0, &facts)
-        .map_err(|e| e.to_string())?;
+    let listed: Vec<(u32, &Received)> = segs.iter().map(|(seq, s)| (*seq, s)).collect();
+    let reached = follow(&start, &listed)?;
     for &i in &reached.leftovers {
         discard(&segs[i].1);
     }
@@ -263,6 +239,52 @@ fn rebuild(mut base: Received, segs: Vec<(u32, Received)>) -> PerObject<Received
         ..start
     });
     Ok(base)
+}
+
+/// The base a chain state starts from, as segments name it.
+pub fn base_id(state: &ChainState) -> BaseId {
+    BaseId {
+        exported_at: state.base_at,
+        sha256: state.base_sha256.clone(),
+    }
+}
+
+/// Where a chain state stands, as segments name it.
+pub fn point(state: &ChainState) -> Point {
+    Point {
+        len: state.len,
+        chain: state.chain.clone(),
+    }
+}
+
+/// Which of `segs` (each with the sequence number its object's name
+/// gives) continue the chain from `state`, in order, and where they lead:
+/// the plan's rule (`plan::segments::chain`) on what they say of
+/// themselves.
+pub fn follow(state: &ChainState, segs: &[(u32, &Received)]) -> Result<Reached, String> {
+    let parts: Vec<Vec<crate::bundle::PartBody>> =
+        segs.iter().map(|(_, s)| s.part_bodies()).collect();
+    let facts = segs
+        .iter()
+        .zip(&parts)
+        .map(|((seq, s), parts)| {
+            let head = s
+                .meta
+                .segment
+                .as_ref()
+                .ok_or_else(|| format!("segment {seq} is a whole bundle, not a segment"))?;
+            Ok(SegmentFacts {
+                name_seq: *seq,
+                base: &head.base,
+                seq: head.seq,
+                extends: &head.extends,
+                appended: s.body.len,
+                sha256: &s.body.sha256,
+                parts,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    segments::chain(&base_id(state), &point(state), state.seq, &facts).map_err(|e| e.to_string())
 }
 
 /// A segment must be of the same session, machine, project and place as

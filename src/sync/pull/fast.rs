@@ -8,12 +8,11 @@ use std::path::Path;
 
 use super::bookkeeping::recorded_outcome;
 use super::{Checkout, Installer, Outcome};
-use crate::bundle::segment::{BaseId, Point};
 use crate::index::{ChainState, Index, Pulled, Stamp};
 use crate::names::SessionId;
 use crate::sync::copies::CopyObjects;
 use crate::sync::plan::Action;
-use crate::sync::plan::segments::{self, Listed, SegmentFacts};
+use crate::sync::plan::segments::{self, Listed};
 use crate::sync::{Received, copies};
 use crate::transport::ObjectName;
 
@@ -116,34 +115,14 @@ impl Installer<'_> {
             .file_stem()
             .and_then(|s| SessionId::parse(&s.to_string_lossy()).ok())
             .ok_or("not a transcript")?;
-        let mut facts = Vec::with_capacity(segs.len());
-        let part_bodies: Vec<Vec<crate::bundle::PartBody>> =
-            segs.iter().map(Received::part_bodies).collect();
-        for ((name, s), parts) in c.segments.iter().zip(segs).zip(&part_bodies) {
-            let head = s.meta.segment.as_ref().ok_or("not a segment")?;
+        let mut listed = Vec::with_capacity(segs.len());
+        for (name, s) in c.segments.iter().zip(segs) {
             if s.meta.session_id != *id || s.meta.machine != machine || sid != *id {
                 return Err(format!("{name} is of another session or machine"));
             }
-            facts.push(SegmentFacts {
-                name_seq: name.segment().map_or(0, |(_, _, q)| q),
-                base: &head.base,
-                seq: head.seq,
-                extends: &head.extends,
-                appended: s.body.len,
-                sha256: &s.body.sha256,
-                parts,
-            });
+            listed.push((name.segment().map_or(0, |(_, _, q)| q), s));
         }
-        let base = BaseId {
-            exported_at: c.state.base_at,
-            sha256: c.state.base_sha256.clone(),
-        };
-        let start = Point {
-            len: c.state.len,
-            chain: c.state.chain.clone(),
-        };
-        let reached =
-            segments::chain(&base, &start, c.state.seq, &facts).map_err(|e| e.to_string())?;
+        let reached = copies::follow(&c.state, &listed)?;
         if reached.apply.len() != segs.len() {
             return Err("a segment of another base".into());
         }

@@ -4,10 +4,10 @@
 //! (`plan::segments::shape`) says when the copy is stored whole instead.
 
 use super::{EarlierCopy, Outgoing};
-use crate::bundle::segment::{BaseId, Point};
+use crate::bundle::segment::Point;
 use crate::bundle::{Body, OutPart, PartBody, SegmentHead};
 use crate::index::{self, ChainState, Stamp};
-use crate::sync::copies::CopyObjects;
+use crate::sync::copies::{self, CopyObjects};
 use crate::sync::plan::{
     Earlier,
     segments::{Shape, ShapeFacts, shape},
@@ -37,15 +37,9 @@ pub(super) fn plan(
     };
     (shape(facts) == Shape::Segment).then(|| {
         let head = SegmentHead {
-            base: BaseId {
-                exported_at: chain.base_at,
-                sha256: chain.base_sha256.clone(),
-            },
+            base: copies::base_id(chain),
             seq: chain.seq + 1,
-            extends: Point {
-                len: chain.len,
-                chain: chain.chain.clone(),
-            },
+            extends: copies::point(chain),
         };
         (head, chain.lines)
     })
