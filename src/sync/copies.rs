@@ -336,8 +336,7 @@ fn take_parts(base: &mut Received, s: &Received) -> io::Result<()> {
 
 /// Removes what receiving a copy left in staging.
 pub fn discard(r: &Received) {
-    let _ = std::fs::remove_file(&r.transcript);
-    for p in &r.parts {
-        let _ = std::fs::remove_file(&p.file);
+    for file in r.files() {
+        let _ = std::fs::remove_file(file);
     }
 }

@@ -187,8 +187,3 @@ impl Installer<'_> {
         Ok((outcome, pulled))
     }
 }
-
-/// Removes what receiving segments left in staging.
-pub(super) fn discard(segs: &[Received]) {
-    segs.iter().for_each(copies::discard);
-}

@@ -265,10 +265,10 @@ pub fn pull(
             let done = super::make_durable(segs.iter().flat_map(Received::files))
                 .map_err(|e| e.to_string())
                 .and_then(|()| installer.forward(index, &c, &segs, &objects, roots[dir]));
-            fast::discard(&segs);
+            segs.iter().for_each(super::copies::discard);
             done
         } else {
-            fast::discard(&segs.into_iter().flatten().collect::<Vec<_>>());
+            segs.iter().flatten().for_each(super::copies::discard);
             Err("a segment could not be read".into())
         };
         match done {
