@@ -11,6 +11,7 @@ pub mod config;
 pub mod fsutil;
 pub mod index;
 pub mod names;
+pub mod process;
 pub mod project;
 pub mod secrets;
 pub mod sync;

@@ -100,16 +100,10 @@ fn alive(pid: u32, proc_start: Option<&Value>) -> bool {
             _ => true,
         }
     }
-    #[cfg(all(unix, not(target_os = "linux")))]
+    #[cfg(not(target_os = "linux"))]
     {
         let _ = proc_start;
-        rustix::process::Pid::from_raw(pid as i32)
-            .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = proc_start;
-        true
+        crate::process::exists(pid)
     }
 }
 

@@ -341,12 +341,7 @@ impl Folder {
     ) -> io::Result<std::fs::Metadata> {
         let mut tries = 0;
         let (tmp, mut file) = loop {
-            let tmp = format!(
-                "{}{owner}-{:016x}{}",
-                fsutil::TEMP_PREFIX,
-                rand_u64(),
-                fsutil::TEMP_SUFFIX
-            );
+            let tmp = super::temps::name(owner);
             match sys::create_new(self, &tmp) {
                 Ok(f) => break (tmp, f),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 8 => tries += 1,
@@ -369,21 +364,13 @@ impl Folder {
         written
     }
 
-    /// Removes ccsync temp files here: any of `owner`'s (a killed run of
-    /// this machine left them; this machine runs one ccsync at a time), and
-    /// others' once older than `stale` (another machine may be writing one
+    /// Removes ccsync temp files here: `owner`'s whose writer is gone (a
+    /// killed run of this machine left them; see [`super::temps`]), and
+    /// any once older than `stale` (another machine may be writing one
     /// right now). Links are removed as names, never followed.
     pub fn remove_temps(&self, owner: &str, stale: std::time::Duration) -> usize {
         let Ok(names) = sys::names(self) else {
             return 0;
-        };
-        // Exactly this machine's: `laptop`'s are not `laptop-2`'s.
-        let mine = |name: &str| {
-            name.strip_prefix(fsutil::TEMP_PREFIX)
-                .and_then(|n| n.strip_prefix(owner))
-                .and_then(|n| n.strip_prefix('-'))
-                .and_then(|n| n.strip_suffix(fsutil::TEMP_SUFFIX))
-                .is_some_and(|r| r.len() == 16 && r.bytes().all(|b| b.is_ascii_hexdigit()))
         };
         let cutoff = SystemTime::now() - stale;
         let mut removed = 0;
@@ -399,18 +386,14 @@ impl Folder {
                     .and_then(|m| m.modified())
                     .is_ok_and(|t| t < cutoff)
             };
-            if (mine(&name) || old()) && sys::remove(self, &name).is_ok() {
+            if (super::temps::is_abandoned_own(&name, owner) || old())
+                && sys::remove(self, &name).is_ok()
+            {
                 removed += 1;
             }
         }
         removed
     }
-}
-
-fn rand_u64() -> u64 {
-    let id = uuid::Uuid::new_v4();
-    let (hi, _) = id.as_u64_pair();
-    hi
 }
 
 #[cfg(test)]
@@ -456,7 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn own_temps_go_at_once_and_others_when_stale() {
+    fn a_killed_runs_temps_go_at_once_and_others_when_stale() {
         let tmp = tempfile::tempdir().unwrap();
         let folder = Folder::open_root(tmp.path()).unwrap();
         for name in [
@@ -467,8 +450,12 @@ mod tests {
         ] {
             std::fs::write(tmp.path().join(name), b"x").unwrap();
         }
+        // Another upload of this machine's, in flight in a running process.
+        let flying = crate::transport::temps::name("me");
+        std::fs::write(tmp.path().join(&flying), b"x").unwrap();
         let hour = std::time::Duration::from_secs(3600);
         assert_eq!(folder.remove_temps("me", hour), 1);
+        assert!(tmp.path().join(&flying).exists());
         assert!(
             tmp.path()
                 .join(".ccsync-me-2-00000000000000a1.tmp")
@@ -479,7 +466,7 @@ mod tests {
                 .join(".ccsync-other-00000000000000a1.tmp")
                 .exists()
         );
-        assert_eq!(folder.remove_temps("me", std::time::Duration::ZERO), 2);
+        assert_eq!(folder.remove_temps("me", std::time::Duration::ZERO), 3);
         assert!(tmp.path().join("keep.ccsync").exists());
     }
 

@@ -7,6 +7,7 @@ pub mod layout;
 pub mod memory;
 pub mod object;
 pub mod ssh;
+pub mod temps;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -458,22 +458,53 @@ fn credentials_in_a_session_are_named_and_can_be_kept_back() {
     );
 }
 
-/// Temp files in the sync dir carry the machine's name: a killed push's
-/// leftovers go with that machine's next push, while another machine's
-/// fresh temp file (it may be writing it right now) stays.
+/// Temp files in the sync dir carry the machine's name and the writer's
+/// process: a killed push's leftovers go with that machine's next push,
+/// while another machine's fresh temp file, and one this machine's other
+/// ccsync is writing right now (a hook's presence update beside its push),
+/// stay.
+#[cfg(unix)]
 #[test]
 fn a_machine_removes_its_own_leftover_temp_files_at_once() {
     let p = pair();
     p.a.write_session(&p.a_repo, SID, &transcript(SID, &p.a_repo, 2, "one"));
     p.a.run(&p.a_repo, &["push"]).success();
     let dir = p.w.sync_dir().join("git=github.com_acme_widget");
-    let mine = dir.join(".ccsync-a-0000000000000001.tmp");
+    // From a ccsync before process ids were in the name.
+    let older = dir.join(".ccsync-a-0000000000000001.tmp");
     let theirs = dir.join(".ccsync-a-2-0000000000000001.tmp");
-    std::fs::write(&mine, b"half a bundle").unwrap();
-    std::fs::write(&theirs, b"half a bundle").unwrap();
+    let mut killed = std::process::Command::new("true").spawn().unwrap();
+    killed.wait().unwrap();
+    let mine = dir.join(format!(".ccsync-a@{:x}-0000000000000002.tmp", killed.id()));
+    let mut writer = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let flying = [
+        dir.join(format!(".ccsync-a@{:x}-0000000000000003.tmp", writer.id())),
+        p.w.sync_dir().join(format!(
+            "ccsync/.ccsync-a@{:x}-0000000000000004.tmp",
+            writer.id()
+        )),
+    ];
+    for f in [&older, &theirs, &mine].into_iter().chain(&flying) {
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, b"half a bundle").unwrap();
+    }
     // Even a push with nothing to send.
     let json = stdout_json(&p.a.run(&p.a_repo, &["push", "--json"]).success());
     assert_eq!(json["pushed"], serde_json::json!([]));
+    assert!(!older.exists());
     assert!(!mine.exists());
     assert!(theirs.exists());
+    for f in &flying {
+        assert!(f.exists(), "{} removed while its writer runs", f.display());
+    }
+    // Its writer gone, it is a leftover like the others.
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    p.a.run(&p.a_repo, &["push"]).success();
+    for f in &flying {
+        assert!(!f.exists(), "{} kept after its writer died", f.display());
+    }
 }

@@ -35,8 +35,9 @@ pub struct ObjectTransport {
     rt: tokio::runtime::Runtime,
     requests: Arc<AtomicU64>,
     owner: Option<MachineName>,
-    /// This machine's temp uploads the last listing came across (a killed
-    /// WebDAV store leaves one): removed without listing again.
+    /// This machine's temp uploads whose writer is gone that the last
+    /// listing came across (a killed WebDAV store leaves one): removed
+    /// without listing again.
     own_temps: std::sync::Mutex<Vec<String>>,
 }
 
@@ -109,8 +110,7 @@ impl ObjectTransport {
     /// A temp name beside `name` for stores that are not atomic (WebDAV):
     /// hidden, so no listing takes it for an object.
     fn temp_path(&self, name: &ObjectName) -> String {
-        let nonce: u64 = uuid::Uuid::new_v4().as_u64_pair().0;
-        format!("{}/.ccsync-{}-{nonce:016x}.tmp", name.dir(), self.owner())
+        format!("{}/{}", name.dir(), super::temps::name(self.owner()))
     }
 
     /// A WebDAV folder (S3 has none): one at a time, since two racing
@@ -238,7 +238,6 @@ impl Transport for ObjectTransport {
             .block_on(async { op.list_with("/").recursive(true).await })
             .map_err(|e| self.error(format!("cannot list it: {}", brief(&e))))?;
         let mut listing = Listing::default();
-        let mine = format!(".ccsync-{}-", self.owner());
         let mut own_temps = Vec::new();
         for entry in entries {
             let (path, meta) = entry.into_parts();
@@ -247,7 +246,7 @@ impl Transport for ObjectTransport {
                 continue;
             }
             let file = path.rsplit('/').next().unwrap_or_default();
-            if self.owner.is_some() && file.starts_with(&mine) && file.ends_with(".tmp") {
+            if self.owner.is_some() && super::temps::is_abandoned_own(file, self.owner()) {
                 own_temps.push(path.to_owned());
             }
             if let Some(why) = refusal(path) {

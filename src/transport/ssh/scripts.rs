@@ -247,6 +247,18 @@ mod tests {
             std::fs::create_dir_all(sync.join(".ccsync-me-2-abcdefgh")).unwrap();
             std::fs::create_dir_all(sync.join(".ccsync-old-11111111")).unwrap();
             set_old(&sync.join(".ccsync-old-11111111"));
+            // This machine's other ccsync, storing right now (its shell
+            // runs), and one killed mid-store (its shell is gone).
+            let mut storing = std::process::Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .unwrap();
+            let flying = format!(".ccsync-me@{}-abcdefgh", storing.id());
+            std::fs::create_dir_all(sync.join(&flying).join("git=y")).unwrap();
+            let mut killed = std::process::Command::new("true").spawn().unwrap();
+            killed.wait().unwrap();
+            let dead = format!(".ccsync-me@{}-abcdefgh", killed.id());
+            std::fs::create_dir_all(sync.join(&dead).join("git=y")).unwrap();
 
             // A refused object last: the script still ends well (a loop
             // would otherwise return its last object's failure).
@@ -312,9 +324,11 @@ mod tests {
             );
             assert_eq!(
                 hidden(&sync),
-                [".ccsync-me-2-abcdefgh"],
+                [".ccsync-me-2-abcdefgh", flying.as_str()],
                 "{what}: leftovers"
             );
+            storing.kill().unwrap();
+            storing.wait().unwrap();
             assert!(!tmp.path().join("x").exists() && !sync.join("x").exists());
         }
     }

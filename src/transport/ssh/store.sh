@@ -15,7 +15,7 @@ else
   stamp() { stat -f '%z %m' -- "$1"; }
 fi
 sweep "$owner"
-t=$(mktemp -d "$top.ccsync-${owner:-unknown}-XXXXXXXX") || exit 4
+t=$(mktemp -d "$top.ccsync-${owner:-unknown}@$$-XXXXXXXX") || exit 4
 trap 'rm -rf -- "$t"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 # A link planted where an object goes, after it was looked at, must be
