@@ -13,7 +13,7 @@ for f in "$@"; do
   # From inside the real folder, so a link swapped in for it is not used;
   # rm on a name never follows it.
   (
-    cd -P -- "$d" 2>/dev/null || { skip "$f" error "$(cd -- "$d" 2>&1)"; exit 1; }
+    cd -P -- "$d" 2>/dev/null || { skip "$f" error "$(cd -- "$d" 2>&1 || :)"; exit 1; }
     [ "$(pwd -P)" = "$top$d" ] || { skip "$f" link "$d"; exit 1; }
     b=${f##*/}
     if [ -L "$b" ]; then skip "$f" link "$f"; exit 1; fi

@@ -41,7 +41,7 @@ while [ "$n" -gt 0 ]; do
   # Inside the folder itself, checked to be the real one, rather than
   # through its name: a link swapped in for it from now on is not used.
   (
-    cd -P -- "$d" 2>/dev/null || { skip "$f" error "$(cd -- "$d" 2>&1)"; exit 1; }
+    cd -P -- "$d" 2>/dev/null || { skip "$f" error "$(cd -- "$d" 2>&1 || :)"; exit 1; }
     [ "$(pwd -P)" = "$top$d" ] || { skip "$f" link "$d"; exit 1; }
     b=${f##*/}
     if [ -L "$b" ]; then skip "$f" link "$f"; exit 1; fi
