@@ -39,6 +39,9 @@ pub struct ObjectTransport {
     /// listing came across (a killed WebDAV store leaves one): removed
     /// without listing again.
     own_temps: std::sync::Mutex<Vec<String>>,
+    /// WebDAV: whether to try listing in one request (until the server
+    /// says no).
+    deep: std::sync::atomic::AtomicBool,
 }
 
 /// Counts every HTTP request OpenDAL sends (signing and retries included),
@@ -84,6 +87,7 @@ impl ObjectTransport {
             requests,
             owner,
             own_temps: Default::default(),
+            deep: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -105,6 +109,34 @@ impl ObjectTransport {
 
     fn owner(&self) -> &str {
         self.owner.as_ref().map_or("unknown", MachineName::as_str)
+    }
+
+    /// WebDAV: the whole sync dir in one `PROPFIND` with `Depth: infinity`,
+    /// where OpenDAL would send one per folder. Many servers refuse that
+    /// depth (Nextcloud does by default), and a few answer it as depth 1:
+    /// then `None`, and this transport lists folder by folder from then on.
+    fn deep_listing(&self, op: &Operator) -> Option<Vec<opendal::Entry>> {
+        if !self.target.is_webdav() || !self.deep.load(Ordering::Relaxed) {
+            return None;
+        }
+        // OpenDAL sends the depth once the service says it can: said for
+        // this one listing only.
+        let info = op.inner().info_dyn();
+        let (native, full) = (info.native_capability(), info.full_capability());
+        info.set_native_capability(opendal::Capability {
+            list_with_recursive: true,
+            ..native
+        });
+        let got = self
+            .rt
+            .block_on(async { op.list_with("/").recursive(true).await });
+        info.set_native_capability(native);
+        info.update_full_capability(|_| full);
+        let entries = got.ok().filter(|e| deep_enough(e));
+        if entries.is_none() {
+            self.deep.store(false, Ordering::Relaxed);
+        }
+        entries
     }
 
     /// A temp name beside `name` for stores that are not atomic (WebDAV):
@@ -201,6 +233,18 @@ fn modified(meta: &opendal::Metadata) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
+/// Whether a `Depth: infinity` answer went below the top: a server that
+/// answers it as depth 1 names folders and nothing in them. (A sync dir
+/// whose folders are all empty is listed again folder by folder: rare,
+/// and costs only requests.)
+fn deep_enough(entries: &[opendal::Entry]) -> bool {
+    let nested = |e: &opendal::Entry| e.path().trim_matches('/').contains('/');
+    let folders = entries
+        .iter()
+        .any(|e| e.metadata().is_dir() && !e.path().trim_matches('/').is_empty());
+    !folders || entries.iter().any(nested)
+}
+
 /// OpenDAL's message without its context dump, which can hold a signed URL.
 /// A server's HTML error page is cut to its first line.
 fn brief(e: &opendal::Error) -> String {
@@ -233,10 +277,13 @@ impl Transport for ObjectTransport {
 
     fn list(&self) -> Result<Listing, TransportError> {
         let op = self.op()?;
-        let entries = self
-            .rt
-            .block_on(async { op.list_with("/").recursive(true).await })
-            .map_err(|e| self.error(format!("cannot list it: {}", brief(&e))))?;
+        let entries = match self.deep_listing(op) {
+            Some(entries) => entries,
+            None => self
+                .rt
+                .block_on(async { op.list_with("/").recursive(true).await })
+                .map_err(|e| self.error(format!("cannot list it: {}", brief(&e))))?,
+        };
         let mut listing = Listing::default();
         let mut own_temps = Vec::new();
         for entry in entries {
