@@ -48,10 +48,6 @@ run()
 ";
 
 impl Server {
-    fn start(webdav: bool) -> Option<Self> {
-        Self::start_as(webdav, false)
-    }
-
     /// `shallow`: a WebDAV server that lists one folder per request.
     fn start_as(webdav: bool, shallow: bool) -> Option<Self> {
         let program = if webdav { "wsgidav" } else { "moto_server" };
