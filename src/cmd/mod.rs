@@ -180,7 +180,8 @@ impl Env {
     }
 
     /// How to reach transports: `CCSYNC_SSH_COMMAND` (split like a shell
-    /// would), and a private folder for ssh's connection sockets.
+    /// would), a private folder for ssh's connection sockets, and one for
+    /// git locations' clones.
     pub fn opener(&self) -> Result<Opener> {
         let ssh_command = match std::env::var("CCSYNC_SSH_COMMAND") {
             Ok(text) if !text.trim().is_empty() => shlex::split(&text)
@@ -223,6 +224,15 @@ impl Env {
                 .map(PathBuf::from)
                 .or_else(|| std::env::home_dir().map(|h| h.join(".netrc")))
                 .and_then(|p| std::fs::read_to_string(p).ok()),
+            git_cache: Some(self.config_dir.root().join("git")),
+            // CCSYNC_SSH_COMMAND speaks for ccsync's ssh; without it, git
+            // runs the user's GIT_SSH_COMMAND, as it would anyway.
+            git_ssh_command: match non_empty("CCSYNC_SSH_COMMAND") {
+                Some(_) => None,
+                None => std::env::var("GIT_SSH_COMMAND")
+                    .ok()
+                    .filter(|c| !c.trim().is_empty()),
+            },
         })
     }
 
