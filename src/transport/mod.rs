@@ -178,8 +178,10 @@ pub struct Opener {
     /// Where git locations keep their clones (private); `None`: a temp
     /// dir per transport, fetched whole each time.
     pub git_cache: Option<PathBuf>,
-    /// The user's `GIT_SSH_COMMAND`, for git+ssh when `CCSYNC_SSH_COMMAND`
-    /// is not set (then `ssh_command` is run).
+    /// The ssh command for git+ssh, as a shell reads it:
+    /// `CCSYNC_SSH_COMMAND`, else the user's `GIT_SSH_COMMAND`; `None`:
+    /// what git would run for the user (`core.sshCommand`, `GIT_SSH`,
+    /// `ssh`), looked up when first needed.
     pub git_ssh_command: Option<String>,
 }
 

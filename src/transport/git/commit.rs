@@ -8,16 +8,23 @@
 //! again on top of it).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use super::push::{Pushed, backoff};
+use super::run::EMAIL;
 use super::tree::{self, Times};
-use super::{GitTransport, Pushed, Snapshot, Tip};
+use super::{GitTransport, Snapshot, Tip};
 use crate::transport::{ObjectName, PerObject, TransportError};
 
 /// Commits the branch may hold before the next store starts it afresh.
 pub const HISTORY_LIMIT: u32 = 100;
-/// Pushes a store tries before giving up on a branch others keep moving.
-const ATTEMPTS: u32 = 10;
+/// How long a store keeps trying on a branch others keep moving.
+const PUSH_TIME_LIMIT: Duration = Duration::from_secs(60);
+/// Times a push the server's side refused while the branch stayed where
+/// it was (another push held its lock) is tried again.
+const REMOTE_RETRIES: u32 = 2;
+/// The most commits read to see whether the whole history is ccsync's.
+const HISTORY_READ: u32 = 10 * HISTORY_LIMIT;
 
 /// One change a commit makes.
 pub(super) struct Change {
@@ -186,6 +193,7 @@ fn after(mut snapshot: Snapshot, plan: &Plan, built: Built) -> Snapshot {
         commit: built.commit,
         tree: built.root,
         secs: built.secs,
+        ours: true,
     });
     snapshot
 }
@@ -199,33 +207,33 @@ fn blob(oid: &str, size: u64) -> tree::Entry {
     }
 }
 
+/// The entries right inside the folder `prefix` (`dir/`, or `""` for the
+/// top), name → `mode type oid`, names that are not UTF-8 included as
+/// they are: a commit keeps every entry it does not change.
+fn children(snapshot: &Snapshot, prefix: &str) -> BTreeMap<Vec<u8>, String> {
+    let named = snapshot
+        .entries
+        .iter()
+        .map(|(p, e)| (p.as_bytes(), e))
+        .chain(snapshot.raw.iter().map(|(p, e)| (p.as_slice(), e)));
+    named
+        .filter_map(|(p, e)| {
+            let name = p.strip_prefix(prefix.as_bytes())?;
+            (!name.contains(&b'/')).then(|| (name.to_vec(), e.mktree_head()))
+        })
+        .collect()
+}
+
 /// `git mktree -z` input for one tree: `mode type oid\tname\0` per entry.
-fn mktree_input(entries: &BTreeMap<String, String>) -> Vec<u8> {
+fn mktree_input(entries: &BTreeMap<Vec<u8>, String>) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, head) in entries {
         out.extend_from_slice(head.as_bytes());
         out.push(b'\t');
-        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(name);
         out.push(0);
     }
     out
-}
-
-/// What a push said about the branch in `--porcelain`: done, rejected,
-/// or nothing (the push failed before it got that far).
-fn push_status(stdout: &[u8], branch_ref: &str) -> Option<Pushed> {
-    let text = String::from_utf8_lossy(stdout);
-    text.lines().find_map(|line| {
-        let mut fields = line.splitn(3, '\t');
-        let (flag, refs, summary) = (fields.next()?, fields.next()?, fields.next().unwrap_or(""));
-        if !refs.ends_with(&format!(":{branch_ref}")) {
-            return None;
-        }
-        Some(match flag {
-            "!" => Pushed::Rejected(summary.trim_start_matches(['[', ' ']).replace(']', "")),
-            _ => Pushed::Done,
-        })
-    })
 }
 
 impl GitTransport {
@@ -236,16 +244,28 @@ impl GitTransport {
         &self,
         changes: &[Change],
     ) -> Result<Vec<PerObject<Option<SystemTime>>>, TransportError> {
+        // A snapshot from before this lock may be stale: it is fetched
+        // again before it is trusted to say there is nothing to do.
+        let mut fresh = self.snapshot.borrow().is_none();
         let mut snapshot = self.current()?;
-        for attempt in 0..ATTEMPTS {
+        let started = Instant::now();
+        let (mut raced, mut refused) = (0u32, 0u32);
+        loop {
+            if !snapshot.writable() {
+                return Err(self.not_ours(&snapshot));
+            }
             let plan = plan(&snapshot, changes, &self.target.branch, now_ns());
             if plan.folders.is_empty() {
-                return Ok(plan.results);
+                if fresh {
+                    return Ok(plan.results);
+                }
+                snapshot = self.sync()?;
+                *self.snapshot.borrow_mut() = Some(snapshot.clone());
+                fresh = true;
+                continue;
             }
             let compact = match &snapshot.tip {
-                Some(tip) if !self.compaction_refused.get() => {
-                    self.history(&tip.commit, Some(HISTORY_LIMIT))? >= u64::from(HISTORY_LIMIT)
-                }
+                Some(tip) if !self.compaction_refused.get() => self.all_ours(&tip.commit)?,
                 _ => false,
             };
             let built = self.commit(&snapshot, &plan, compact)?;
@@ -257,22 +277,32 @@ impl GitTransport {
                     *self.snapshot.borrow_mut() = Some(after(snapshot, &plan, built));
                     return Ok(plan.results);
                 }
-                Pushed::Rejected(why) => {
+                Pushed::Rejected { why, remote } => {
                     snapshot = self.sync()?;
+                    fresh = true;
                     let moved =
                         snapshot.tip.as_ref().map(|t| t.commit.as_str()) != expected.as_deref();
                     *self.snapshot.borrow_mut() = Some(snapshot.clone());
                     if moved {
                         // Another machine pushed first: after a pause that
                         // grows, and differs between machines, again.
-                        let jitter = u64::from(uuid::Uuid::new_v4().as_u64_pair().0 as u16 % 100);
-                        std::thread::sleep(Duration::from_millis(
-                            jitter + 20 * u64::from(attempt.min(10)),
-                        ));
+                        if started.elapsed() > PUSH_TIME_LIMIT {
+                            return Err(self.error(format!(
+                                "other machines kept pushing to branch {} first for {} s, so this store did not land; push again",
+                                self.target.branch,
+                                PUSH_TIME_LIMIT.as_secs()
+                            )));
+                        }
+                        std::thread::sleep(backoff(raced));
+                        raced += 1;
                     } else if compact {
                         // The server keeps history (protected branch, or
                         // receive.denyNonFastForwards): commit on top.
                         self.compaction_refused.set(true);
+                    } else if remote && refused < REMOTE_RETRIES {
+                        // Another push may hold the branch's lock.
+                        std::thread::sleep(backoff(3 + refused));
+                        refused += 1;
                     } else {
                         return Err(self.error(format!(
                             "the server refused the push to branch {}: {why}; check that you may push to it",
@@ -282,10 +312,32 @@ impl GitTransport {
                 }
             }
         }
-        Err(self.error(format!(
-            "gave up after {ATTEMPTS} pushes to branch {}: other machines kept pushing first; try again",
-            self.target.branch
-        )))
+    }
+
+    /// Whether the branch should start afresh: its history from `tip` to
+    /// the root has reached `HISTORY_LIMIT` commits, every one ccsync's
+    /// (a history with anyone else's commit in it is never rewritten).
+    fn all_ours(&self, tip: &str) -> Result<bool, TransportError> {
+        let most = format!("--max-count={HISTORY_READ}");
+        let committers = self.git(
+            "reading the branch's history",
+            &["log", "--format=%ce", &most, tip],
+            None,
+        )?;
+        let count = committers.lines().count();
+        Ok(count >= HISTORY_LIMIT as usize
+            && count < HISTORY_READ as usize
+            && committers.lines().all(|c| c == EMAIL))
+    }
+
+    /// The error for a branch that is not ccsync's: it is never written.
+    pub(super) fn not_ours(&self, snapshot: &Snapshot) -> TransportError {
+        let tip = snapshot.tip.as_ref().map_or("", |t| t.commit.as_str());
+        self.error(format!(
+            "branch {} holds commits ccsync did not make (its tip, {}, is not a ccsync commit), so ccsync does not write to it: its history is someone's work. Use a branch of ccsync's own: `#ccsync` (the default) or another new branch name after `#`",
+            self.target.branch,
+            tip.get(..12).unwrap_or(tip)
+        ))
     }
 
     /// Writes the trees and the commit for `plan` on `snapshot`'s tip (a
@@ -297,23 +349,15 @@ impl GitTransport {
         compact: bool,
     ) -> Result<Built, TransportError> {
         // Each changed folder: its entries, with the changes made.
-        let mut built: Vec<(String, BTreeMap<String, String>)> = Vec::new();
+        let mut built: Vec<(String, BTreeMap<Vec<u8>, String>)> = Vec::new();
         let mut emptied = Vec::new();
         for (dir, files) in &plan.folders {
-            let prefix = format!("{dir}/");
-            let mut entries: BTreeMap<String, String> = snapshot
-                .entries
-                .range(prefix.clone()..)
-                .take_while(|(p, _)| p.starts_with(&prefix))
-                .filter_map(|(p, e)| {
-                    let name = &p[prefix.len()..];
-                    (!name.contains('/')).then(|| (name.to_owned(), e.mktree_head()))
-                })
-                .collect();
+            let mut entries = children(snapshot, &format!("{dir}/"));
             for (file, oid) in files {
+                let file = file.as_bytes().to_vec();
                 match oid {
-                    Some((oid, _)) => entries.insert(file.clone(), format!("100644 blob {oid}")),
-                    None => entries.remove(file),
+                    Some((oid, _)) => entries.insert(file, format!("100644 blob {oid}")),
+                    None => entries.remove(&file),
                 };
             }
             if entries.is_empty() {
@@ -348,19 +392,17 @@ impl GitTransport {
         )?;
         // The top: every entry as it was (others' folders, and what is
         // not ccsync's, stay), changed folders replaced.
-        let mut top: BTreeMap<String, String> = snapshot
-            .entries
-            .iter()
-            .filter(|(p, _)| !p.contains('/'))
-            .map(|(p, e)| (p.clone(), e.mktree_head()))
-            .collect();
+        let mut top = children(snapshot, "");
         for ((dir, _), oid) in built.iter().zip(&trees) {
-            top.insert(dir.clone(), format!("040000 tree {oid}"));
+            top.insert(dir.as_bytes().to_vec(), format!("040000 tree {oid}"));
         }
         for dir in &emptied {
-            top.remove(dir);
+            top.remove(dir.as_bytes());
         }
-        top.insert(tree::TIMES_FILE.to_owned(), format!("100644 blob {times}"));
+        top.insert(
+            tree::TIMES_FILE.as_bytes().to_vec(),
+            format!("100644 blob {times}"),
+        );
         let root = self.git(
             "writing the tree",
             &["mktree", "-z"],
@@ -419,36 +461,6 @@ impl GitTransport {
             folders,
             times: (times, rendered.len() as u64),
         })
-    }
-
-    /// Pushes `commit` to the branch if the branch is still `expected`
-    /// (`None`: if it does not exist yet).
-    fn push(&self, commit: &str, expected: Option<&str>) -> Result<Pushed, TransportError> {
-        self.network.set(self.network.get() + 1);
-        let branch_ref = self.target.branch_ref();
-        let lease = format!("--force-with-lease={branch_ref}:{}", expected.unwrap_or(""));
-        let refspec = format!("{commit}:{branch_ref}");
-        let out = self.git.run(
-            &[
-                "push",
-                "--porcelain",
-                "--no-verify",
-                "--no-signed",
-                &lease,
-                &self.target.url,
-                &refspec,
-            ],
-            None,
-        );
-        let (stdout, failed) = match out {
-            Ok(stdout) => (stdout, None),
-            Err(mut f) => (std::mem::take(&mut f.stdout), Some(f)),
-        };
-        match (push_status(&stdout, &branch_ref), failed) {
-            (Some(status), _) => Ok(status),
-            (None, None) => Ok(Pushed::Done),
-            (None, Some(f)) => Err(self.unreachable("pushing to", &f)),
-        }
     }
 }
 
@@ -527,19 +539,5 @@ mod tests {
         assert_eq!(p.times.0["git=x/old.ccsync"], ("e".repeat(40), 99));
         assert!(!p.times.0.contains_key("git=x/gone.ccsync"));
         assert!(p.times.0.contains_key("git=x/same.ccsync"));
-    }
-
-    #[test]
-    fn push_outcomes_are_read_from_porcelain() {
-        let r = "refs/heads/ccsync";
-        let ok = b"To file:///r\n*\tabc:refs/heads/ccsync\t[new branch]\nDone\n";
-        assert!(matches!(push_status(ok, r), Some(Pushed::Done)));
-        let stale = b"To file:///r\n!\tabc:refs/heads/ccsync\t[rejected] (stale info)\nDone\n";
-        let Some(Pushed::Rejected(why)) = push_status(stale, r) else {
-            panic!()
-        };
-        assert_eq!(why, "rejected (stale info)");
-        let other = b"To file:///r\n!\tabc:refs/heads/other\t[rejected] (stale info)\n";
-        assert!(push_status(other, r).is_none());
     }
 }

@@ -13,7 +13,9 @@
 //! a store or after it, never a part.
 
 mod batch;
+mod cache;
 mod commit;
+mod push;
 mod run;
 mod target;
 mod tree;
@@ -44,6 +46,8 @@ const TIP_REF: &str = "refs/ccsync/tip";
 struct Snapshot {
     tip: Option<Tip>,
     entries: BTreeMap<String, Entry>,
+    /// Entries whose path is not UTF-8, kept as they are.
+    raw: tree::Raw,
     times: Times,
 }
 
@@ -53,6 +57,8 @@ struct Tip {
     tree: String,
     /// The commit's time, seconds since the epoch.
     secs: u64,
+    /// ccsync made it (its committer is ccsync's).
+    ours: bool,
 }
 
 impl Snapshot {
@@ -60,8 +66,17 @@ impl Snapshot {
         self.times.get(path, &entry.oid).or_else(|| {
             self.tip
                 .as_ref()
-                .map(|t| tree::fallback_time(t.secs, &entry.oid))
+                .and_then(|t| tree::fallback_time(t.secs, &entry.oid))
         })
+    }
+
+    /// Whether ccsync may commit on this branch: it is not there yet, or
+    /// its tip is ccsync's (made by ccsync, with the times file). Any
+    /// other branch is someone's work, never built on or rewritten.
+    fn writable(&self) -> bool {
+        self.tip
+            .as_ref()
+            .is_none_or(|t| t.ours && self.entries.contains_key(tree::TIMES_FILE))
     }
 
     fn listing(&self, branch: &str) -> Listing {
@@ -75,6 +90,10 @@ pub struct GitTransport {
     owner: Option<MachineName>,
     /// The cache, when the opener named no folder for it.
     _temp: Option<tempfile::TempDir>,
+    /// Why there is no cache folder: every call fails with it.
+    cache_error: Option<String>,
+    /// The cache was made again this run (it was broken): not twice.
+    repaired: Cell<bool>,
     snapshot: RefCell<Option<Snapshot>>,
     /// Objects over this size are refused from the listing, never read.
     max_object: u64,
@@ -84,40 +103,27 @@ pub struct GitTransport {
     network: Cell<u32>,
 }
 
-/// How a push ended.
-enum Pushed {
-    Done,
-    /// Rejected by the server: the branch moved, or it refused the update.
-    Rejected(String),
-}
-
 impl GitTransport {
     /// As `Location::open` makes it: the cache goes in a folder named
     /// after the URL and branch under `opener.git_cache` (or a temp dir).
     pub fn from_opener(target: GitTarget, opener: &Opener) -> Self {
         let key = crate::bundle::sha256_hex(format!("{}#{}", target.url, target.branch).as_bytes());
-        let (dir, temp) = match &opener.git_cache {
-            Some(root) => (root.join(&key[..16]), None),
+        // Without a cache folder, a private temp one; failing that, an
+        // error at the first call (never a folder others could guess).
+        let (dir, temp, cache_error) = match &opener.git_cache {
+            Some(root) => (root.join(&key[..16]), None, None),
             None => match tempfile::Builder::new().prefix("ccsync-git-").tempdir() {
-                Ok(t) => (t.path().join("cache"), Some(t)),
-                Err(_) => (
-                    std::env::temp_dir().join(format!("ccsync-git-{}", &key[..16])),
+                Ok(t) => (t.path().join("cache"), Some(t), None),
+                Err(e) => (
+                    PathBuf::new(),
                     None,
+                    Some(format!("cannot make a temp folder for the git cache: {e}")),
                 ),
             },
         };
-        let ssh_base = opener.git_ssh_command.clone().unwrap_or_else(|| {
-            let words: Vec<&str> = if opener.ssh_command.is_empty() {
-                vec!["ssh"]
-            } else {
-                opener.ssh_command.iter().map(String::as_str).collect()
-            };
-            words
-                .iter()
-                .map(|w| super::ssh::shell_quote(w))
-                .collect::<Vec<_>>()
-                .join(" ")
-        });
+        // CCSYNC_SSH_COMMAND, else GIT_SSH_COMMAND, else what git would
+        // run for the user (looked up when first needed).
+        let ssh_base = opener.git_ssh_command.clone();
         let idle = opener
             .ssh_idle_timeout
             .unwrap_or(super::ssh::DEFAULT_IDLE_TIMEOUT);
@@ -128,7 +134,7 @@ impl GitTransport {
         Self {
             git: Git::new(
                 dir,
-                &ssh_base,
+                ssh_base,
                 opener.control_dir.as_deref(),
                 idle.as_secs().max(1),
                 author,
@@ -136,10 +142,12 @@ impl GitTransport {
             target,
             owner: opener.owner.clone(),
             _temp: temp,
+            cache_error,
             snapshot: RefCell::new(None),
             max_object: MAX_BUNDLE_BYTES,
             compaction_refused: Cell::new(false),
             network: Cell::new(0),
+            repaired: Cell::new(false),
         }
     }
 
@@ -203,50 +211,30 @@ impl GitTransport {
             .map_err(|f| self.failed(doing, &f))
     }
 
-    /// Makes the cache (a private bare repository) if it is not there, and
-    /// holds its lock until dropped: two ccsync runs never move its refs
-    /// at once.
-    fn lock(&self) -> Result<std::fs::File, TransportError> {
-        let dir = self.git.dir();
-        crate::fsutil::create_private_dir_all(dir).map_err(|e| TransportError::Io {
-            action: "create the git cache",
-            path: dir.to_path_buf(),
-            source: e,
-        })?;
-        let path = dir.join("ccsync.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .and_then(|f| f.lock().map(|()| f))
-            .map_err(|e| TransportError::Io {
-                action: "lock",
-                path,
-                source: e,
-            })?;
-        if !dir.join("HEAD").exists() {
-            self.git("making the git cache", &["init", "--bare", "--quiet"], None)?;
-        }
-        Ok(file)
-    }
-
     /// Fetches the branch into the cache and reads it: one network call.
     fn sync(&self) -> Result<Snapshot, TransportError> {
         self.network.set(self.network.get() + 1);
         let refspec = format!("+{}:{TIP_REF}", self.target.branch_ref());
-        let fetched = self.git.run(
-            &[
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                "--no-write-fetch-head",
-                "--no-recurse-submodules",
-                &self.target.url,
-                &refspec,
-            ],
-            None,
-        );
+        let upload_pack;
+        let mut args = vec![
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--no-recurse-submodules",
+        ];
+        if self.target.is_local() {
+            upload_pack = format!("--upload-pack={}", self.git.local_pack("upload-pack"));
+            args.push(&upload_pack);
+        }
+        args.extend([self.target.url.as_str(), &refspec]);
+        let mut fetched = self.git.run(&args, None);
+        if let Err(f) = &fetched
+            && cache::local_failure(f)
+            && self.repair()?
+        {
+            fetched = self.git.run(&args, None);
+        }
         match fetched {
             Ok(_) => {}
             // An empty repository, or one whose branch was deleted: an
@@ -277,7 +265,10 @@ impl GitTransport {
             return Ok(Snapshot::default());
         };
         if kind != "commit" {
-            return Err(bad(format!("{TIP_REF} is a {kind}")));
+            return Err(self.error(format!(
+                "branch {} points at a {kind}, not a commit, so it is not a sync dir; delete the branch (`git push {} :{}`) or name another with `#BRANCH`",
+                self.target.branch, self.target.url, self.target.branch
+            )));
         }
         let text = objects.small(size, 1 << 20).map_err(bad)?;
         let tip = parse_commit(&commit, &text).ok_or_else(|| bad("an unreadable commit".into()))?;
@@ -296,7 +287,7 @@ impl GitTransport {
                 None,
             )
             .map_err(|f| self.failed("reading the branch's tree", &f))?;
-        let entries = tree::parse_ls_tree(&out);
+        let (entries, raw) = tree::parse_ls_tree(&out);
         // Advice only: an unreadable or oversized times file leaves
         // commit times.
         let times = match entries.get(tree::TIMES_FILE) {
@@ -312,6 +303,7 @@ impl GitTransport {
         Ok(Snapshot {
             tip: Some(tip),
             entries,
+            raw,
             times,
         })
     }
@@ -500,21 +492,23 @@ impl Transport for GitTransport {
     /// machine's credentials for a push. Nothing is written anywhere.
     fn check_writable(&self) -> Result<(), TransportError> {
         let _lock = self.lock()?;
+        let snapshot = self.sync()?;
+        if !snapshot.writable() {
+            return Err(self.not_ours(&snapshot));
+        }
+        *self.snapshot.borrow_mut() = Some(snapshot);
         let commit = self.probe_commit()?;
         self.network.set(self.network.get() + 1);
         let refspec = format!("{commit}:refs/ccsync/probe");
+        let receive_pack;
+        let mut args = vec!["push", "--dry-run", "--porcelain", "--no-verify"];
+        if self.target.is_local() {
+            receive_pack = format!("--receive-pack={}", self.git.local_pack("receive-pack"));
+            args.push(&receive_pack);
+        }
+        args.extend([self.target.url.as_str(), &refspec]);
         self.git
-            .run(
-                &[
-                    "push",
-                    "--dry-run",
-                    "--porcelain",
-                    "--no-verify",
-                    &self.target.url,
-                    &refspec,
-                ],
-                None,
-            )
+            .run(&args, None)
             .map(drop)
             .map_err(|f| self.unreachable("pushing to", &f))
     }
@@ -536,20 +530,26 @@ impl GitTransport {
     }
 }
 
-/// The tree and committer time of a commit object.
+/// The latest commit time taken as it is: the end of year 9999. A
+/// commit may say any number; past this it is taken as this.
+const LATEST_SECS: u64 = 253_402_300_799;
+
+/// The tree, committer time and committer of a commit object.
 fn parse_commit(oid: &str, text: &[u8]) -> Option<Tip> {
     let text = String::from_utf8_lossy(text);
     let head = text.split("\n\n").next()?;
     let tree = head.lines().find_map(|l| l.strip_prefix("tree "))?;
-    let secs = head
-        .lines()
-        .find_map(|l| l.strip_prefix("committer "))
-        .and_then(|l| l.rsplit(' ').nth(1)?.parse().ok())
-        .unwrap_or(0);
+    let committer = head.lines().find_map(|l| l.strip_prefix("committer "));
+    let secs = committer
+        .and_then(|l| l.rsplit(' ').nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0)
+        .min(LATEST_SECS);
+    let ours = committer.is_some_and(|l| l.contains(&format!("<{}>", run::EMAIL)));
     Some(Tip {
         commit: oid.to_owned(),
         tree: tree.to_owned(),
         secs,
+        ours,
     })
 }
 

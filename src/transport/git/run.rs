@@ -29,6 +29,10 @@ const FOREIGN: &[&str] = &[
 const SSH_OPTIONS: &str =
     "-o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3";
 
+/// The committer (and author) address of every commit ccsync makes: how a
+/// branch's tip is known for ccsync's.
+pub(super) const EMAIL: &str = "ccsync@invalid";
+
 /// How a git call that did not succeed ended.
 #[derive(Debug)]
 pub(super) struct Failed {
@@ -109,7 +113,13 @@ pub(super) fn said(stderr: &[u8]) -> Option<String> {
 /// call shares.
 pub(super) struct Git {
     dir: PathBuf,
-    ssh_command: String,
+    /// The ssh command ccsync was given, as a shell reads it; `None`: the
+    /// user's own (`core.sshCommand`, `GIT_SSH`, or `ssh`), looked up at
+    /// the first call.
+    ssh_base: Option<String>,
+    /// ssh's connection sharing options.
+    mux: String,
+    ssh_command: std::cell::OnceCell<String>,
     /// Seconds an HTTP transfer may stay under 1 KB/s before git gives up.
     low_speed_secs: u64,
     /// Whose commits these are (the machine's name).
@@ -117,11 +127,12 @@ pub(super) struct Git {
 }
 
 impl Git {
-    /// `ssh_base` is the ssh command to run, as a shell would read it;
-    /// `control_dir` a private folder for shared connections.
+    /// `ssh_base` is the ssh command to run, as a shell would read it
+    /// (`None`: the one git would run for the user); `control_dir` a
+    /// private folder for shared connections.
     pub fn new(
         dir: PathBuf,
-        ssh_base: &str,
+        ssh_base: Option<String>,
         control_dir: Option<&Path>,
         low_speed_secs: u64,
         author: String,
@@ -135,12 +146,62 @@ impl Git {
         };
         Self {
             dir,
-            ssh_command: format!("{ssh_base} {SSH_OPTIONS}{mux}"),
+            ssh_base,
+            mux,
+            ssh_command: std::cell::OnceCell::new(),
             low_speed_secs,
             author,
         }
     }
 
+    /// The ssh command git runs: ccsync's options after the base.
+    fn ssh_command(&self) -> &str {
+        self.ssh_command.get_or_init(|| {
+            let base = self.ssh_base.clone().unwrap_or_else(|| self.users_ssh());
+            format!("{base} {SSH_OPTIONS}{}", self.mux)
+        })
+    }
+
+    /// The ssh git runs for the user when nothing is set for ccsync:
+    /// `core.sshCommand` from the user's (and the system's) git config,
+    /// else `GIT_SSH` (a program), else `ssh`. Read with the cache as the
+    /// repository, so no project's config takes part.
+    fn users_ssh(&self) -> String {
+        let mut cmd = Command::new("git");
+        for var in FOREIGN {
+            cmd.env_remove(var);
+        }
+        let configured = cmd
+            .env("GIT_DIR", &self.dir)
+            .args(["config", "--get", "core.sshCommand"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|c| !c.is_empty());
+        configured
+            .or_else(|| {
+                std::env::var("GIT_SSH")
+                    .ok()
+                    .filter(|p| !p.trim().is_empty())
+                    .map(|p| crate::transport::ssh::shell_quote(&p))
+            })
+            .unwrap_or_else(|| "ssh".to_owned())
+    }
+
+    /// For `file://` URLs, the command git runs on the other repository
+    /// (`receive-pack` or `upload-pack`), told to run none of its hooks or
+    /// configured commands: git does not pass `-c` to a local transport's
+    /// other side, which would otherwise run them as this user.
+    pub fn local_pack(&self, which: &str) -> String {
+        let no_hooks = self.dir.join("no-hooks");
+        format!(
+            "git -c core.hooksPath={} -c core.alternateRefsCommand=true -c core.fsmonitor=false {which}",
+            crate::transport::ssh::shell_quote(&no_hooks.to_string_lossy())
+        )
+    }
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -156,19 +217,25 @@ impl Git {
             // Never a prompt: a hook or watch has no one to answer it.
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GCM_INTERACTIVE", "never")
-            .env("GIT_SSH_COMMAND", &self.ssh_command)
+            .env("GIT_SSH_COMMAND", self.ssh_command())
+            // No password prompt through a graphical helper either (git
+            // before 2.46 asks SSH_ASKPASS despite GIT_TERMINAL_PROMPT);
+            // a GIT_ASKPASS the user set is theirs to keep.
+            .env_remove("SSH_ASKPASS")
+            .env("SSH_ASKPASS_REQUIRE", "never")
             // What ccsync passes is OpenSSH's syntax: no probing with `-G`.
             .env("GIT_SSH_VARIANT", "ssh")
             // git's words are matched below ("couldn't find remote ref").
             .env("LC_ALL", "C")
             .env("LANGUAGE", "C")
             .env("GIT_AUTHOR_NAME", &self.author)
-            .env("GIT_AUTHOR_EMAIL", "ccsync@invalid")
+            .env("GIT_AUTHOR_EMAIL", EMAIL)
             .env("GIT_COMMITTER_NAME", &self.author)
-            .env("GIT_COMMITTER_EMAIL", "ccsync@invalid")
+            .env("GIT_COMMITTER_EMAIL", EMAIL)
             .arg("-c")
             .arg(format!("core.hooksPath={}", no_hooks.display()))
             .args(["-c", "credential.interactive=false"])
+            .args(["-c", "core.askPass="])
             .args(["-c", "http.lowSpeedLimit=1000"])
             .arg("-c")
             .arg(format!("http.lowSpeedTime={}", self.low_speed_secs))
@@ -188,7 +255,16 @@ impl Git {
     }
 
     /// Runs `cmd` (made by `command`) with `input` on stdin.
-    pub fn run_with(&self, mut cmd: Command, input: Option<&[u8]>) -> Result<Vec<u8>, Failed> {
+    pub fn run_with(&self, cmd: Command, input: Option<&[u8]>) -> Result<Vec<u8>, Failed> {
+        self.run_full(cmd, input).map(|(stdout, _)| stdout)
+    }
+
+    /// `run_with`, keeping what git said on stderr when it succeeded.
+    pub fn run_full(
+        &self,
+        mut cmd: Command,
+        input: Option<&[u8]>,
+    ) -> Result<(Vec<u8>, Vec<u8>), Failed> {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         if input.is_some() {
             cmd.stdin(Stdio::piped());
@@ -207,7 +283,7 @@ impl Git {
             let _ = writer.join();
         }
         if out.status.success() {
-            Ok(out.stdout)
+            Ok((out.stdout, out.stderr))
         } else {
             Err(Failed {
                 code: out.status.code(),
@@ -225,9 +301,39 @@ impl Git {
     }
 }
 
+/// The `remote:` lines of git's stderr (what the server said, such as
+/// why a hook refused a push), at most three.
+pub(super) fn remote_said(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("remote:"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(3)
+        .map(|l| l.chars().take(300).collect())
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_askpass_helper_and_remote_lines_are_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let git = Git::new(tmp.path().join("cache"), None, None, 30, "a".into());
+        let cmd = git.command(&["--version"]);
+        let envs: Vec<_> = cmd.get_envs().collect();
+        assert!(envs.contains(&("SSH_ASKPASS".as_ref(), None)));
+        let args: Vec<_> = cmd.get_args().collect();
+        assert!(args.contains(&"core.askPass=".as_ref()), "{args:?}");
+        assert_eq!(
+            remote_said(b"remote: File x is 123 MB\nremote: \nerror: failed\n").as_deref(),
+            Some("File x is 123 MB")
+        );
+    }
 
     #[test]
     fn what_git_said_is_cut_to_the_news() {

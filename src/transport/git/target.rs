@@ -20,7 +20,8 @@ pub struct GitTarget {
 impl GitTarget {
     /// `rest` is what follows `git+` (`ssh://host/path#branch`).
     pub fn parse(rest: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("git+{rest}: {why}");
+        let shown = without_user(rest);
+        let bad = |why: &str| format!("git+{shown}: {why}");
         if rest.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(bad("spaces and control characters are not allowed"));
         }
@@ -66,19 +67,47 @@ impl GitTarget {
         })
     }
 
+    /// A `file://` URL: git runs the other side here, as this user.
+    pub fn is_local(&self) -> bool {
+        self.host.is_none()
+    }
+
     /// `refs/heads/<branch>`.
     pub fn branch_ref(&self) -> String {
         format!("refs/heads/{}", self.branch)
     }
 }
 
+/// The location with any user info before the host cut to `…@`, for
+/// messages about a location that is refused (it may hold a token).
+fn without_user(rest: &str) -> String {
+    let Some((scheme, after)) = rest.split_once("://") else {
+        return rest.to_owned();
+    };
+    let end = after.find(['/', '#']).unwrap_or(after.len());
+    match after[..end].rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://…@{host}{}", &after[end..]),
+        None => rest.to_owned(),
+    }
+}
+
 /// `[user@]host[:port]`: the host, or why not. A password is refused: the
-/// location is stored in config.toml, and git has credential helpers.
+/// location is stored in config.toml, and git has credential helpers. Over
+/// http(s) no user info at all (it is where tokens go), and no `%` (an
+/// escape could hide anything).
 fn check_authority(scheme: &str, authority: &str) -> Result<String, String> {
+    if authority.contains('%') {
+        return Err("`%` is not allowed before the path; write the host plainly".into());
+    }
     let (user, hostport) = match authority.rsplit_once('@') {
         Some((user, hostport)) => (Some(user), hostport),
         None => (None, authority),
     };
+    if user.is_some() && scheme != "ssh" {
+        return Err(format!(
+            "user info in a git+{scheme}:// URL would be stored in config.toml (and is where tokens go); write git+{scheme}://HOST/PATH and give the login to git: a credential helper (`git config --global credential.helper …`), or the user name with `git config --global credential.https://HOST.username NAME`"
+        ));
+    }
     if let Some(user) = user {
         if user.contains(':') {
             return Err(
@@ -185,7 +214,11 @@ mod tests {
             ("ssh://-oProxyCommand=x/r", "safely"),
             ("ssh://host", "no repository path"),
             ("ssh://host:22x/r", "not a number"),
-            ("https://me:secret@host/r.git", "password"),
+            ("https://me:secret@host/r.git", "credential helper"),
+            ("https://ghp_TOKEN@host/r.git", "credential helper"),
+            ("ssh://me:secret@host/r.git", "password"),
+            ("https://host%2fx/r.git", "`%`"),
+            ("ssh://u%40x@host/r.git", "`%`"),
             ("file://host/r.git", "git+file:///absolute"),
             ("ftp://host/r.git", "not a git transport"),
             ("ssh://host/r.git#-x", "branch"),
@@ -196,6 +229,7 @@ mod tests {
         ] {
             let e = GitTarget::parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains("secret") && !e.contains("TOKEN"), "{e}");
         }
     }
 }

@@ -42,16 +42,25 @@ impl Repo {
     }
 }
 
+/// The committer address of ccsync's commits: another writer can use it
+/// too (a commit's author is whatever it says).
+const CCSYNC: &str = "ccsync@invalid";
+
 /// git on the bare repository itself, as another writer would.
 fn plumb(dir: &Path, args: &[&str], input: Option<&[u8]>) -> String {
+    plumb_as(dir, "t@t", args, input)
+}
+
+/// `plumb`, committing as `email` (`ccsync@invalid`: as ccsync would).
+fn plumb_as(dir: &Path, email: &str, args: &[&str], input: Option<&[u8]>) -> String {
     use std::io::Write;
     let mut child = Command::new("git")
         .args(args)
         .env("GIT_DIR", dir)
         .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@t")
+        .env("GIT_AUTHOR_EMAIL", email)
         .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@t")
+        .env("GIT_COMMITTER_EMAIL", email)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -191,6 +200,7 @@ fn links_climbing_names_and_oversized_objects_are_refused() {
     let small = blob(b"/etc/passwd");
     let big = blob(&[b'x'; 17]);
     let good_blob = blob(b"good");
+    let times = plumb(&bare, &["rev-parse", "ccsync:.ccsync-times"], None);
     let folder = plumb(
         &bare,
         &["mktree"],
@@ -205,11 +215,17 @@ fn links_climbing_names_and_oversized_objects_are_refused() {
     let top = plumb(
         &bare,
         &["mktree"],
-        Some(format!("040000 tree {folder}\tgit=x\n120000 blob {small}\tgit=link\n").as_bytes()),
+        Some(
+            format!(
+                "040000 tree {folder}\tgit=x\n120000 blob {small}\tgit=link\n100644 blob {times}\t.ccsync-times\n"
+            )
+            .as_bytes(),
+        ),
     );
     let tip = plumb(&bare, &["rev-parse", "ccsync"], None);
-    let commit = plumb(
+    let commit = plumb_as(
         &bare,
+        CCSYNC,
         &["commit-tree", "-p", &tip, "-m", "planted", &top],
         None,
     );
@@ -280,4 +296,204 @@ fn a_missing_repository_is_named_with_a_hint() {
     );
     let e = t.check_writable().unwrap_err().to_string();
     assert!(e.contains("nope.git"), "{e}");
+}
+
+/// The branch's tip tree, by path (names as git prints them).
+fn branch_tree(repo: &Repo) -> Vec<String> {
+    plumb(
+        &repo.bare(),
+        &["ls-tree", "-r", "--name-only", "ccsync"],
+        None,
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// A listing from before this lock is not trusted to say a store has
+/// nothing to do: another machine may have removed the object since.
+#[test]
+fn a_store_that_looks_like_a_noop_on_a_stale_listing_fetches_again() {
+    let repo = Repo::new();
+    let (a, b) = (repo.machine("a"), repo.machine("b"));
+    let x = name("git=x", "1-a.ccsync");
+    a.store(&[(x.clone(), repo.staged("x", b"bundle x"))])
+        .unwrap();
+    assert_eq!(a.list().unwrap().objects.len(), 1);
+    b.remove(std::slice::from_ref(&x)).unwrap();
+    assert!(branch_tree(&repo).iter().all(|p| !p.contains("1-a")));
+    let done = a
+        .store(&[(x.clone(), repo.staged("x2", b"bundle x"))])
+        .unwrap();
+    assert!(done[0].is_ok());
+    assert!(
+        branch_tree(&repo).contains(&"git=x/1-a.ccsync".to_owned()),
+        "the store said Ok: the object must be there"
+    );
+}
+
+/// Another writer moves the branch every few milliseconds for seconds:
+/// the store backs off and keeps trying, and lands once it stops.
+#[test]
+fn a_store_outlasts_a_branch_that_keeps_moving() {
+    let repo = Repo::new();
+    let a = repo.machine("a");
+    a.store(&[(name("machines", "a.json"), repo.staged("m", b"{}"))])
+        .unwrap();
+    let bare = repo.bare();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let x = name("git=x", "1-a.ccsync");
+    std::thread::scope(|s| {
+        let mover = s.spawn(|| {
+            let started = std::time::Instant::now();
+            let tree = plumb(&bare, &["rev-parse", "ccsync^{tree}"], None);
+            let mut moves = 0;
+            while started.elapsed() < Duration::from_secs(4) {
+                let tip = plumb(&bare, &["rev-parse", "ccsync"], None);
+                let next = plumb_as(
+                    &bare,
+                    CCSYNC,
+                    &["commit-tree", "-p", &tip, "-m", "busy", &tree],
+                    None,
+                );
+                plumb(&bare, &["update-ref", "refs/heads/ccsync", &next], None);
+                moves += 1;
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            moves
+        });
+        let done = a.store(&[(x.clone(), repo.staged("x", b"x"))]);
+        assert!(done.is_ok(), "{done:?}");
+        assert!(
+            stop.load(std::sync::atomic::Ordering::SeqCst),
+            "it landed only once the branch stood still"
+        );
+        assert!(mover.join().unwrap() > 10);
+    });
+    assert!(branch_tree(&repo).contains(&x.to_string()));
+}
+
+/// A push the server's side refused while the branch stayed where it was
+/// (another push holds its lock) is tried again.
+#[test]
+fn a_push_refused_while_the_branch_is_locked_is_tried_again() {
+    let repo = Repo::new();
+    let a = repo.machine("a");
+    a.store(&[(name("machines", "a.json"), repo.staged("m", b"{}"))])
+        .unwrap();
+    let lock = repo.bare().join("refs/heads/ccsync.lock");
+    std::fs::write(&lock, "").unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(150));
+            std::fs::remove_file(&lock).unwrap();
+        });
+        let x = name("git=x", "1-a.ccsync");
+        a.store(&[(x, repo.staged("x", b"x"))]).unwrap();
+    });
+    assert!(branch_tree(&repo).contains(&"git=x/1-a.ccsync".to_owned()));
+}
+
+/// Entries whose names are not UTF-8 (no object's name) stay through a
+/// store into their folder and beside it.
+#[test]
+fn names_that_are_not_utf8_survive_a_store() {
+    let repo = Repo::new();
+    let a = repo.machine("a");
+    a.store(&[(name("git=x", "1-a.ccsync"), repo.staged("1", b"1"))])
+        .unwrap();
+    let bare = repo.bare();
+    let ls = |spec: &str| plumb(&bare, &["ls-tree", "-z", spec], None).into_bytes();
+    let blob = plumb(&bare, &["hash-object", "-w", "--stdin"], Some(b"precious"));
+    let mut folder = ls("ccsync:git=x");
+    folder.extend_from_slice(format!("100644 blob {blob}\tbad").as_bytes());
+    folder.extend_from_slice(b"\xff.txt\0");
+    let folder = plumb(&bare, &["mktree", "-z"], Some(&folder));
+    let mut top: Vec<u8> = Vec::new();
+    for record in ls("ccsync").split(|b| *b == 0).filter(|r| !r.is_empty()) {
+        if !record.ends_with(b"\tgit=x") {
+            top.extend_from_slice(record);
+            top.push(0);
+        }
+    }
+    top.extend_from_slice(
+        format!("040000 tree {folder}\tgit=x\0100644 blob {blob}\tnot-utf8-").as_bytes(),
+    );
+    top.extend_from_slice(b"\xfe\0");
+    let top = plumb(&bare, &["mktree", "-z"], Some(&top));
+    let tip = plumb(&bare, &["rev-parse", "ccsync"], None);
+    let planted = plumb_as(
+        &bare,
+        CCSYNC,
+        &["commit-tree", "-p", &tip, "-m", "p", &top],
+        None,
+    );
+    plumb(&bare, &["update-ref", "refs/heads/ccsync", &planted], None);
+    let before = branch_tree(&repo);
+
+    a.store(&[(name("git=x", "2-a.ccsync"), repo.staged("2", b"2"))])
+        .unwrap();
+    let after = branch_tree(&repo);
+    for path in &before {
+        assert!(after.contains(path), "{path} went: {after:?}");
+    }
+    assert!(after.contains(&"git=x/2-a.ccsync".to_owned()));
+    assert_eq!(after.len(), before.len() + 1, "{after:?}");
+}
+
+/// A history with someone else's commit in it is never cut, however long.
+#[test]
+fn a_history_with_others_commits_is_never_started_afresh() {
+    let repo = Repo::new();
+    let a = repo.machine("a");
+    a.store(&[(name("git=x", "1-a.ccsync"), repo.staged("1", b"1"))])
+        .unwrap();
+    let bare = repo.bare();
+    let tree = plumb(&bare, &["rev-parse", "ccsync^{tree}"], None);
+    // The root is a user's; ccsync's commits follow, past the limit.
+    let mut tip = plumb(&bare, &["commit-tree", "-m", "user's", &tree], None);
+    for _ in 0..HISTORY_LIMIT + 1 {
+        tip = plumb_as(
+            &bare,
+            CCSYNC,
+            &["commit-tree", "-p", &tip, "-m", "c", &tree],
+            None,
+        );
+    }
+    plumb(&bare, &["update-ref", "refs/heads/ccsync", &tip], None);
+    a.store(&[(name("git=x", "2-a.ccsync"), repo.staged("2", b"2"))])
+        .unwrap();
+    let count = plumb(&bare, &["rev-list", "--count", "ccsync"], None);
+    assert_eq!(count, (HISTORY_LIMIT + 3).to_string());
+}
+
+/// A cache git cannot use (here made with another object format) is
+/// moved aside and made again; a new cache is sha1 and private.
+#[test]
+fn a_broken_cache_is_made_again() {
+    let repo = Repo::new();
+    let b = repo.machine("b");
+    b.store(&[(name("git=x", "1-b.ccsync"), repo.staged("1", b"1"))])
+        .unwrap();
+    let a = repo.machine("a");
+    let dir = a.git.dir().to_path_buf();
+    std::fs::create_dir_all(&dir).unwrap();
+    plumb(
+        &dir,
+        &["init", "--bare", "-q", "--object-format=sha256"],
+        None,
+    );
+    assert_eq!(a.list().unwrap().objects.len(), 1);
+    a.store(&[(name("git=x", "2-a.ccsync"), repo.staged("2", b"2"))])
+        .unwrap();
+    // The cache's folder is named by hex digits: `<it>.broken`.
+    assert!(dir.with_extension("broken").join("HEAD").exists());
+    assert_eq!(
+        plumb(&dir, &["rev-parse", "--show-object-format"], None),
+        "sha1"
+    );
+    assert_eq!(
+        plumb(&dir, &["config", "core.sharedRepository"], None),
+        "0600"
+    );
 }

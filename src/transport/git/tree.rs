@@ -13,8 +13,9 @@ use super::super::{Listing, ObjectName, RemoteObject};
 /// object.
 pub(super) const TIMES_FILE: &str = ".ccsync-times";
 const TIMES_HEADER: &str = "ccsync-times 1";
-/// The most of a times file that is read: a line per object.
-pub(super) const TIMES_CAP: u64 = 64 << 20;
+/// The most of a times file that is read: a line per object (about 120
+/// bytes), so room for over a hundred thousand objects.
+pub(super) const TIMES_CAP: u64 = 16 << 20;
 
 pub(super) const LINK: &str = "a symbolic link; ccsync never follows links in the sync dir";
 const CLIMBS: &str = "a name that climbs out of its folder; ccsync never follows it";
@@ -52,19 +53,22 @@ impl Entry {
     }
 }
 
-/// Parses `git ls-tree -r -t -l -z` output into path → entry. Malformed
-/// records are dropped (they cannot come from git).
-pub(super) fn parse_ls_tree(out: &[u8]) -> BTreeMap<String, Entry> {
+/// The entries of `git ls-tree -r -t -l -z`: path → entry, and apart,
+/// the entries whose path is not UTF-8 (no object has such a name, but a
+/// commit keeps them as they are).
+pub(super) type Raw = BTreeMap<Vec<u8>, Entry>;
+
+/// Parses `git ls-tree -r -t -l -z` output into path → entry, and the
+/// entries whose path is not UTF-8 by their bytes. Malformed records are
+/// dropped (they cannot come from git).
+pub(super) fn parse_ls_tree(out: &[u8]) -> (BTreeMap<String, Entry>, Raw) {
     let mut entries = BTreeMap::new();
+    let mut raw = Raw::new();
     for record in out.split(|b| *b == 0).filter(|r| !r.is_empty()) {
         let Some(tab) = record.iter().position(|b| *b == b'\t') else {
             continue;
         };
-        let (Ok(head), Ok(path)) = (
-            std::str::from_utf8(&record[..tab]),
-            std::str::from_utf8(&record[tab + 1..]),
-        ) else {
-            // A name that is not UTF-8 is no object name either.
+        let Ok(head) = std::str::from_utf8(&record[..tab]) else {
             continue;
         };
         let mut words = head.split_whitespace();
@@ -73,17 +77,23 @@ pub(super) fn parse_ls_tree(out: &[u8]) -> BTreeMap<String, Entry> {
         else {
             continue;
         };
-        entries.insert(
-            path.to_owned(),
-            Entry {
-                mode: mode.to_owned(),
-                kind: kind.to_owned(),
-                oid: oid.to_owned(),
-                size: size.parse().ok(),
-            },
-        );
+        let entry = Entry {
+            mode: mode.to_owned(),
+            kind: kind.to_owned(),
+            oid: oid.to_owned(),
+            size: size.parse().ok(),
+        };
+        let path = &record[tab + 1..];
+        match std::str::from_utf8(path) {
+            Ok(path) => {
+                entries.insert(path.to_owned(), entry);
+            }
+            Err(_) => {
+                raw.insert(path.to_vec(), entry);
+            }
+        }
     }
-    entries
+    (entries, raw)
 }
 
 fn climbs(component: &str) -> bool {
@@ -182,16 +192,19 @@ impl Times {
     /// The time `path` was stored, if it is still the blob `oid`.
     pub fn get(&self, path: &str, oid: &str) -> Option<SystemTime> {
         let (at, ns) = self.0.get(path)?;
-        (at == oid).then(|| SystemTime::UNIX_EPOCH + Duration::from_nanos(*ns))
+        (at == oid)
+            .then(|| SystemTime::UNIX_EPOCH.checked_add(Duration::from_nanos(*ns)))
+            .flatten()
     }
 }
 
 /// The stamp of an object the times file does not vouch for: the tip
 /// commit's time (whole seconds), with the sub-second part taken from the
 /// blob id, so that the stamp still changes whenever the content does.
-pub(super) fn fallback_time(commit_secs: u64, oid: &str) -> SystemTime {
+/// A time past what this system can hold gives none.
+pub(super) fn fallback_time(commit_secs: u64, oid: &str) -> Option<SystemTime> {
     let nanos = u32::from_str_radix(oid.get(..8).unwrap_or("0"), 16).unwrap_or(0) % 1_000_000_000;
-    SystemTime::UNIX_EPOCH + Duration::new(commit_secs, nanos)
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(commit_secs, nanos))
 }
 
 #[cfg(test)]
@@ -212,11 +225,30 @@ mod tests {
         let out = b"040000 tree 1111111111111111111111111111111111111111       -\tgit=x\0\
 100644 blob 2222222222222222222222222222222222222222      12\tgit=x/a b.ccsync\0\
 120000 blob 3333333333333333333333333333333333333333       9\tgit=x/l\0";
-        let e = parse_ls_tree(out);
+        let (e, raw) = parse_ls_tree(out);
         assert_eq!(e.len(), 3);
+        assert!(raw.is_empty());
         assert!(e["git=x"].is_tree());
         assert_eq!(e["git=x/a b.ccsync"].size, Some(12));
         assert!(e["git=x/l"].is_link());
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_kept_apart_as_bytes() {
+        let out = b"100644 blob 2222222222222222222222222222222222222222      12\tgit=x/bad\xff\0\
+100644 blob 2222222222222222222222222222222222222222      12\tgit=x/ok\0";
+        let (e, raw) = parse_ls_tree(out);
+        assert_eq!(e.keys().collect::<Vec<_>>(), ["git=x/ok"]);
+        assert_eq!(raw.keys().collect::<Vec<_>>(), [&b"git=x/bad\xff"[..]]);
+    }
+
+    #[test]
+    fn times_past_what_the_system_holds_give_none_and_never_panic() {
+        assert_eq!(fallback_time(u64::MAX, &"f".repeat(40)), None);
+        let oid = "b".repeat(40);
+        let t = Times::parse(format!("{TIMES_HEADER}\n{oid} {} p\n", u64::MAX).as_bytes());
+        // u64::MAX nanoseconds is in 2554: held, or none; never a panic.
+        let _ = t.get("p", &oid);
     }
 
     #[test]
@@ -271,8 +303,8 @@ mod tests {
         assert_eq!(Times::parse(b"something else\nx y z\n"), Times::default());
         let junk = format!("{TIMES_HEADER}\nnot an oid 5 p\n{oid} x p\n");
         assert_eq!(Times::parse(junk.as_bytes()), Times::default());
-        let a = fallback_time(100, &"0".repeat(40));
-        let b = fallback_time(100, &"f".repeat(40));
+        let a = fallback_time(100, &"0".repeat(40)).unwrap();
+        let b = fallback_time(100, &"f".repeat(40)).unwrap();
         assert_ne!(a, b);
         assert_eq!(
             a.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
