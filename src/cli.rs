@@ -203,8 +203,11 @@ pub struct ForgetArgs {
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Sync dir: a directory, e.g. in a Dropbox or Syncthing folder or on a
-    /// USB stick, or an ssh location (`host:path`, `ssh://host/path`).
-    /// Without it, init lists the synced folders it finds here.
+    /// USB stick, an ssh location (`host:path`, `ssh://host/path`), an
+    /// object store (`s3://bucket/prefix`, `webdavs://host/path`) or a git
+    /// repository's branch (`git+ssh://host/repo.git[#branch]`,
+    /// `git+https://…`, `git+file:///…`). Without it, init lists the synced
+    /// folders it finds here.
     pub location: Option<String>,
 
     /// Create the sync dir if it does not exist (without a terminal to ask

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use ccsync::config::Config;
 use ccsync::names::MachineName;
+use ccsync::transport::git::GitTransport;
 use ccsync::transport::ssh::SshTransport;
 use ccsync::transport::{Location, Transport};
 
@@ -336,8 +337,67 @@ fn check_transport(env: &Env, config: &Config, checks: &mut Checks) -> Vec<Machi
             }
         }
     }
+    if let Location::Git(target) = &location {
+        let git = GitTransport::from_opener(target.clone(), &opener);
+        match git.version() {
+            Ok(v) => checks.push("git", Status::Ok, v),
+            Err(e) => {
+                checks.push("git", Status::Fail, e.to_string());
+                return Vec::new();
+            }
+        }
+        let branch = &target.branch;
+        match git.reach() {
+            Ok((took, None)) => checks.push(
+                "connection",
+                Status::Ok,
+                format!(
+                    "{} reached in {} ms; it has no branch {branch} yet (the first push makes it)",
+                    target.url,
+                    took.as_millis()
+                ),
+            ),
+            Ok((took, Some((commits, objects)))) => {
+                checks.push(
+                    "connection",
+                    Status::Ok,
+                    format!(
+                        "{} reached, credentials accepted: branch {branch} fetched in {} ms ({}, {})",
+                        target.url,
+                        took.as_millis(),
+                        plural(commits as usize, "commit", "commits"),
+                        plural(objects, "object", "objects")
+                    ),
+                );
+                // Compaction keeps it under the limit unless the server
+                // refuses a rewritten branch.
+                if commits > 2 * u64::from(ccsync::transport::git::HISTORY_LIMIT) {
+                    checks.push(
+                        "history",
+                        Status::Warn,
+                        format!(
+                            "branch {branch} holds {commits} commits: the server seems to refuse the force push that starts it afresh every {} commits; allow force pushes to {branch} (a protected branch, or receive.denyNonFastForwards)",
+                            ccsync::transport::git::HISTORY_LIMIT
+                        ),
+                    );
+                }
+            }
+            Err(e) => {
+                checks.push("connection", Status::Fail, e.to_string());
+                return Vec::new();
+            }
+        }
+    }
     let transport = location.open(&opener);
     match transport.check_writable() {
+        Ok(()) if matches!(location, Location::Git(_)) => checks.push(
+            "transport",
+            Status::Ok,
+            format!(
+                "{} takes a push from this machine (a dry run: nothing was written)",
+                transport.location()
+            ),
+        ),
         Ok(()) => checks.push(
             "transport",
             Status::Ok,

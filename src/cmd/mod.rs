@@ -175,12 +175,21 @@ impl Env {
     }
 
     pub fn location(&self, text: &str) -> Result<Location> {
-        Location::parse(text, &self.cwd)
-            .with_context(|| format!("{text:?} is not a location ccsync can use"))
+        Location::parse(text, &self.cwd).with_context(|| {
+            // A refused git+https:// location may hold a token: the reason
+            // names it without.
+            let shown = if text.starts_with("git+") {
+                "this git location"
+            } else {
+                text
+            };
+            format!("{shown:?} is not a location ccsync can use")
+        })
     }
 
     /// How to reach transports: `CCSYNC_SSH_COMMAND` (split like a shell
-    /// would), and a private folder for ssh's connection sockets.
+    /// would), a private folder for ssh's connection sockets, and one for
+    /// git locations' clones.
     pub fn opener(&self) -> Result<Opener> {
         let ssh_command = match std::env::var("CCSYNC_SSH_COMMAND") {
             Ok(text) if !text.trim().is_empty() => shlex::split(&text)
@@ -191,6 +200,21 @@ impl Env {
                     )
                 })?,
             _ => vec!["ssh".to_owned()],
+        };
+        // CCSYNC_SSH_COMMAND speaks for ccsync's ssh; without it, git
+        // runs the user's GIT_SSH_COMMAND, else what git would run
+        // (core.sshCommand, GIT_SSH, ssh: the transport looks it up).
+        let git_ssh_command = match non_empty("CCSYNC_SSH_COMMAND") {
+            Some(_) => Some(
+                ssh_command
+                    .iter()
+                    .map(|w| ccsync::transport::ssh::shell_quote(w))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            None => std::env::var("GIT_SSH_COMMAND")
+                .ok()
+                .filter(|c| !c.trim().is_empty()),
         };
         let ssh_idle_timeout = match non_empty("CCSYNC_SSH_TIMEOUT") {
             Some(v) => Some(
@@ -223,6 +247,8 @@ impl Env {
                 .map(PathBuf::from)
                 .or_else(|| std::env::home_dir().map(|h| h.join(".netrc")))
                 .and_then(|p| std::fs::read_to_string(p).ok()),
+            git_cache: Some(self.config_dir.root().join("git")),
+            git_ssh_command,
         })
     }
 

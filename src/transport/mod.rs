@@ -3,6 +3,7 @@
 
 pub mod dir;
 pub mod folder;
+pub mod git;
 pub mod layout;
 pub mod memory;
 pub mod object;
@@ -139,6 +140,8 @@ pub enum Location {
     Ssh(ssh::SshTarget),
     /// `s3://…`, `webdav://…`, `webdavs://…`.
     Object(object::ObjectTarget),
+    /// `git+ssh://…`, `git+https://…`, `git+file://…`, with `#branch`.
+    Git(git::GitTarget),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,8 +150,10 @@ pub enum LocationError {
     Ssh(#[from] ssh::TargetError),
     #[error("{0}")]
     Object(String),
+    #[error("{0}")]
+    Git(String),
     #[error(
-        "{scheme}:// is not a transport ccsync has; use a directory, ssh://HOST/PATH or HOST:PATH, s3://BUCKET[/PREFIX], or webdav[s]://HOST[:PORT]/PATH"
+        "{scheme}:// is not a transport ccsync has; use a directory, ssh://HOST/PATH or HOST:PATH, s3://BUCKET[/PREFIX], webdav[s]://HOST[:PORT]/PATH, or git+ssh://HOST/PATH (git+https://, git+file://)"
     )]
     Unsupported { scheme: String },
 }
@@ -171,6 +176,14 @@ pub struct Opener {
     /// The text of `~/.netrc`, where a WebDAV login is looked up by host
     /// when none is given.
     pub netrc: Option<String>,
+    /// Where git locations keep their clones (private); `None`: a temp
+    /// dir per transport, fetched whole each time.
+    pub git_cache: Option<PathBuf>,
+    /// The ssh command for git+ssh, as a shell reads it:
+    /// `CCSYNC_SSH_COMMAND`, else the user's `GIT_SSH_COMMAND`; `None`:
+    /// what git would run for the user (`core.sshCommand`, `GIT_SSH`,
+    /// `ssh`), looked up when first needed.
+    pub git_ssh_command: Option<String>,
 }
 
 impl Location {
@@ -192,6 +205,9 @@ impl Location {
                 scheme @ ("s3" | "webdav" | "webdavs") => object::ObjectTarget::parse(scheme, rest)
                     .map(Location::Object)
                     .map_err(LocationError::Object),
+                git if git.starts_with("git+") => git::GitTarget::parse(&s[4..])
+                    .map(Location::Git)
+                    .map_err(LocationError::Git),
                 _ => Err(LocationError::Unsupported {
                     scheme: scheme.to_owned(),
                 }),
@@ -217,6 +233,9 @@ impl Location {
                 Box::new(ssh::SshTransport::from_opener(target.clone(), opener))
             }
             Location::Object(target) => Box::new(self.open_object(target, opener)),
+            Location::Git(target) => {
+                Box::new(git::GitTransport::from_opener(target.clone(), opener))
+            }
         }
     }
 
@@ -255,6 +274,7 @@ impl std::fmt::Display for Location {
             Location::Dir(p) => write!(f, "{}", p.display()),
             Location::Ssh(t) => write!(f, "{t}"),
             Location::Object(t) => write!(f, "{t}"),
+            Location::Git(t) => write!(f, "{t}"),
         }
     }
 }
@@ -308,7 +328,27 @@ mod tests {
             Location::parse("webdavs://dav.example.com/ccsync", base).unwrap(),
             Location::Object(_)
         ));
-        for other in ["gs://b/x", "azblob://c/x", "git+ssh://h/r", "ftp://h/x"] {
+        let Location::Git(t) = Location::parse("git+ssh://me@h:2222/srv/r.git#x", base).unwrap()
+        else {
+            panic!("git+ssh picks the git transport")
+        };
+        assert_eq!(
+            (t.url.as_str(), t.branch.as_str()),
+            ("ssh://me@h:2222/srv/r.git", "x")
+        );
+        assert_eq!(
+            Location::parse(&t.to_string(), base).unwrap(),
+            Location::Git(t)
+        );
+        assert!(matches!(
+            Location::parse("GIT+FILE:///srv/r.git", base).unwrap(),
+            Location::Git(_)
+        ));
+        let e = Location::parse("git+ftp://h/r", base)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("git+ssh://"), "{e}");
+        for other in ["gs://b/x", "azblob://c/x", "ftp://h/x"] {
             let e = Location::parse(other, base).unwrap_err().to_string();
             assert!(
                 e.contains("not a transport ccsync has") && e.contains("s3://"),

@@ -12,6 +12,7 @@ mod errors;
 mod fidelity;
 mod fuzz_seeds;
 mod getting_started;
+mod git;
 mod hands_free;
 mod hardening;
 mod objects;
