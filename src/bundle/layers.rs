@@ -112,6 +112,17 @@ impl Layers {
     /// Unwraps the layers of an object being read: decrypts (refusing a
     /// plain object when the sync dir is encrypted) and decompresses.
     pub fn reader<'a, R: Read + 'a>(&'a self, input: R) -> Result<Box<dyn Read + 'a>, BundleError> {
+        self.reader_in(input, None)
+    }
+
+    /// The same, decompressing with `context` when given: one context
+    /// serves many objects read one after another (making one per object
+    /// cost more than decoding a small one).
+    pub fn reader_in<'a, R: Read + 'a>(
+        &'a self,
+        input: R,
+        context: Option<&'a mut zstd::zstd_safe::DCtx<'static>>,
+    ) -> Result<Box<dyn Read + 'a>, BundleError> {
         let mut input = BufReader::with_capacity(1 << 16, input);
         let start = input.fill_buf()?;
         let after_age: Box<dyn Read + 'a> = if start.starts_with(AGE_MAGIC) {
@@ -138,8 +149,12 @@ impl Layers {
         };
         let mut after_age = BufReader::with_capacity(1 << 16, after_age);
         if after_age.fill_buf()?.starts_with(ZSTD_MAGIC) {
-            let decoder = zstd::stream::read::Decoder::with_buffer(after_age)?;
-            Ok(Box::new(decoder))
+            Ok(match context {
+                Some(context) => Box::new(zstd::stream::read::Decoder::with_context(
+                    after_age, context,
+                )),
+                None => Box::new(zstd::stream::read::Decoder::with_buffer(after_age)?),
+            })
         } else {
             Ok(Box::new(after_age))
         }

@@ -271,7 +271,8 @@ pub fn write(
     // when the transcript is big enough to pay for one.
     let mut tally = Tally::new();
     let (streamed, written) = pipeline(
-        len >= PIPELINE_MIN,
+        if len >= PIPELINE_MIN { 0 } else { u64::MAX },
+        |(raw, _): &(Vec<u8>, Vec<u8>)| raw.len(),
         |(raw, escaped): (Vec<u8>, Vec<u8>)| {
             tally.add(&raw);
             out.write_all(&escaped)
@@ -302,15 +303,17 @@ pub fn read(
     let mut reader = json::ObjectReader::new(input, MAX_BUNDLE_BYTES);
     let mut fields = serde_json::Map::new();
     // Parsing and unescaping here; checking UTF-8, hashing and writing the
-    // transcript on a second thread when the bundle is more than a buffer.
-    let big = reader.buffered() == 1 << 16;
+    // transcript on a second thread once it is long enough to pay for one
+    // (a thread per small bundle cost more than it saved: 1,000 of them in
+    // a pull).
     let mut tally = Tally::new();
     let mut utf8 = json::Utf8Check::default();
     let mut valid = true;
     let mut part_bodies = None;
     let mut part_error = None;
     let (parsed, written) = pipeline(
-        big,
+        PIPELINE_MIN,
+        Vec::len,
         |chunk: Vec<u8>| {
             valid = valid && utf8.push(&chunk);
             if !valid {
@@ -421,26 +424,42 @@ const PARTS_MODIFIED_CAP: usize = 64 << 20;
 const PIPELINE_MIN: u64 = 1 << 20;
 
 /// Runs `produce`, which hands items to `emit`, and `consume` on each item:
-/// on a second thread when `threaded`, for large jobs on a multi-core
-/// machine, else inline. Returns what `produce` returned, and how `consume`
-/// ended; when it failed, its error is the one to report.
+/// inline for the first `inline_up_to` bytes (by `size`), then on a second
+/// thread, so a large job uses two cores and a small one pays for no
+/// thread. Returns what `produce` returned, and how `consume` ended on the
+/// second thread; when it failed, its error is the one to report (inline,
+/// `consume`'s error goes back through `emit`).
 fn pipeline<T: Send, R>(
-    threaded: bool,
-    mut consume: impl FnMut(T) -> io::Result<()> + Send,
+    inline_up_to: u64,
+    size: impl Fn(&T) -> usize,
+    consume: impl FnMut(T) -> io::Result<()> + Send,
     produce: impl FnOnce(&mut dyn FnMut(T) -> io::Result<()>) -> R,
 ) -> (R, io::Result<()>) {
-    if !threaded {
-        return (produce(&mut consume), Ok(()));
-    }
     std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<T>(4);
-        let worker = s.spawn(move || rx.into_iter().try_for_each(&mut consume));
+        let mut consume = Some(consume);
+        let mut inline = 0u64;
+        let mut tx = None;
+        let mut worker = None;
         let produced = produce(&mut |item| {
-            tx.send(item)
-                .map_err(|_| io::Error::other("the writer stopped"))
+            if tx.is_none() && inline >= inline_up_to {
+                let (sender, rx) = std::sync::mpsc::sync_channel::<T>(4);
+                let mut consume = consume.take().expect("consumed inline until now");
+                worker = Some(s.spawn(move || rx.into_iter().try_for_each(&mut consume)));
+                tx = Some(sender);
+            }
+            match &tx {
+                Some(tx) => tx
+                    .send(item)
+                    .map_err(|_| io::Error::other("the writer stopped")),
+                None => {
+                    inline += size(&item) as u64;
+                    consume.as_mut().expect("not handed over")(item)
+                }
+            }
         });
         drop(tx);
-        (produced, worker.join().expect("the writer does not panic"))
+        let written = worker.map_or(Ok(()), |w| w.join().expect("the writer does not panic"));
+        (produced, written)
     })
 }
 

@@ -9,13 +9,11 @@ use std::io;
 use std::path::Path;
 
 use super::plan::segments::{self, Reached, SegmentFacts};
-use super::{Received, ReceivedPart, receive};
+use super::{Received, ReceivedPart};
 use crate::bundle::layers::Layers;
 use crate::bundle::segment::{BaseId, Point};
 use crate::index::{ChainState, Stamp};
-use crate::transport::{
-    ObjectName, PerObject, RemoteObject, Transport, TransportError, fetch_each,
-};
+use crate::transport::{ObjectName, PerObject, RemoteObject, Transport, TransportError};
 
 /// The objects of one copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,17 +140,13 @@ pub fn fetch(
             .map(|(_, s)| s.size)
             .sum(),
     );
-    let mut arrived = fetch_each(transport, &names, |i, input| {
-        let input = super::Counting {
-            inner: input,
-            progress,
-        };
-        Ok(receive(
-            input,
-            &staging.join(format!("{i}.jsonl.tmp")),
-            layers,
-        ))
-    })?
+    let mut arrived = super::receiving::receive_all(
+        transport,
+        layers,
+        &names,
+        |i| staging.join(format!("{i}.jsonl.tmp")),
+        progress,
+    )?
     .into_iter()
     .zip(&names);
     Ok(copies

@@ -10,6 +10,7 @@ pub mod plan;
 pub mod presence;
 pub mod pull;
 pub mod push;
+pub mod receiving;
 pub mod scan;
 pub mod setup;
 
@@ -232,37 +233,48 @@ pub fn receive(
     into: &Path,
     layers: &Layers,
 ) -> Result<Received, BundleError> {
-    let input = layers.reader(input)?;
-    let dir = into.parent().unwrap_or(Path::new("."));
-    let mut builder = tempfile::Builder::new();
-    builder
-        .prefix(fsutil::TEMP_PREFIX)
-        .suffix(fsutil::TEMP_SUFFIX);
+    receive_in(input, into, layers, None)
+}
+
+/// [`receive`], decompressing with `context` when given (see
+/// [`Layers::reader_in`]).
+pub fn receive_in(
+    input: impl io::Read,
+    into: &Path,
+    layers: &Layers,
+    context: Option<&mut zstd::zstd_safe::DCtx<'static>>,
+) -> Result<Received, BundleError> {
+    let input = layers.reader_in(input, context)?;
+    // Staging is this run's own, and `into` a name no other object of the
+    // run has: written in place, no temp file and rename per bundle.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
-    let mut tmp = builder.tempfile_in(dir)?;
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(into)?;
     let mut staged = StagedParts {
         prefix: into.to_path_buf(),
         files: Vec::new(),
         current: None,
     };
     let decoded = (|| {
-        let mut out = BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
+        let mut out = BufWriter::with_capacity(1 << 16, &mut file);
         let decoded = bundle::read(input, &mut out, &mut staged)?;
         out.flush()?;
         Ok(decoded)
     })();
+    drop(file);
     let (meta, body, part_bodies) = match decoded {
         Ok(d) => d,
         Err(e) => {
             staged.current = None;
+            let _ = std::fs::remove_file(into);
             for (_, file) in &staged.files {
                 let _ = std::fs::remove_file(file);
             }
             return Err(e);
         }
     };
-    tmp.persist(into).map_err(|e| BundleError::Io(e.error))?;
     let parts = part_bodies
         .into_iter()
         .zip(staged.files)
@@ -322,7 +334,13 @@ pub fn make_durable<'a>(files: impl IntoIterator<Item = &'a Path>) -> io::Result
     {
         use std::os::unix::fs::MetadataExt;
         let mut devices = std::collections::HashSet::new();
+        // Files of one folder are on its file system: one look per folder
+        // (a pull stages thousands of files in one).
+        let mut folders = std::collections::HashSet::new();
         for file in files {
+            if !folders.insert(file.parent()) {
+                continue;
+            }
             let meta = std::fs::metadata(file)?;
             if devices.insert(meta.dev()) {
                 rustix::fs::syncfs(File::open(file)?)?;

@@ -250,11 +250,15 @@ pub fn pull(
         .iter()
         .flat_map(|c| c.segments.iter().cloned())
         .collect();
-    let mut arrived = crate::transport::fetch_each(transport, &names, |i, input| {
-        super::receive(input, &staging.join(format!("seg-{i}.jsonl.tmp")), layers)
-            .map_err(|e| e.to_string())
-    })?
-    .into_iter();
+    let mut arrived = super::receiving::receive_all(
+        transport,
+        layers,
+        &names,
+        |i| staging.join(format!("seg-{i}.jsonl.tmp")),
+        &super::Quiet,
+    )?
+    .into_iter()
+    .map(|a| a.and_then(|r| r.map_err(|e| e.to_string())));
     for c in fast_forwards {
         let segs: Vec<_> = arrived.by_ref().take(c.segments.len()).collect();
         let group = &groups[&c.group];
