@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -165,7 +166,15 @@ impl State {
         }
     }
 
+    /// Remembers a project's checkout, and when it was used (to the day:
+    /// a run that changes nothing else then writes no state).
     pub fn remember(&mut self, key: &ProjectKey, root: &Path, now_ms: u64) {
+        const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+        if self.projects.get(key.as_str()).is_some_and(|p| {
+            p.root == root && now_ms >= p.last_used_ms && now_ms - p.last_used_ms < DAY_MS
+        }) {
+            return;
+        }
         self.projects.insert(
             key.as_str().to_owned(),
             KnownProject {
@@ -319,8 +328,16 @@ impl ConfigDir {
     /// A private scratch directory (0700, whatever the umask) for bundles
     /// on their way in or out, removed when dropped. It holds a lock while
     /// it lives, so another run can tell a killed run's staging from a live
-    /// one's.
+    /// one's. Made when first used ([`Staging::path`]): a run with nothing
+    /// to stage (a push or pull with nothing to move) makes no folder.
     pub fn staging(&self) -> Result<Staging, ConfigError> {
+        Ok(Staging {
+            root: self.root.clone(),
+            made: OnceLock::new(),
+        })
+    }
+
+    fn make_staging(&self) -> Result<(tempfile::TempDir, std::fs::File), ConfigError> {
         let write_err = |source| ConfigError::Write {
             path: self.root.clone(),
             source,
@@ -343,20 +360,32 @@ impl ConfigDir {
                 std::fs::TryLockError::WouldBlock => io::Error::other("staging lock is held"),
             })
         })?;
-        Ok(Staging { dir, _lock: lock })
+        Ok((dir, lock))
     }
 }
 
 /// See [`ConfigDir::staging`].
 #[derive(Debug)]
 pub struct Staging {
-    dir: tempfile::TempDir,
-    _lock: std::fs::File,
+    /// The config dir it is made in.
+    root: PathBuf,
+    made: OnceLock<(tempfile::TempDir, std::fs::File)>,
 }
 
 impl Staging {
-    pub fn path(&self) -> &Path {
-        self.dir.path()
+    /// The folder, made now if it is not yet.
+    pub fn path(&self) -> Result<&Path, ConfigError> {
+        if let Some((dir, _)) = self.made.get() {
+            return Ok(dir.path());
+        }
+        let made = ConfigDir::new(self.root.clone()).make_staging()?;
+        // Made twice at once, the second is dropped (and removed).
+        Ok(self.made.get_or_init(|| made).0.path())
+    }
+
+    /// Where it is made: for messages about it.
+    pub fn parent(&self) -> &Path {
+        &self.root
     }
 }
 
@@ -369,10 +398,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = ConfigDir::new(tmp.path().join("cfg"));
         let live = dir.staging().unwrap();
+        assert!(!dir.has_staging(), "made when first used");
+        let path = live.path().unwrap().to_path_buf();
+        assert_eq!(live.path().unwrap(), path, "made once");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(live.path()).unwrap().permissions().mode();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o700);
         }
         // A killed run's staging: its lock file is there, nobody holds it.
@@ -386,7 +418,9 @@ mod tests {
         assert_eq!(dir.remove_stale_staging(), 2);
         assert!(!dead.exists());
         assert!(!early.exists());
-        assert!(live.path().exists(), "a live run's staging stays");
+        assert!(path.exists(), "a live run's staging stays");
+        drop(live);
+        assert!(!path.exists(), "and goes with its run");
     }
 
     #[test]

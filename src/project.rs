@@ -221,6 +221,9 @@ pub struct Placement {
 #[derive(Default)]
 pub struct Resolver {
     repos: HashMap<PathBuf, Option<(PathBuf, Option<ProjectKey>)>>,
+    /// Each working directory placed so far: most sessions of a project
+    /// share one, and looking again costs a stat per session.
+    placed: HashMap<String, Placement>,
     folding: CaseFolding,
 }
 
@@ -242,6 +245,15 @@ impl Resolver {
     /// repository the directory's own name is the key. A path from another
     /// OS (`C:\x` recorded on Windows) is keyed by its last component.
     pub fn place(&mut self, cwd: &str) -> Placement {
+        if let Some(hit) = self.placed.get(cwd) {
+            return hit.clone();
+        }
+        let placement = self.place_anew(cwd);
+        self.placed.insert(cwd.to_owned(), placement.clone());
+        placement
+    }
+
+    fn place_anew(&mut self, cwd: &str) -> Placement {
         let path = Path::new(cwd);
         if path.is_absolute()
             && let Some(existing) = path.ancestors().find(|p| p.is_dir())

@@ -2,11 +2,11 @@
 //! results, file history behind checkpoints, todos and tasks. Where they are
 //! for a session, and where one belongs on this machine.
 
-use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::ClaudeHome;
 use crate::index::Stamp;
@@ -45,10 +45,13 @@ impl Parts {
 /// `tasks/` folders once however many sessions are asked about.
 pub struct PartFinder<'a> {
     home: &'a ClaudeHome,
-    todos: OnceCell<HashMap<String, Vec<(String, Stamp)>>>,
+    todos: OnceLock<HashMap<String, Vec<(String, Stamp)>>>,
     /// Names in `file-history/` and `tasks/`: the sessions that have one.
-    history: OnceCell<HashSet<OsString>>,
-    tasks: OnceCell<HashSet<OsString>>,
+    history: OnceLock<HashSet<OsString>>,
+    tasks: OnceLock<HashSet<OsString>>,
+    /// Per project folder, the names in it that may be folders: one
+    /// listing instead of a stat per session.
+    folders: Mutex<HashMap<PathBuf, Arc<HashSet<OsString>>>>,
 }
 
 fn names_in(dir: &Path) -> HashSet<OsString> {
@@ -57,30 +60,98 @@ fn names_in(dir: &Path) -> HashSet<OsString> {
         .unwrap_or_default()
 }
 
+/// Names in `dir` that are folders or links (which may lead to one), if
+/// it can be listed.
+fn folder_names(dir: &Path) -> Option<HashSet<OsString>> {
+    let mut names = HashSet::new();
+    for entry in std::fs::read_dir(dir).ok()? {
+        let entry = entry.ok()?;
+        // An entry whose type cannot be told is kept: `is_dir` decides.
+        if entry
+            .file_type()
+            .map_or(true, |t| t.is_dir() || t.is_symlink())
+        {
+            names.insert(entry.file_name());
+        }
+    }
+    Some(names)
+}
+
 impl<'a> PartFinder<'a> {
     pub fn new(home: &'a ClaudeHome) -> Self {
         Self {
             home,
-            todos: OnceCell::new(),
-            history: OnceCell::new(),
-            tasks: OnceCell::new(),
+            todos: OnceLock::new(),
+            history: OnceLock::new(),
+            tasks: OnceLock::new(),
+            folders: Mutex::default(),
         }
+    }
+
+    /// Whether `project_dir` holds a folder `name` (following a link, as
+    /// `is_dir` does): looked up in its listing when [`find_all`] made
+    /// one, else asked of the file system.
+    fn has_folder(&self, project_dir: &Path, name: &str) -> bool {
+        let listed = self
+            .folders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(project_dir)
+            .cloned();
+        listed.is_none_or(|names| names.contains(std::ffi::OsStr::new(name)))
+            && project_dir.join(name).is_dir()
     }
 
     /// Whether session `id` may have files of `kind` (a cheap first look).
     fn may_have(&self, project_dir: &Path, id: &SessionId, kind: PartKind) -> bool {
-        let listed = |cell: &OnceCell<HashSet<OsString>>, root: &str| {
+        let listed = |cell: &OnceLock<HashSet<OsString>>, root: &str| {
             cell.get_or_init(|| names_in(&self.home.root().join(root)))
                 .contains(std::ffi::OsStr::new(id.as_str()))
         };
         match kind {
             PartKind::Subagents | PartKind::ToolResults | PartKind::Session => {
-                project_dir.join(id.as_str()).is_dir()
+                self.has_folder(project_dir, id.as_str())
             }
             PartKind::FileHistory => listed(&self.history, "file-history"),
             PartKind::Tasks => listed(&self.tasks, "tasks"),
             PartKind::Todos => true,
         }
+    }
+
+    /// [`find`](Self::find) for many sessions (project folder, id), in
+    /// order: on two threads when there are many, since looking costs a few
+    /// system calls per session and this machine has cores to spare (a
+    /// push with nothing to send spends most of its time here).
+    pub fn find_all(&self, sessions: &[(&Path, &SessionId)]) -> Vec<Parts> {
+        const PER_THREAD: usize = 256;
+        {
+            let mut folders = self.folders.lock().unwrap_or_else(|e| e.into_inner());
+            for (dir, _) in sessions {
+                if !folders.contains_key(*dir)
+                    && let Some(names) = folder_names(dir)
+                {
+                    folders.insert(dir.to_path_buf(), Arc::new(names));
+                }
+            }
+        }
+        if sessions.len() < 2 * PER_THREAD {
+            return sessions
+                .iter()
+                .map(|(dir, id)| self.find(dir, id))
+                .collect();
+        }
+        let (first, second) = sessions.split_at(sessions.len() / 2);
+        std::thread::scope(|s| {
+            let other = s.spawn(|| {
+                second
+                    .iter()
+                    .map(|(dir, id)| self.find(dir, id))
+                    .collect::<Vec<_>>()
+            });
+            let mut found: Vec<Parts> = first.iter().map(|(dir, id)| self.find(dir, id)).collect();
+            found.extend(other.join().expect("finding side files does not panic"));
+            found
+        })
     }
 
     /// The side files of session `id`, whose transcript is in `project_dir`.

@@ -117,7 +117,17 @@ impl ClaudeHome {
         placed: &HashMap<SessionId, String>,
         index: &mut Index,
     ) -> io::Result<Inventory> {
-        let (files, mut skipped) = self.session_files()?;
+        Ok(self.inventory_of(self.session_files()?, placed, index))
+    }
+
+    /// [`inventory`](Self::inventory) of what [`session_files`](Self::session_files)
+    /// found.
+    pub fn inventory_of(
+        &self,
+        (files, mut skipped): (Vec<SessionFile>, Vec<Skipped>),
+        placed: &HashMap<SessionId, String>,
+        index: &mut Index,
+    ) -> Inventory {
         let mut sessions = Vec::with_capacity(files.len());
         let seen: std::collections::HashSet<PathBuf> =
             files.iter().map(|f| f.path.clone()).collect();
@@ -157,7 +167,7 @@ impl ClaudeHome {
                 }),
             }
         }
-        Ok(Inventory { sessions, skipped })
+        Inventory { sessions, skipped }
     }
 
     fn tie(&self, file: &SessionFile) -> io::Result<Option<String>> {

@@ -14,7 +14,7 @@ pub fn run(env: &Env, args: &ImportArgs) -> Result<Outcome> {
     let file = &args.file;
     std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
     let staging = env.config_dir.staging()?;
-    let received = receive_file(file, &staging.path().join("import.jsonl.tmp"))
+    let received = receive_file(file, &staging.path()?.join("import.jsonl.tmp"))
         .with_context(|| format!("{} is not a bundle ccsync can import", file.display()))
         .hint("nothing was changed")?;
     let bundle = &received.meta;
@@ -56,9 +56,10 @@ pub fn run(env: &Env, args: &ImportArgs) -> Result<Outcome> {
     super::notes::note_clamped(env, &installer);
 
     let mut state = env.config_dir.load_state()?;
+    let loaded = state.clone();
     state.remember(&placement.key, &placement.root, now_ms());
     super::pull::record_placements(&mut state, std::slice::from_ref(&outcome));
-    env.save_state(&state);
+    env.save_state(&loaded, &state);
 
     super::pull::describe(env, &outcome);
     if outcome.from.is_none()

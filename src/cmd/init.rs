@@ -95,6 +95,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         previous.as_ref(),
     )?;
     let staging = env.config_dir.staging()?;
+    let staging = staging.path()?;
     if let Some(claim) = read_claim(transport.as_ref(), &machine)?
         && claim.machine_id != machine_id
         && !args.force
@@ -112,7 +113,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
         machine_id: machine_id.clone(),
         claimed_at: ccsync::sync::now_ms(),
     };
-    let file = staging.path().join("claim.json");
+    let file = staging.join("claim.json");
     fsutil::write_atomic_bytes(&file, &serde_json::to_vec_pretty(&claim)?)?;
     let claim_name = ObjectName::machine_claim(&machine);
     if let Err(reason) = transport.store(&[(claim_name.clone(), file)])?.remove(0) {
@@ -154,7 +155,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
     };
     let layers = env.layers(&config)?;
     if setup.turning_on {
-        super::recipients::turn_on(env, transport.as_ref(), staging.path(), &layers)?;
+        super::recipients::turn_on(env, transport.as_ref(), staging, &layers)?;
     }
     env.config_dir.save_config(&config)?;
     let mut outcome = Outcome::Success;
@@ -169,7 +170,7 @@ pub fn run(env: &Env, args: &InitArgs) -> Result<Outcome> {
             env,
             transport.as_ref(),
             &layers,
-            staging.path(),
+            staging,
             &old,
             &machine,
             &config,

@@ -376,19 +376,28 @@ impl Env {
         }
     }
 
+    fn index_file(&self) -> PathBuf {
+        self.config_dir.root().join("index.json")
+    }
+
     /// What ccsync knows of files already; a cache, so never an error.
     pub fn load_index(&self) -> Index {
-        Index::load(&self.config_dir.root().join("index.json"))
+        Index::load(&self.index_file())
     }
 
     /// Saves the index; only commands that hold the lock call this.
     pub fn save_index(&self, index: &Index) {
-        if let Err(e) = index.save(&self.config_dir.root().join("index.json")) {
+        if let Err(e) = index.save(&self.index_file()) {
             self.ui.warn(format_args!("cannot save the index: {e}"));
         }
     }
 
-    pub fn save_state(&self, state: &State) {
+    /// Saves the state if it is not as it was `loaded`: most runs change
+    /// nothing, and a write costs a new file, two fsyncs and a rename.
+    pub fn save_state(&self, loaded: &State, state: &State) {
+        if state == loaded {
+            return;
+        }
         if let Err(e) = self.config_dir.save_state(state) {
             self.ui.warn(format_args!("{e}"));
         }
@@ -414,6 +423,35 @@ impl Local {
             .claude
             .inventory(&placed, index)
             .with_context(|| format!("cannot read {}", env.claude.projects_dir().display()))?;
+        Ok(Self::placed(inventory, resolver))
+    }
+
+    /// [`scan`](Self::scan) with the index loaded meanwhile: parsing a
+    /// large index and listing the transcripts take about as long each,
+    /// and need not wait for each other.
+    pub fn scan_loading_index(
+        env: &Env,
+        resolver: &mut Resolver,
+        state: &State,
+    ) -> Result<(Index, Self)> {
+        let path = env.index_file();
+        let (mut index, listed) = std::thread::scope(|s| {
+            let index = s.spawn(|| Index::load(&path));
+            let listed = env.claude.session_files();
+            (
+                index.join().expect("loading the index does not panic"),
+                listed,
+            )
+        });
+        let listed = listed
+            .with_context(|| format!("cannot read {}", env.claude.projects_dir().display()))?;
+        let inventory = env
+            .claude
+            .inventory_of(listed, &state.placed_sessions(), &mut index);
+        Ok((index, Self::placed(inventory, resolver)))
+    }
+
+    fn placed(inventory: ccsync::claude::sessions::Inventory, resolver: &mut Resolver) -> Self {
         let sessions = inventory
             .sessions
             .into_iter()
@@ -422,10 +460,10 @@ impl Local {
                 (s, placement)
             })
             .collect();
-        Ok(Self {
+        Self {
             sessions,
             skipped: inventory.skipped,
-        })
+        }
     }
 
     /// A session by id or unique id prefix, in any case.

@@ -16,7 +16,7 @@ pub fn run(env: &Env, args: &PresenceArgs) -> Result<Outcome> {
     publish(
         env,
         transport.as_ref(),
-        staging.path(),
+        staging.path()?,
         &machine,
         args.ended.as_deref(),
     )?;

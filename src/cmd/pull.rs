@@ -316,6 +316,7 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
     let mut resolver = env.resolver();
     let here = resolver.place(&env.cwd.to_string_lossy());
     let mut state = env.config_dir.load_state()?;
+    let loaded = state.clone();
 
     let mut checkouts = BTreeMap::new();
     let mut local = None;
@@ -350,7 +351,7 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
     let mut link = Link {
         transport: transport.as_ref(),
         layers: &layers,
-        staging: staging.path(),
+        staging: &staging,
         machine: &machine,
         index: &mut index,
         progress: &env.ui.bar("pulling"),
@@ -399,7 +400,7 @@ pub fn run(env: &Env, args: &PullArgs) -> Result<Outcome> {
         }
     }
     record_placements(&mut state, &report.outcomes);
-    env.save_state(&state);
+    env.save_state(&loaded, &state);
     env.save_index(&index);
     if config.recall {
         super::notes::recall_prompts(env, &installer, &report);

@@ -60,10 +60,10 @@ struct PushJson {
 pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
     let (config, machine, transport) = env.open_transport()?;
     let _lock = env.lock()?;
-    let mut index = env.load_index();
     let mut state = env.config_dir.load_state()?;
+    let loaded = state.clone();
     let mut resolver = env.resolver();
-    let local = Local::scan(env, &mut resolver, &mut index, &state)?;
+    let (mut index, local) = Local::scan_loading_index(env, &mut resolver, &state)?;
     let chosen = if args.all {
         if !local.skipped.is_empty() {
             env.ui.status(format_args!(
@@ -94,7 +94,7 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
     let mut link = Link {
         transport: transport.as_ref(),
         layers: &layers,
-        staging: staging.path(),
+        staging: &staging,
         machine: &machine,
         index: &mut index,
         progress: &env.ui.bar("pushing"),
@@ -126,7 +126,7 @@ pub fn run(env: &Env, args: &PushArgs) -> Result<Outcome> {
             state.remember(&placement.key, &placement.root, now);
         }
     }
-    env.save_state(&state);
+    env.save_state(&loaded, &state);
 
     for p in &report.pushed {
         env.ui.status(format_args!(

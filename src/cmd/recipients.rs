@@ -201,15 +201,15 @@ pub fn run(env: &Env, args: &RecipientsArgs) -> Result<Outcome> {
     }
     let to = env.layers(&config)?;
     let staging = env.config_dir.staging()?;
-    let done = encryption::reencrypt(transport.as_ref(), staging.path(), &from, &to)?;
+    let staging = staging.path()?;
+    let done = encryption::reencrypt(transport.as_ref(), staging, &from, &to)?;
     let mut keys = record.map(|r| r.recipients).unwrap_or_default();
     for k in &config.recipients {
         if !keys.contains(k) {
             keys.push(k.clone());
         }
     }
-    if let Err(reason) =
-        encryption::write_record(transport.as_ref(), staging.path(), &Record::new(keys))?
+    if let Err(reason) = encryption::write_record(transport.as_ref(), staging, &Record::new(keys))?
     {
         bail!("cannot update the sync dir's record: {reason}");
     }

@@ -108,14 +108,9 @@ pub fn run(env: &Env, args: &WatchArgs) -> Result<Outcome> {
             if said != Some(now_running.clone())
                 && let Ok((_, machine, transport)) = inner.open_transport()
                 && let Ok(staging) = inner.config_dir.staging()
-                && super::presence::publish(
-                    &inner,
-                    transport.as_ref(),
-                    staging.path(),
-                    &machine,
-                    None,
-                )
-                .is_ok()
+                && let Ok(staging) = staging.path()
+                && super::presence::publish(&inner, transport.as_ref(), staging, &machine, None)
+                    .is_ok()
             {
                 said = Some(now_running);
             }

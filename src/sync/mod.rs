@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::bundle::{self, Body, BundleError, Meta, PartSink};
 use crate::fsutil;
 use crate::names::{PartPath, SessionId};
+use crate::transport::TransportError;
 
 /// Why one session could not be moved. Batches report these and go on.
 #[derive(Debug, thiserror::Error)]
@@ -93,14 +94,32 @@ pub struct Link<'a> {
     pub transport: &'a dyn crate::transport::Transport,
     /// How objects are stored there: compressed, perhaps encrypted.
     pub layers: &'a Layers,
-    /// A private scratch directory for bundles on their way.
-    pub staging: &'a Path,
+    /// A private scratch directory for bundles on their way, made when
+    /// first needed.
+    pub staging: &'a crate::config::Staging,
     /// This machine.
     pub machine: &'a crate::names::MachineName,
     pub index: &'a mut crate::index::Index,
     pub progress: &'a dyn Progress,
     /// Decide and report what would move; change nothing anywhere.
     pub dry_run: bool,
+}
+
+/// The staging folder of a push or pull, made now if it is not yet: a
+/// run cannot move anything without it.
+pub(crate) fn staging_dir(staging: &crate::config::Staging) -> Result<&Path, TransportError> {
+    staging.path().map_err(|e| match e {
+        crate::config::ConfigError::Write { path, source } => TransportError::Io {
+            action: "create a staging folder in",
+            path,
+            source,
+        },
+        other => TransportError::Io {
+            action: "create a staging folder in",
+            path: staging.parent().to_path_buf(),
+            source: io::Error::other(other.to_string()),
+        },
+    })
 }
 
 /// Told how a long push or pull goes; the command line draws it.

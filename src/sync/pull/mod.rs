@@ -250,15 +250,22 @@ pub fn pull(
         .iter()
         .flat_map(|c| c.segments.iter().cloned())
         .collect();
-    let mut arrived = super::receiving::receive_all(
-        transport,
-        layers,
-        &names,
-        |i| staging.join(format!("seg-{i}.jsonl.tmp")),
-        &super::Quiet,
-    )?
-    .into_iter()
-    .map(|a| a.and_then(|r| r.map_err(|e| e.to_string())));
+    let arrived = match names.is_empty() {
+        true => Vec::new(),
+        false => {
+            let dir = super::staging_dir(staging)?;
+            super::receiving::receive_all(
+                transport,
+                layers,
+                &names,
+                |i| dir.join(format!("seg-{i}.jsonl.tmp")),
+                &super::Quiet,
+            )?
+        }
+    };
+    let mut arrived = arrived
+        .into_iter()
+        .map(|a| a.and_then(|r| r.map_err(|e| e.to_string())));
     for c in fast_forwards {
         let segs: Vec<_> = arrived.by_ref().take(c.segments.len()).collect();
         let group = &groups[&c.group];
@@ -285,7 +292,16 @@ pub fn pull(
     }
     // Each object is decoded as it streams in: nothing holds a whole one.
     let wanted_copies: Vec<&CopyObjects> = wanted.iter().map(|(_, c)| *c).collect();
-    let arrived = super::copies::fetch(transport, layers, staging, &wanted_copies, progress)?;
+    let arrived = match wanted_copies.is_empty() {
+        true => Vec::new(),
+        false => super::copies::fetch(
+            transport,
+            layers,
+            super::staging_dir(staging)?,
+            &wanted_copies,
+            progress,
+        )?,
+    };
 
     let mut sessions: BTreeMap<(String, SessionId), Vec<Received>> = BTreeMap::new();
     let mut spoiled = std::collections::HashSet::new();
@@ -320,7 +336,7 @@ pub fn pull(
             report.failed.push((
                 id,
                 SessionError::Write {
-                    path: staging.to_path_buf(),
+                    path: staging.parent().to_path_buf(),
                     source: std::io::Error::new(e.kind(), e.to_string()),
                 },
             ));

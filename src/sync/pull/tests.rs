@@ -16,7 +16,7 @@ struct Fixture {
     _tmp: tempfile::TempDir,
     claude: ClaudeHome,
     root: PathBuf,
-    staging: PathBuf,
+    staging: crate::config::Staging,
     transport: MemoryTransport,
     key: ProjectKey,
 }
@@ -25,8 +25,9 @@ fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let claude = ClaudeHome::resolve(Some(tmp.path().join("claude").into()), None, None).unwrap();
     let root = tmp.path().join("checkout");
-    let staging = tmp.path().join("staging");
-    std::fs::create_dir_all(&staging).unwrap();
+    let staging = crate::config::ConfigDir::new(tmp.path().join("cfg"))
+        .staging()
+        .unwrap();
     Fixture {
         claude,
         root,

@@ -105,7 +105,22 @@ pub fn push(
         .iter()
         .map(|(s, p)| ObjectName::for_session(&p.key, &s.file.id, machine))
         .collect();
-    let listed = transport.list()?;
+    let asked: Vec<(&Path, &SessionId)> = sessions
+        .iter()
+        .map(|(s, _)| (s.file.path.parent().unwrap_or(Path::new(".")), &s.file.id))
+        .collect();
+    // Side files are looked for while the transport lists: neither needs
+    // the other, and a push with nothing to send spends most of its time
+    // on the two.
+    let (listed, found) = std::thread::scope(|s| {
+        let found = s.spawn(|| finder.find_all(&asked));
+        let listed = transport.list();
+        (
+            listed,
+            found.join().expect("finding side files does not panic"),
+        )
+    });
+    let listed = listed?;
     let has_record = super::encryption::listed(&listed.objects);
     super::encryption::check_layers(transport, layers, has_record, false)?;
     if layers.is_encrypted() && !has_record && !dry_run {
@@ -118,7 +133,7 @@ pub fn push(
                 .map(str::to_owned)
                 .collect(),
         );
-        let _ = super::encryption::write_record(transport, staging, &again)?;
+        let _ = super::encryption::write_record(transport, super::staging_dir(staging)?, &again)?;
     }
     let (copies, _) = super::copies::group(&listed.objects);
     let listing: HashMap<ObjectName, Stamp> = listed
@@ -126,13 +141,7 @@ pub fn push(
         .into_iter()
         .map(|o| (o.name, Stamp::new(o.size, o.modified)))
         .collect();
-    let mut parts: Vec<Option<Parts>> = sessions
-        .iter()
-        .map(|(s, _)| {
-            let dir = s.file.path.parent().unwrap_or(Path::new("."));
-            Some(finder.find(dir, &s.file.id))
-        })
-        .collect();
+    let mut parts: Vec<Option<Parts>> = found.into_iter().map(Some).collect();
     let covered = index.covered();
     let listed: HashMap<String, Stamp> = listing.iter().map(|(n, s)| (n.to_string(), *s)).collect();
     // Only this transcript and the copy it equals need be as that pull
@@ -401,9 +410,12 @@ pub fn push(
         let (name, file) = match &seg {
             Some((seq, ..)) => (
                 ObjectName::for_segment(&placement.key, &id, machine, *seq),
-                staging.join(format!("{id}.{seq}.ccseg")),
+                super::staging_dir(staging)?.join(format!("{id}.{seq}.ccseg")),
             ),
-            None => (object.clone(), staging.join(format!("{id}.ccsync"))),
+            None => (
+                object.clone(),
+                super::staging_dir(staging)?.join(format!("{id}.ccsync")),
+            ),
         };
         let (body, part_bodies) = match sending.write_file(&file, layers, progress) {
             Ok(written) => written,
@@ -701,13 +713,13 @@ fn compare_indexed(out: &Outgoing, pushed: &index::Pushed) -> Result<Compared, S
 fn fetch_earlier(
     transport: &dyn Transport,
     layers: &crate::bundle::layers::Layers,
-    staging: &Path,
+    staging: &crate::config::Staging,
     wanted: &[&CopyObjects],
 ) -> Result<HashMap<ObjectName, Fetched>, TransportError> {
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
-    let dir = staging.join("earlier");
+    let dir = super::staging_dir(staging)?.join("earlier");
     fsutil::create_private_dir_all(&dir).map_err(|source| TransportError::Io {
         action: "create",
         path: dir.clone(),

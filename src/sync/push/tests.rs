@@ -41,10 +41,13 @@ fn run(
     force: bool,
     index: &mut Index,
 ) -> PushReport {
+    let staging = crate::config::ConfigDir::new(dir.join("cfg"))
+        .staging()
+        .unwrap();
     let mut link = Link {
         transport: t,
         layers: &crate::bundle::layers::Layers::compressed(),
-        staging: dir,
+        staging: &staging,
         machine: m,
         index,
         progress: &crate::sync::Quiet,

@@ -388,7 +388,7 @@ pub fn push(
     }
     snapshot.created_at = now_ms;
     let bytes = serde_json::to_vec(&snapshot).expect("serialises");
-    let file = link.staging.join("setup.ccsetup");
+    let file = crate::sync::staging_dir(link.staging)?.join("setup.ccsetup");
     let write_err = |source| SetupError::Write {
         path: file.clone(),
         source,
